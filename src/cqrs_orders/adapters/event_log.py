@@ -1,0 +1,132 @@
+"""The embedded event log: a local stand-in for Event Hubs, stored as an append-only Delta table.
+
+Each row looks like an Event Hubs / Kafka record (``body``, ``partition``, ``offset``, ``enqueued_time``,
+``partition_key``), so the Spark pipeline reads the log and the real bus through the same columns.
+Appends go through ``deltalake`` (no JVM), which keeps ``submit``/``relay`` fast; Spark reads the table as
+a streaming source.
+
+Offsets are dense and increase by one per partition, like Kafka's. A file lock serialises appenders
+(relay, ``ingest-events``, several processes) so no two records ever share a (partition, offset).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import zlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pyarrow as pa
+from deltalake import DeltaTable, QueryBuilder, write_deltalake
+from deltalake.exceptions import DeltaError, TableNotFoundError
+
+from cqrs_orders.errors import EventLogError
+
+RECORD_SCHEMA = pa.schema(
+    [
+        pa.field("body", pa.string(), nullable=False),
+        pa.field("partition", pa.int32(), nullable=False),
+        pa.field("offset", pa.int64(), nullable=False),
+        pa.field("enqueued_time", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("partition_key", pa.string()),
+    ]
+)
+
+#: One message to append: (partition key, body). The key picks the partition, as on Event Hubs.
+Message = tuple[str | None, str]
+
+
+def partition_key_of(body: str) -> str | None:
+    """The aggregate id of a wire body, or ``None`` when the body is not a JSON object with one."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return None
+    key = parsed.get("aggregateId") if isinstance(parsed, dict) else None
+    return key if isinstance(key, str) else None
+
+
+class EventLog:
+    """Append-only, partitioned, offset-addressed log of raw event bodies."""
+
+    def __init__(self, path: str | Path, partitions: int = 4):
+        self.path = Path(path)
+        self.partitions = partitions
+        self._lock_path = self.path.with_name(self.path.name + ".lock")
+        self._cached: tuple[int, dict[int, int]] | None = None  # (table version, next offsets)
+
+    def partition_for(self, key: str | None, body: str) -> int:
+        return zlib.crc32((key if key is not None else body).encode()) % self.partitions
+
+    def append(self, messages: Sequence[Message]) -> list[tuple[int, int]]:
+        """Append messages in order, atomically (all or none); return each one's (partition, offset)."""
+        if not messages:
+            return []
+        with self._locked():
+            next_offsets = dict(self._next_offsets())
+            positions, columns = [], {name: [] for name in RECORD_SCHEMA.names}
+            now = datetime.now(timezone.utc)
+            for key, body in messages:
+                partition = self.partition_for(key, body)
+                offset = next_offsets.get(partition, 0)
+                next_offsets[partition] = offset + 1
+                positions.append((partition, offset))
+                for name, value in zip(RECORD_SCHEMA.names, (body, partition, offset, now, key), strict=True):
+                    columns[name].append(value)
+            try:
+                write_deltalake(str(self.path), pa.table(columns, schema=RECORD_SCHEMA), mode="append")
+                version = DeltaTable(str(self.path)).version()
+            except (DeltaError, OSError) as error:
+                raise EventLogError(f"Could not append to the event log at {self.path}: {error}") from error
+            self._cached = (version, next_offsets)
+        return positions
+
+    def end_offsets(self) -> dict[int, int]:
+        """Per partition, the offset the next record will get (Kafka's "end offset")."""
+        with self._locked():
+            return dict(self._next_offsets())
+
+    def read(self) -> pa.Table:
+        """Every record (for tools and tests; Spark streams the table itself)."""
+        table = self._table()
+        if table is None:
+            return RECORD_SCHEMA.empty_table()
+        return _query(table, 'SELECT * FROM log ORDER BY "partition", "offset"')
+
+    def _table(self) -> DeltaTable | None:
+        try:
+            return DeltaTable(str(self.path))
+        except TableNotFoundError:
+            return None
+
+    def _next_offsets(self) -> dict[int, int]:
+        table = self._table()
+        if table is None:
+            return {}
+        if self._cached and self._cached[0] == table.version():
+            return self._cached[1]
+        grouped = _query(table, 'SELECT "partition", max("offset") + 1 AS next FROM log GROUP BY "partition"')
+        offsets = dict(zip(grouped["partition"].to_pylist(), grouped["next"].to_pylist(), strict=True))
+        self._cached = (table.version(), offsets)
+        return offsets
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self._lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self._lock_path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _query(table: DeltaTable, sql: str) -> pa.Table:
+    # deltalake's own SQL engine: pyarrow's dataset scanner can abort the process at exit after a write.
+    return pa.table(QueryBuilder().register("log", table).execute(sql).read_all())
+
+
+__all__ = ["RECORD_SCHEMA", "EventLog", "Message", "partition_key_of"]

@@ -1,0 +1,55 @@
+"""``cqrs-orders``: one command line for the write side, the pipeline and the read side.
+
+Each area registers its own subcommands (``command_side``, ``pipeline``, ``read_side``, ``demo``); every
+subcommand takes ``--warehouse``. Exit codes: 0 success, 1 a command was rejected, 2 usage or
+configuration error (the message says what to do), 3 the lag monitor found a breach, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from cqrs_orders import __version__
+from cqrs_orders.cli import command_side, demo, pipeline, read_side
+from cqrs_orders.config import WAREHOUSE_ENV, Settings
+from cqrs_orders.errors import CqrsOrdersError
+
+EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_LAG_BREACH, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--warehouse",
+        metavar="DIR",
+        help=f"folder holding the write store, event log, Delta tables and checkpoints "
+        f"(env {WAREHOUSE_ENV}, default ./warehouse)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="cqrs-orders",
+        description="CQRS on the lakehouse: submit commands, relay events, project read models, query them.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subcommands = parser.add_subparsers(dest="subcommand", metavar="COMMAND", required=True)
+    for area in (command_side, pipeline, read_side, demo):
+        area.register(subcommands, common)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``cqrs-orders`` console script (and of the bundle's wheel tasks)."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env(args.warehouse)
+        return int(args.run(args, settings) or EXIT_OK)
+    except CqrsOrdersError as error:
+        print(f"cqrs-orders {args.subcommand}: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"cqrs-orders {args.subcommand}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,226 @@
+"""All configuration, in one place.
+
+Locally everything lives under one *warehouse* directory (``--warehouse DIR``, env ``CQRS_WAREHOUSE``,
+default ``./warehouse``): the embedded write store, the embedded event log, every Delta table and every
+streaming checkpoint. On Databricks the same logical tables map to Unity Catalog names
+``catalog.schema.<logical_name>`` (set ``CQRS_CATALOG`` and ``CQRS_SCHEMA``).
+
+Which adapters run is chosen here too: ``CQRS_WRITE_STORE`` (``sqlite`` | ``cosmos``),
+``CQRS_PUBLISHER`` (``event_log`` | ``eventhubs``) and ``CQRS_SOURCE`` (``event_log`` | ``kafka``).
+Secrets (connection strings, keys) are read from the environment or, on Databricks, from the secret scope
+``CQRS_SECRET_SCOPE``; they are never logged (:class:`Secret` hides its value in ``repr``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from cqrs_orders.errors import ConfigurationError
+
+WAREHOUSE_ENV = "CQRS_WAREHOUSE"
+DEFAULT_WAREHOUSE = "warehouse"
+
+#: Every Delta table of the project, by logical name. Readers and writers name tables only through these.
+TABLES = (
+    "bronze_events",
+    "bronze_quarantine",
+    "silver_orders",
+    "silver_customers",
+    "silver_event_history",
+    "gold_daily_order_metrics",
+    "ops_stream_progress",
+    "ops_projection_lag",
+)
+#: Views created over the tables (``sql/databricks``); resolvable by ``cqrs-orders sql`` like tables.
+VIEWS = ("vw_order_summary", "vw_daily_order_metrics")
+
+WriteStoreKind = Literal["sqlite", "cosmos"]
+PublisherKind = Literal["event_log", "eventhubs"]
+SourceKind = Literal["event_log", "kafka"]
+
+
+class Secret:
+    """A secret value that never shows itself in logs, reprs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def running_on_databricks(env: Mapping[str, str] = os.environ) -> bool:
+    return "DATABRICKS_RUNTIME_VERSION" in env
+
+
+def read_secret(key: str, env: Mapping[str, str] = os.environ) -> Secret | None:
+    """Look a secret up: first the environment variable ``key``, then the Databricks secret scope.
+
+    The scope key is ``key`` lower-cased with ``_`` turned into ``-`` (``EVENTHUB_CONNECTION`` ->
+    ``eventhub-connection``), the usual naming in ``databricks secrets put-secret``.
+    """
+    if env.get(key):
+        return Secret(env[key])
+    scope = env.get("CQRS_SECRET_SCOPE")
+    if scope and running_on_databricks(env):
+        from databricks.sdk.runtime import dbutils  # only importable on Databricks
+
+        try:
+            return Secret(dbutils.secrets.get(scope=scope, key=key.lower().replace("_", "-")))
+        except Exception:  # the scope exists but not this key: treat as unset
+            return None
+    return None
+
+
+@dataclass(frozen=True)
+class Table:
+    """One logical table: a folder under the warehouse locally, a Unity Catalog table on Databricks."""
+
+    logical_name: str
+    path: str | None = None
+    qualified_name: str | None = None
+
+    @property
+    def sql_name(self) -> str:
+        """The name to use inside Spark SQL text."""
+        return self.qualified_name or f"delta.`{self.path}`"
+
+    def read(self, spark):
+        return spark.read.table(self.qualified_name) if self.qualified_name else spark.read.format(
+            "delta"
+        ).load(self.path)
+
+    def read_stream(self, spark):
+        reader = spark.readStream.format("delta")
+        return reader.table(self.qualified_name) if self.qualified_name else reader.load(self.path)
+
+    def exists(self, spark) -> bool:
+        from delta.tables import DeltaTable
+
+        if self.qualified_name:
+            return spark.catalog.tableExists(self.qualified_name)
+        return DeltaTable.isDeltaTable(spark, self.path)
+
+    def delta(self, spark):
+        from delta.tables import DeltaTable
+
+        if self.qualified_name:
+            return DeltaTable.forName(spark, self.qualified_name)
+        return DeltaTable.forPath(spark, self.path)
+
+    def save(self, writer) -> None:
+        """Finish a ``DataFrameWriter`` into this table."""
+        if self.qualified_name:
+            writer.saveAsTable(self.qualified_name)
+        else:
+            writer.save(self.path)
+
+    def start_stream(self, writer):
+        """Finish a ``DataStreamWriter`` into this table and return the ``StreamingQuery``."""
+        return writer.toTable(self.qualified_name) if self.qualified_name else writer.start(self.path)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where things live and which adapters run. Build it with :meth:`from_env`."""
+
+    warehouse: Path
+    catalog: str | None = None
+    schema: str | None = None
+    checkpoint_root: str | None = None
+    write_store: WriteStoreKind = "sqlite"
+    publisher: PublisherKind = "event_log"
+    source: SourceKind = "event_log"
+    event_log_partitions: int = 4
+    # Azure and Kafka: plain settings; secrets are looked up on demand with read_secret().
+    cosmos_endpoint: str | None = None
+    cosmos_database: str = "orders"
+    cosmos_container: str = "order-store"
+    eventhub_name: str = "order-events"
+    kafka_bootstrap_servers: str | None = None
+    kafka_topic: str = "order-events"
+    lag_threshold_seconds: float = 60.0
+    alert_webhook_url: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_env(cls, warehouse: str | os.PathLike | None = None, env: Mapping[str, str] | None = None):
+        """Settings from ``--warehouse`` (wins) and the environment."""
+        env = dict(os.environ if env is None else env)
+        root = Path(warehouse or env.get(WAREHOUSE_ENV) or DEFAULT_WAREHOUSE).expanduser().resolve()
+        catalog, schema = env.get("CQRS_CATALOG"), env.get("CQRS_SCHEMA")
+        if bool(catalog) != bool(schema):
+            raise ConfigurationError("Set both CQRS_CATALOG and CQRS_SCHEMA (Unity Catalog), or neither.")
+        return cls(
+            warehouse=root,
+            catalog=catalog or None,
+            schema=schema or None,
+            checkpoint_root=env.get("CQRS_CHECKPOINT_ROOT") or None,
+            write_store=_choice(env, "CQRS_WRITE_STORE", "sqlite", ("sqlite", "cosmos")),
+            publisher=_choice(env, "CQRS_PUBLISHER", "event_log", ("event_log", "eventhubs")),
+            source=_choice(env, "CQRS_SOURCE", "event_log", ("event_log", "kafka")),
+            event_log_partitions=_positive_int(env, "CQRS_EVENT_LOG_PARTITIONS", 4),
+            cosmos_endpoint=env.get("COSMOS_ENDPOINT") or None,
+            cosmos_database=env.get("COSMOS_DATABASE", "orders"),
+            cosmos_container=env.get("COSMOS_CONTAINER", "order-store"),
+            eventhub_name=env.get("EVENTHUB_NAME", "order-events"),
+            kafka_bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
+            kafka_topic=env.get("KAFKA_TOPIC", env.get("EVENTHUB_NAME", "order-events")),
+            lag_threshold_seconds=float(env.get("CQRS_LAG_THRESHOLD_SECONDS", "60")),
+            alert_webhook_url=env.get("CQRS_ALERT_WEBHOOK_URL") or None,
+            env=env,
+        )
+
+    def secret(self, key: str) -> Secret | None:
+        return read_secret(key, self.env)
+
+    # --- where things live -------------------------------------------------------------------------
+    @property
+    def write_store_path(self) -> Path:
+        return self.warehouse / "write_store.sqlite"
+
+    @property
+    def event_log_path(self) -> Path:
+        return self.warehouse / "event_log"
+
+    def checkpoint(self, query_name: str) -> str:
+        root = self.checkpoint_root or str(self.warehouse / "_checkpoints")
+        return f"{root.rstrip('/')}/{query_name}"
+
+    def table(self, logical_name: str) -> Table:
+        if logical_name not in TABLES:
+            raise ConfigurationError(f"Unknown table {logical_name!r}; known tables: {', '.join(TABLES)}.")
+        if self.catalog:
+            return Table(logical_name, qualified_name=f"{self.catalog}.{self.schema}.{logical_name}")
+        return Table(logical_name, path=str(self.warehouse / logical_name))
+
+
+def _choice(env: Mapping[str, str], key: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = env.get(key, default)
+    if value not in allowed:
+        raise ConfigurationError(f"{key}={value!r} is not one of: {', '.join(allowed)}.")
+    return value
+
+
+def _positive_int(env: Mapping[str, str], key: str, default: int) -> int:
+    raw = env.get(key, str(default))
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigurationError(f"{key}={raw!r} must be a positive integer.")
+    return int(raw)

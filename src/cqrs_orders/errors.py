@@ -1,0 +1,64 @@
+"""The one error hierarchy of the project.
+
+Every error a user can meet derives from :class:`CqrsOrdersError`; the CLI prints its message (which says
+what to do next) instead of a stack trace. Command rejections carry a stable ``code`` that callers may
+branch on.
+"""
+
+
+class CqrsOrdersError(Exception):
+    """Base class: an expected failure with a message meant for people."""
+
+
+class ConfigurationError(CqrsOrdersError):
+    """A setting is missing or invalid."""
+
+
+class SparkUnavailableError(CqrsOrdersError):
+    """Spark (or its Delta / Kafka jars) could not be started here."""
+
+
+class EventLogError(CqrsOrdersError):
+    """The embedded event log could not be read or appended."""
+
+
+class PublishError(CqrsOrdersError):
+    """An event bus refused or could not be reached; the outbox keeps the events for a retry."""
+
+
+class WriteStoreError(CqrsOrdersError):
+    """The write store failed for a reason other than a rejected command."""
+
+
+class CommandRejected(CqrsOrdersError):
+    """A command was refused; nothing was written. ``code`` is stable and machine-readable."""
+
+    code = "REJECTED"
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class ValidationError(CommandRejected):
+    code = "VALIDATION_ERROR"
+
+
+class UnknownCommand(CommandRejected):
+    code = "UNKNOWN_COMMAND"
+
+
+class NotFound(CommandRejected):
+    code = "NOT_FOUND"
+
+
+class AlreadyExists(CommandRejected):
+    code = "ALREADY_EXISTS"
+
+
+class InvalidTransition(CommandRejected):
+    code = "INVALID_TRANSITION"
+
+
+class ConcurrencyConflict(CommandRejected):
+    code = "CONCURRENCY_CONFLICT"

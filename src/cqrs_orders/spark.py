@@ -1,0 +1,76 @@
+"""The Spark session: Databricks' own when running there, a quiet local one with Delta otherwise."""
+
+from __future__ import annotations
+
+import os
+from importlib.resources import files
+
+from cqrs_orders import jars
+from cqrs_orders.config import running_on_databricks
+from cqrs_orders.errors import SparkUnavailableError
+
+_LOCAL_CONF = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+    "spark.sql.session.timeZone": "UTC",
+    # Small local data: a handful of partitions beats the defaults of 200 (shuffle) and 50 (Delta log).
+    "spark.sql.shuffle.partitions": "4",
+    "spark.databricks.delta.snapshotPartitions": "2",
+    "spark.default.parallelism": "4",
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.streaming.stopGracefullyOnShutdown": "true",
+}
+
+
+def get_spark(app_name: str = "cqrs-orders"):
+    """The active session on Databricks (or one already running); else a new local session with Delta."""
+    from pyspark.sql import SparkSession
+
+    if running_on_databricks():
+        return SparkSession.builder.getOrCreate()
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    return _local_session(app_name)
+
+
+def _local_session(app_name: str):
+    from pyspark.errors import PySparkRuntimeError
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # no "hostname resolves to loopback" warning
+    log4j = files("cqrs_orders") / "resources" / "log4j2.properties"
+    builder = (
+        SparkSession.builder.master(os.environ.get("CQRS_SPARK_MASTER", "local[*]"))
+        .appName(app_name)
+        .config("spark.driver.memory", os.environ.get("CQRS_SPARK_DRIVER_MEMORY", "4g"))
+        .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log4j}")
+    )
+    for key, value in _LOCAL_CONF.items():
+        builder = builder.config(key, value)
+    builder = _with_jars(builder)
+    try:
+        spark = builder.getOrCreate()
+    except PySparkRuntimeError as error:
+        raise SparkUnavailableError(
+            "Spark could not start: the Delta/Kafka jars could not be fetched or Java 17 is missing. "
+            "Install Maven (mvn) and make sure it can reach Maven Central, or set CQRS_JARS_DIR to a folder "
+            f"holding {', '.join(jars.maven_coordinates())} and their dependencies. ({error.getErrorClass()})"
+        ) from None
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def _with_jars(builder):
+    paths = jars.cached_jars()
+    if paths is None:
+        try:
+            paths = jars.fetch_with_maven()
+        except SparkUnavailableError as maven_error:
+            if "not installed" not in str(maven_error):
+                raise
+            from delta import configure_spark_with_delta_pip  # Spark's own resolver, as a last resort
+
+            return configure_spark_with_delta_pip(builder, extra_packages=jars.maven_coordinates()[1:])
+    return builder.config("spark.jars", ",".join(paths))
