@@ -1,0 +1,66 @@
+"""The embedded event log: Kafka-like records, dense offsets per partition, safe concurrent appenders."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+
+from cqrs_orders.adapters.event_log import EventLog, partition_key_of
+
+
+def _append_many(path: str, worker: int) -> None:
+    log = EventLog(path)
+    for batch in range(5):
+        log.append([(f"agg-{worker}-{i}", f'{{"n": {batch}}}') for i in range(4)])
+
+
+def test_records_keep_order_and_get_dense_offsets(tmp_path):
+    log = EventLog(tmp_path / "event_log", partitions=2)
+    first = log.append([("a", "1"), ("a", "2"), ("b", "3")])
+    second = log.append([("a", "4")])
+    positions = first + second
+    assert len({p for p, _ in [positions[0], positions[1], positions[3]]}) == 1  # one key, one partition
+    per_partition: dict[int, list[int]] = {}
+    for partition, offset in positions:
+        per_partition.setdefault(partition, []).append(offset)
+    assert all(offsets == list(range(len(offsets))) for offsets in per_partition.values())
+    rows = log.read().to_pylist()
+    assert [r["body"] for r in rows if r["partition_key"] == "a"] == ["1", "2", "4"]
+    assert {r["partition_key"] for r in rows} == {"a", "b"}
+    assert sum(log.end_offsets().values()) == 4
+
+
+def test_bodies_are_stored_byte_for_byte(tmp_path):
+    log = EventLog(tmp_path / "event_log")
+    bodies = ['{"eventId": 1,  "x": "é"}', "not json at all", "", "  padded  "]
+    log.append([(partition_key_of(b), b) for b in bodies])
+    assert sorted(r["body"] for r in log.read().to_pylist()) == sorted(bodies)
+
+
+def test_partition_key_is_the_aggregate_id_when_there_is_one():
+    assert partition_key_of(json.dumps({"aggregateId": "order-1"})) == "order-1"
+    assert partition_key_of("[1, 2]") is None
+    assert partition_key_of("{broken") is None
+
+
+def test_concurrent_processes_never_share_an_offset(tmp_path):
+    path = str(tmp_path / "event_log")
+    workers = [multiprocessing.get_context("spawn").Process(target=_append_many, args=(path, w)) for w in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+        assert worker.exitcode == 0
+    rows = EventLog(path).read().to_pylist()
+    assert len(rows) == 3 * 5 * 4
+    positions = [(r["partition"], r["offset"]) for r in rows]
+    assert len(set(positions)) == len(positions)
+    for partition in {p for p, _ in positions}:
+        offsets = sorted(o for p, o in positions if p == partition)
+        assert offsets == list(range(len(offsets)))
+
+
+def test_empty_log_reads_empty(tmp_path):
+    log = EventLog(tmp_path / "event_log")
+    assert log.read().num_rows == 0 and log.end_offsets() == {}
+    assert log.append([]) == []
