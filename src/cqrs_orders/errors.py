@@ -62,3 +62,15 @@ class InvalidTransition(CommandRejected):
 
 class ConcurrencyConflict(CommandRejected):
     code = "CONCURRENCY_CONFLICT"
+
+
+class AlertError(CqrsOrdersError):
+    """An alert (webhook) could not be delivered; the breach it was about still stands."""
+
+
+class QueryError(CqrsOrdersError):
+    """A read-side query failed (bad SQL, an unknown table or view, a failed SQL warehouse statement)."""
+
+
+class RemoteRunError(CqrsOrdersError):
+    """A Databricks job run (e.g. the command-ingest endpoint) failed or returned no usable result."""

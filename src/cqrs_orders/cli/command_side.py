@@ -1,5 +1,101 @@
-"""Subcommands of the command side area (placeholder until that area lands)."""
+"""``submit`` and ``relay``: the command side's subcommands. Neither imports Spark, so both start fast."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+
+from cqrs_orders.config import Settings
+from cqrs_orders.errors import ConfigurationError
+
+EXIT_OK, EXIT_REJECTED = 0, 1
 
 
 def register(subcommands, common) -> None:
     """Add this area's subcommands; each sets ``run(args, settings) -> exit code``."""
+    submit = subcommands.add_parser(
+        "submit",
+        parents=[common],
+        help="run commands against the write store; print one JSON result per command",
+        description="Validate and run commands (JSON objects with a 'type', e.g. CreateOrder) against the "
+        "write "
+        "store; accepted commands store their events in the outbox for the relay. Prints one JSON result per "
+        "command; exits 0 if all were accepted, 1 if any was rejected.",
+    )
+    source = submit.add_mutually_exclusive_group(required=True)
+    source.add_argument("command", nargs="?", metavar="JSON", help="one command as a JSON object")
+    source.add_argument(
+        "--file", metavar="FILE", help="a JSON Lines file, one command per line ('-' = stdin)"
+    )
+    submit.set_defaults(run=run_submit)
+
+    relay = subcommands.add_parser(
+        "relay",
+        parents=[common],
+        help="publish the outbox to the event bus (drain and exit, or --follow)",
+        description="Publish committed events from the write store's outbox to the event bus (the embedded "
+        "event log, or Event Hubs with CQRS_PUBLISHER=eventhubs), in order, at least once. "
+        "Without --follow it "
+        "drains the outbox, prints how many events it published, and exits.",
+    )
+    relay.add_argument("--follow", action="store_true", help="keep polling the outbox until interrupted")
+    relay.add_argument(
+        "--poll-seconds", type=float, default=1.0, metavar="S", help="with --follow: wait between polls (1.0)"
+    )
+    relay.add_argument("--batch-size", type=int, default=500, metavar="N", help="events per publish (500)")
+    relay.set_defaults(run=run_relay)
+
+
+def run_submit(args, settings: Settings) -> int:
+    from cqrs_orders.application import wiring
+
+    handler = wiring.command_handler(settings)
+    all_accepted = True
+    try:
+        for line in _commands(args):
+            result = handler.handle(line).to_dict()
+            all_accepted &= result["status"] == "accepted"
+            print(json.dumps(result, separators=(",", ":")), flush=True)
+    finally:
+        handler.store.close()
+    return EXIT_OK if all_accepted else EXIT_REJECTED
+
+
+def _commands(args):
+    if args.file is None:
+        yield args.command
+        return
+    try:
+        handle = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")  # noqa: SIM115
+    except OSError as error:
+        raise ConfigurationError(f"Cannot read the commands file {args.file}: {error.strerror}") from error
+    with handle:
+        for line in handle:
+            if line.strip():
+                yield line
+
+
+def run_relay(args, settings: Settings) -> int:
+    from cqrs_orders.application import wiring
+
+    if args.batch_size < 1 or args.poll_seconds <= 0:
+        raise ConfigurationError("--batch-size must be >= 1 and --poll-seconds > 0.")
+    relay = wiring.relay(settings, batch_size=args.batch_size)
+    try:
+        if not args.follow:
+            print(f"published {relay.drain()} events")
+            return EXIT_OK
+        stop = threading.Event()
+        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            print(f"relay: following the outbox every {args.poll_seconds} s; Ctrl-C stops", file=sys.stderr)
+            total = relay.follow(stop, args.poll_seconds)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        print(f"published {total} events")
+        return EXIT_OK
+    finally:
+        relay.close()

@@ -1,5 +1,54 @@
-"""Subcommands of the ops area (placeholder until that area lands)."""
+"""``cqrs-orders lag``: measure how far the read models are behind the bus; exit 3 on a breach.
+
+The exit code is the alarm: on Databricks a breach fails the lag monitor job's run, which fires the
+bundle's ``email_notifications.on_failure``. An optional webhook alert goes out too; if it cannot be
+delivered that is said on stderr, and the exit code still reports the breach.
+"""
+
+from __future__ import annotations
+
+import sys
+
+EXIT_OK, EXIT_LAG_BREACH = 0, 3
 
 
 def register(subcommands, common) -> None:
     """Add this area's subcommands; each sets ``run(args, settings) -> exit code``."""
+    lag = subcommands.add_parser(
+        "lag",
+        parents=[common],
+        help="measure projection lag; exit 3 when past the threshold",
+        description="Measure, per read model, the event-time lag, the backlog (bus -> bronze -> silver), "
+        "the staleness of the last batch and version gaps; append the result to ops_projection_lag; "
+        "print it; exit 0 when healthy and 3 when any measure is past its threshold (and send the "
+        "webhook alert if CQRS_ALERT_WEBHOOK_URL is configured).",
+    )
+    lag.add_argument(
+        "--threshold-seconds",
+        type=float,
+        metavar="N",
+        help="lag and staleness allowed before a breach (default: CQRS_LAG_THRESHOLD_SECONDS or 60)",
+    )
+    lag.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    lag.set_defaults(run=run_lag)
+
+
+def run_lag(args, settings) -> int:
+    from cqrs_orders.ops.alerts import send_webhook, webhook_url
+    from cqrs_orders.ops.lag import measure_lag
+    from cqrs_orders.spark import get_spark
+
+    threshold = settings.lag_threshold_seconds if args.threshold_seconds is None else args.threshold_seconds
+    print("cqrs-orders lag: measuring projection lag ...", file=sys.stderr)
+    report = measure_lag(get_spark("cqrs-orders-lag"), settings, threshold)
+    print(report.to_json() if args.json else report.to_text())
+    if report.healthy:
+        return EXIT_OK
+    url = webhook_url(settings)
+    if url:
+        try:
+            send_webhook(url, report.alert_text())
+            print("cqrs-orders lag: breach alert sent to the webhook", file=sys.stderr)
+        except Exception as error:  # an alert that fails must never hide the breach itself
+            print(f"cqrs-orders lag: alert not sent: {error}", file=sys.stderr)
+    return EXIT_LAG_BREACH

@@ -1,5 +1,131 @@
-"""Subcommands of the pipeline area (placeholder until that area lands)."""
+"""Subcommands of the pipeline: ``ingest-events``, ``project`` and ``rebuild``.
+
+Progress goes to stderr; stdout gets one JSON summary line, so scripts can read the outcome.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from cqrs_orders.config import Settings
+from cqrs_orders.errors import ConfigurationError
+
+#: Lines appended to the event log per commit (one Delta commit each).
+INGEST_CHUNK = 50_000
 
 
 def register(subcommands, common) -> None:
     """Add this area's subcommands; each sets ``run(args, settings) -> exit code``."""
+    ingest = subcommands.add_parser(
+        "ingest-events",
+        parents=[common],
+        help="append raw event bodies from a file to the event log (backfills, replays, tests)",
+        description="Append each line of FILE, byte for byte (only the line terminator is removed), valid or "
+        "not, as one record to the embedded event log; invalid ones end up in bronze_quarantine.",
+    )
+    ingest.add_argument("--file", required=True, type=Path, metavar="FILE", help="JSON Lines file of events")
+    ingest.set_defaults(run=run_ingest)
+
+    project = subcommands.add_parser(
+        "project",
+        parents=[common],
+        help="stream the event bus into bronze, silver and gold",
+        description="Run the Spark projection: bus -> bronze_events / bronze_quarantine -> silver_orders, "
+        "silver_customers, silver_event_history -> gold_daily_order_metrics. Exactly once, restartable.",
+    )
+    mode = project.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--once", action="store_true", help="process everything available, then exit")
+    mode.add_argument("--continuous", action="store_true", help="keep running until Ctrl-C / SIGTERM")
+    project.add_argument(
+        "--trigger-seconds",
+        type=_positive_float,
+        default=5.0,
+        metavar="N",
+        help="with --continuous: start a micro-batch every N seconds (default 5)",
+    )
+    project.add_argument(
+        "--stage",
+        choices=("bronze", "silver", "all"),
+        default="all",
+        help="with --continuous: run only bus->bronze, only bronze->silver, or both (default all)",
+    )
+    project.set_defaults(run=run_project)
+
+    rebuild = subcommands.add_parser(
+        "rebuild",
+        parents=[common],
+        help="rebuild silver and gold from bronze_events (stop the projection first)",
+        description="Recompute silver_orders, silver_customers, silver_event_history and "
+        "gold_daily_order_metrics from the current bronze_events snapshot without touching bronze, and "
+        "reset the silver checkpoint so the next `project` resumes after that snapshot.",
+    )
+    rebuild.set_defaults(run=run_rebuild)
+
+
+def run_ingest(args, settings: Settings) -> int:
+    from cqrs_orders.adapters.event_log import EventLog, partition_key_of
+
+    try:
+        raw = args.file.read_bytes()
+    except OSError as error:
+        raise ConfigurationError(f"Cannot read {args.file}: {error.strerror}. Pass an existing file.") from None
+    bodies = _lines(raw)
+    log = EventLog(settings.event_log_path, partitions=settings.event_log_partitions)
+    for start in range(0, len(bodies), INGEST_CHUNK):
+        chunk = bodies[start : start + INGEST_CHUNK]
+        log.append([(partition_key_of(body), body) for body in chunk])
+        _progress(f"appended {start + len(chunk)}/{len(bodies)} records to {settings.event_log_path}")
+    print(json.dumps({"ingested": len(bodies), "eventLog": str(settings.event_log_path)}))
+    return 0
+
+
+def run_project(args, settings: Settings) -> int:
+    from cqrs_orders.pipeline.runner import run_continuous, run_once
+    from cqrs_orders.spark import get_spark
+
+    _progress("starting Spark")
+    spark = get_spark("cqrs-orders-projection")
+    if args.once:
+        _progress("projecting everything available (bronze, then silver and gold)")
+        summary = run_once(spark, settings)
+    else:
+        summary = run_continuous(spark, settings, args.trigger_seconds, args.stage)
+    print(json.dumps(summary))
+    return 0
+
+
+def run_rebuild(args, settings: Settings) -> int:
+    from cqrs_orders.pipeline.rebuild import rebuild
+    from cqrs_orders.spark import get_spark
+
+    _progress("starting Spark")
+    spark = get_spark("cqrs-orders-rebuild")
+    _progress("rebuilding silver and gold from bronze_events")
+    print(json.dumps(rebuild(spark, settings)))
+    return 0
+
+
+def _lines(raw: bytes) -> list[str]:
+    """Each line's bytes minus its terminator (``\\n`` or ``\\r\\n``); no trailing empty line."""
+    lines = raw.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    # The log stores text: invalid UTF-8 is kept visible (U+FFFD) and will be quarantined as not JSON.
+    return [line.removesuffix(b"\r").decode("utf-8", errors="replace") for line in lines]
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

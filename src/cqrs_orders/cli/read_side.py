@@ -1,5 +1,106 @@
-"""Subcommands of the read side area (placeholder until that area lands)."""
+"""Subcommands of the read side: ``sql`` (query the warehouse by logical names) and ``report`` (HTML charts)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from cqrs_orders.config import Settings
+from cqrs_orders.errors import QueryError
+
+#: ``--json``: timestamps as ISO-8601 UTC with microseconds (``...Z``); decimals stay JSON numbers with
+#: their exact digits (parse with ``json.loads(line, parse_float=Decimal)`` to keep them exact).
+_JSON_OPTIONS = {"ignoreNullFields": "false", "timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX"}
 
 
 def register(subcommands, common) -> None:
     """Add this area's subcommands; each sets ``run(args, settings) -> exit code``."""
+    sql = subcommands.add_parser(
+        "sql",
+        parents=[common],
+        help="run Spark SQL over the warehouse's tables and views",
+        description="Run one Spark SQL query in which the logical names (silver_orders, silver_customers, "
+        "bronze_events, ..., vw_order_summary, vw_daily_order_metrics, vw_projection_lag, "
+        "vw_projection_lag_hourly) resolve to the warehouse's Delta tables and the shipped views. "
+        'Example: cqrs-orders sql "SELECT status, count(*) FROM silver_orders GROUP BY status"',
+    )
+    sql.add_argument("query", help="the SQL query (quote it)")
+    sql.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object per row (timestamps ISO-8601 UTC, decimals as exact JSON numbers)",
+    )
+    sql.add_argument(
+        "--limit",
+        type=int,
+        default=100,
+        metavar="N",
+        help="rows to print as a table (default 100; --json prints every row)",
+    )
+    sql.set_defaults(run=run_sql)
+
+    report = subcommands.add_parser(
+        "report",
+        parents=[common],
+        help="write a self-contained HTML page with charts of the read models",
+        description="Write one HTML file (no external resources) with daily revenue and order counts, the "
+        "order status mix and projection lag over time, read from the warehouse.",
+    )
+    report.add_argument(
+        "--out", default="report.html", metavar="FILE", help="where to write it (default report.html)"
+    )
+    report.set_defaults(run=run_report)
+
+
+def run_sql(args, settings: Settings) -> int:
+    from pyspark.errors import PySparkException
+    from pyspark.sql import functions as F
+
+    from cqrs_orders.query.views import register_views
+    from cqrs_orders.spark import get_spark
+
+    spark = get_spark("cqrs-orders-sql")
+    known = register_views(spark, settings)
+    try:
+        frame = spark.sql(args.query)
+        if args.json:
+            frame = frame.toDF(*_unique(frame.columns))
+            fields = [F.col(f"`{name}`") for name in frame.columns]
+            for row in frame.select(F.to_json(F.struct(*fields), _JSON_OPTIONS)).toLocalIterator():
+                print(row[0])
+        else:
+            frame.show(n=args.limit, truncate=False)
+    except PySparkException as error:
+        raise QueryError(_explain(error, known, settings)) from None
+    return 0
+
+
+def _unique(names: list[str]) -> list[str]:
+    """Column names made unique (``id``, ``id_2``) so each row is a JSON object without duplicate keys."""
+    seen: dict[str, int] = {}
+    unique = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        unique.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
+    return unique
+
+
+def _explain(error, known: list[str], settings: Settings) -> str:
+    message = str(error).strip().splitlines()[0]
+    hint = f"Tables and views here: {', '.join(known)}." if known else (
+        f"The warehouse {settings.warehouse} has no tables yet: run `cqrs-orders project --once` first."
+    )  # fmt: skip
+    return f"the query failed: {message}\n{hint}"
+
+
+def run_report(args, settings: Settings) -> int:
+    from cqrs_orders.report.page import collect_report_data, render_report
+    from cqrs_orders.spark import get_spark
+
+    spark = get_spark("cqrs-orders-report")
+    print(f"reading the read models in {settings.warehouse}", file=sys.stderr)
+    html = render_report(collect_report_data(spark, settings))
+    out = Path(args.out)
+    out.write_text(html, encoding="utf-8")
+    print(f"wrote {out.resolve()} ({len(html) // 1024 + 1} KiB); open it in a browser", file=sys.stderr)
+    return 0

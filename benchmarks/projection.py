@@ -1,0 +1,329 @@
+"""Projection throughput: our bronze+silver pipeline against a floor and the seed note's naive MERGE.
+
+One run, one input: N order events over M orders (each order gets versions 1..k in turn, one *round* of
+versions per event-log append) in a temporary warehouse. Measured, each as events per second:
+
+1. ours: ``cqrs_orders.pipeline.runner.run_once`` (bronze, quarantine, silver, history, gold; availableNow);
+2. floor: the same records read from the log and appended to a Delta table, no parsing, no MERGE;
+3. naive: the seed note's ``foreachBatch`` MERGE (``whenMatchedUpdateAll``/``whenNotMatchedInsertAll`` on
+   the order id), fed one round per micro-batch so no batch holds two events of one order (it fails then);
+4. MERGE growth: a batch of ``--merge-batch`` events (updates spread evenly over the key space) merged by
+   our silver MERGE into silver_orders pre-filled with ``--small-rows`` and with ``--large-rows`` orders
+   (``merge_*_seconds``); then a second such batch through our whole silver micro-batch, history and gold
+   included (``silver_batch_*_seconds``).
+
+Prints ONE JSON line with every figure and the ratios ours/floor and large/small (time ratios: 1.0 means as
+fast, 2.0 twice as slow). Progress goes to stderr. Usage: ``python benchmarks/projection.py --events 20000``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+from cqrs_orders.adapters.event_log import EventLog
+from cqrs_orders.config import Settings
+from cqrs_orders.envelope import LineItem, OrderState, OrderStatus, new_event
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+_STARTED = time.monotonic()
+
+
+def progress(message: str) -> None:
+    print(f"[{time.monotonic() - _STARTED:7.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+# --- the input -------------------------------------------------------------------------------------------
+def order_event(order: int, version: int) -> tuple[str, str]:
+    """(partition key, body) of version ``version`` of order ``order``: created, items added, updated."""
+    order_id = f"order-{order:09d}"
+    at = T0 + timedelta(seconds=order, milliseconds=version)
+    items = tuple(
+        LineItem(sku=f"sku-{n}", quantity=n, unitPrice=Decimal(f"{n}.25"))
+        for n in range(1, min(version, 3) + 1)
+    )
+    state = OrderState(
+        orderId=order_id,
+        customerId=f"customer-{order % 10_000:05d}",
+        status=OrderStatus("Created"),
+        items=items,
+        currency="EUR",
+        createdAt=T0 + timedelta(seconds=order),
+        updatedAt=at,
+    )
+    event_type = "OrderCreated" if version == 1 else "OrderItemAdded" if version <= 3 else "OrderUpdated"
+    return order_id, new_event(event_type, state, version, at=at).to_json()
+
+
+def write_rounds(log: EventLog, events: int, aggregates: int, first_version: int = 1) -> int:
+    """Append ``events`` events over ``aggregates`` orders, one append (one Delta commit) per round."""
+    written, version = 0, first_version
+    while written < events:
+        count = min(aggregates, events - written)
+        log.append([order_event(order, version) for order in range(count)])
+        written += count
+        progress(f"  event log: {written:,}/{events:,} events")
+        version += 1
+    return version - first_version
+
+
+# --- the measurements ------------------------------------------------------------------------------------
+def timed(action) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+def measure_ours(spark, settings: Settings) -> float:
+    from cqrs_orders.pipeline.runner import run_once
+
+    return timed(lambda: run_once(spark, settings))
+
+
+def measure_floor(spark, settings: Settings, name: str) -> float:
+    """Read the log as a stream and append it to a Delta table as it is."""
+    target = settings.warehouse / "_bench" / name
+
+    def run():
+        query = (
+            spark.readStream.format("delta")
+            .load(str(settings.event_log_path))
+            .writeStream.format("delta")
+            .option("checkpointLocation", str(target) + "_checkpoint")
+            .trigger(availableNow=True)
+            .start(str(target))
+        )
+        query.awaitTermination()
+
+    return timed(run)
+
+
+def measure_naive(spark, settings: Settings, rounds: int) -> tuple[float, int]:
+    """The seed note's projection, one round of versions per micro-batch; returns (seconds, batches)."""
+    from delta.tables import DeltaTable
+    from pyspark.sql.functions import col, get_json_object
+
+    target = str(settings.warehouse / "_bench" / "naive_orders")
+    spark.sql(
+        f"CREATE TABLE delta.`{target}` "
+        "(order_id STRING, customer_id STRING, status STRING, event_time TIMESTAMP) USING delta"
+    )
+    # As in the seed note, adapted to this envelope: its data carries orderId (the note read $.id), and
+    # every order event type is applied (the note applied only Created/Updated, skipping most events).
+    events = (
+        spark.readStream.format("delta")
+        .option("maxFilesPerTrigger", 1)  # one append, so one round, per micro-batch
+        .load(str(settings.event_log_path))
+        .select(
+            get_json_object(col("body"), "$.eventType").alias("event_type"),
+            get_json_object(col("body"), "$.data").alias("data"),
+            col("enqueued_time").alias("event_time"),
+        )
+    )
+    batches = []
+
+    def update_order_projection(batch_df, batch_id):
+        orders = batch_df.filter(col("event_type").startswith("Order"))
+        if orders.count() > 0:
+            parsed_orders = orders.select(
+                get_json_object(col("data"), "$.orderId").alias("order_id"),
+                get_json_object(col("data"), "$.customerId").alias("customer_id"),
+                get_json_object(col("data"), "$.status").alias("status"),
+                col("event_time"),
+            )
+            read_model = DeltaTable.forPath(spark, target)
+            read_model.alias("target").merge(
+                parsed_orders.alias("source"), "target.order_id = source.order_id"
+            ).whenMatchedUpdateAll().whenNotMatchedInsertAll().execute()
+        batches.append(batch_id)
+        progress(f"  naive MERGE: batch {len(batches)}/{rounds}")
+
+    def run():
+        query = (
+            events.writeStream.foreachBatch(update_order_projection)
+            .option("checkpointLocation", target + "_checkpoint")
+            .trigger(availableNow=True)
+            .start()
+        )
+        query.awaitTermination()
+
+    return timed(run), len(batches)
+
+
+def prefill_silver(spark, settings: Settings, rows: int) -> None:
+    """``rows`` orders at version 1 in silver_orders and their creation events in silver_event_history,
+    written into our pipeline's own tables (its properties and layout)."""
+    from pyspark.sql import functions as F
+
+    from cqrs_orders.pipeline.tables import SCHEMAS, ensure_tables
+
+    ensure_tables(spark, settings)
+    ids = spark.range(rows, numPartitions=max(4, rows // 250_000))
+    created = F.timestamp_seconds(F.lit(int(T0.timestamp())) + F.col("id"))
+    order_id = F.format_string("order-%09d", "id")
+    item = F.struct(
+        F.lit("sku-1").alias("sku"), F.lit(1).alias("quantity"), F.lit(Decimal("1.25")).alias("p")
+    )
+    columns = {
+        "silver_orders": [
+            order_id.alias("order_id"),
+            F.format_string("customer-%05d", F.col("id") % 10_000).alias("customer_id"),
+            F.lit("Created").alias("status"),
+            F.array(item).alias("items"),
+            F.lit(1).alias("item_count"),
+            F.lit(Decimal("1.25")).alias("total_amount"),
+            F.lit("EUR").alias("currency"),
+            created.alias("created_at"),
+            created.alias("updated_at"),
+            F.lit(1).alias("version"),
+            F.expr("uuid()").alias("last_event_id"),
+            F.lit("OrderCreated").alias("last_event_type"),
+            created.alias("last_event_time"),
+            F.current_timestamp().alias("projected_at"),
+        ],
+        "silver_event_history": [
+            F.expr("uuid()").alias("event_id"),
+            F.lit("OrderCreated").alias("event_type"),
+            F.lit("Order").alias("aggregate_type"),
+            order_id.alias("aggregate_id"),
+            F.lit(1).alias("version"),
+            created.alias("event_time"),
+            F.lit(None).alias("correlation_id"),
+            F.lit(None).alias("causation_id"),
+            (F.col("id") % 4).alias("source_partition"),
+            (F.col("id") / 4).alias("source_offset"),
+            F.current_timestamp().alias("ingest_time"),
+            F.lit(False).alias("version_conflict"),
+        ],
+    }
+    for name, selected in columns.items():
+        typed = ids.select(selected).select([F.col(f.name).cast(f.dataType) for f in SCHEMAS[name].fields])
+        settings.table(name).save(typed.write.format("delta").mode("append"))
+
+
+def measure_merge(spark, base: Settings, label: str, rows: int, batch: int) -> tuple[float, float]:
+    """Two batches of ``batch`` events for orders spread evenly over a silver table of ``rows`` orders:
+    version 2 through our orders MERGE alone, then version 3 through our whole silver micro-batch
+    (orders MERGE, event history, conflict flags, gold). Returns both durations."""
+    from pyspark.sql import functions as F
+
+    from cqrs_orders.pipeline.runner import start_bronze
+    from cqrs_orders.pipeline.silver import apply_batch, latest_per_aggregate, merge_latest, order_rows
+
+    settings = replace(base, warehouse=base.warehouse.parent / f"merge-{label}")
+    progress(f"  MERGE growth ({label}): pre-filling silver with {rows:,} orders")
+    prefill_silver(spark, settings, rows)
+    step = max(1, rows // batch)
+    orders = range(0, step * batch, step)
+    log = EventLog(settings.event_log_path, settings.event_log_partitions)
+    for version in (2, 3):
+        log.append([order_event(order, version) for order in orders])
+    start_bronze(spark, settings, {"availableNow": True}).awaitTermination()
+    bronze = settings.table("bronze_events").read(spark)
+    progress(f"  MERGE growth ({label}): merging {batch:,} events into {rows:,} rows")
+
+    latest = order_rows(latest_per_aggregate(bronze.where(F.col("version") == 2), "Order")).cache()
+    latest.count()  # parsed and collapsed before the clock starts: only the MERGE is timed
+    merge_seconds = timed(lambda: merge_latest(spark, settings.table("silver_orders"), latest, "order_id"))
+    latest.unpersist()
+    batch_seconds = timed(lambda: apply_batch(bronze.where(F.col("version") == 3), 0, settings, "benchmark"))
+    return merge_seconds, batch_seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000, help="events in the main run (1,000,000)")
+    parser.add_argument("--aggregates", type=int, default=100_000, help="orders they spread over (100,000)")
+    parser.add_argument("--merge-batch", type=int, default=10_000, help="events in the MERGE growth batch")
+    parser.add_argument("--small-rows", type=int, default=100_000, help="small silver table rows (100,000)")
+    parser.add_argument(
+        "--large-rows", type=int, default=2_000_000, help="large silver table rows (2,000,000)"
+    )
+    parser.add_argument(
+        "--keep", metavar="DIR", help="work in DIR and keep it (default: a temp dir, deleted)"
+    )
+    args = parser.parse_args(argv)
+    if min(args.events, args.aggregates, args.merge_batch, args.small_rows, args.large_rows) < 1:
+        parser.error("every size must be >= 1")
+
+    work = Path(args.keep or tempfile.mkdtemp(prefix="cqrs-bench-projection-"))
+    try:
+        result = run(args, work)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+def run(args, work: Path) -> dict:
+    from cqrs_orders.spark import get_spark
+
+    settings = Settings.from_env(warehouse=work / "main", env={})
+    progress(f"generating {args.events:,} events over {args.aggregates:,} orders in {work}")
+    started = time.perf_counter()
+    rounds = write_rounds(EventLog(settings.event_log_path), args.events, args.aggregates)
+    generate_seconds = time.perf_counter() - started
+
+    spark = get_spark("cqrs-orders-benchmark")
+    progress("warm-up: one untimed floor pass (JIT, page cache)")
+    measure_floor(spark, settings, "warmup")
+    progress("floor: read the log, append to Delta")
+    floor = measure_floor(spark, settings, "floor")
+    progress(f"ours: bronze + silver (+ gold) with run_once; floor took {floor:.1f}s")
+    ours = measure_ours(spark, settings)
+    silver_rows = settings.table("silver_orders").read(spark).count()
+    progress(f"naive MERGE, {rounds} rounds; ours took {ours:.1f}s")
+    naive, naive_batches = measure_naive(spark, settings, rounds)
+    naive_rows = spark.read.format("delta").load(str(settings.warehouse / "_bench" / "naive_orders")).count()
+    progress("MERGE growth")
+    small, small_batch = measure_merge(spark, settings, "small", args.small_rows, args.merge_batch)
+    large, large_batch = measure_merge(spark, settings, "large", args.large_rows, args.merge_batch)
+    progress("done")
+
+    def rate(seconds: float, count: int = args.events) -> float:
+        return round(count / seconds, 1)
+
+    return {
+        "benchmark": "projection",
+        "events": args.events,
+        "aggregates": args.aggregates,
+        "rounds": rounds,
+        "generate_seconds": round(generate_seconds, 2),
+        "ours_seconds": round(ours, 2),
+        "ours_events_per_second": rate(ours),
+        "floor_seconds": round(floor, 2),
+        "floor_events_per_second": rate(floor),
+        "naive_merge_seconds": round(naive, 2),
+        "naive_merge_events_per_second": rate(naive),
+        "naive_merge_batches": naive_batches,
+        "ours_silver_rows": silver_rows,
+        "naive_rows": naive_rows,
+        "merge_batch_events": args.merge_batch,
+        "merge_small_rows": args.small_rows,
+        "merge_small_seconds": round(small, 2),
+        "merge_large_rows": args.large_rows,
+        "merge_large_seconds": round(large, 2),
+        "silver_batch_small_seconds": round(small_batch, 2),
+        "silver_batch_large_seconds": round(large_batch, 2),
+        "ratio_ours_to_floor": round(ours / floor, 2),
+        "ratio_large_to_small": round(large / small, 2),
+        "ratio_silver_batch_large_to_small": round(large_batch / small_batch, 2),
+        "ours_within_2x_of_floor": ours <= 2 * floor,
+        "large_within_2x_of_small": large <= 2 * small,
+        "cpu_count": os.cpu_count(),
+        "spark_version": spark.version,
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,24 @@
+-- vw_daily_order_metrics for Synapse serverless SQL: orders and revenue per day, read straight from the
+-- silver_orders Delta folder. Deploy with sql/synapse/deploy.sh, which fills in $(StorageUrl).
+--
+-- The same definition as the Databricks view and the gold table gold_daily_order_metrics: orders whose
+-- status is not 'Cancelled', grouped by the (UTC) day of created_at; money as DECIMAL(18,2), the average
+-- rounded to cents.
+CREATE OR ALTER VIEW dbo.vw_daily_order_metrics AS
+SELECT
+    CAST(o.created_at AS DATE) AS order_date,
+    COUNT_BIG(*) AS order_count,
+    CAST(SUM(o.total_amount) AS DECIMAL(18, 2)) AS total_revenue,
+    CAST(AVG(o.total_amount) AS DECIMAL(18, 2)) AS avg_order_value,
+    COUNT_BIG(DISTINCT o.customer_id) AS unique_customers
+FROM OPENROWSET(
+    BULK '$(StorageUrl)/silver_orders/',
+    FORMAT = 'DELTA'
+) WITH (
+    customer_id VARCHAR(100) COLLATE Latin1_General_100_BIN2_UTF8,
+    status VARCHAR(20) COLLATE Latin1_General_100_BIN2_UTF8,
+    total_amount DECIMAL(18, 2),
+    created_at DATETIME2(7)
+) AS o
+WHERE o.status <> 'Cancelled'
+GROUP BY CAST(o.created_at AS DATE);

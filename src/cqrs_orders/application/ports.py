@@ -1,0 +1,120 @@
+"""The ports the application layer needs: a write store with an outbox, and an event publisher.
+
+Adapters (SQLite, Cosmos DB; event log, Event Hubs) implement these; the contract tests in
+``tests/command_side`` run the same assertions against each of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cqrs_orders.domain.aggregates import Snapshot
+from cqrs_orders.envelope import AggregateType, EventEnvelope
+
+
+@dataclass(frozen=True)
+class Commit:
+    """Everything one accepted command writes, atomically: new state, its events, their outbox entries, and
+    the outcome under the command id (so a retry is answered from it)."""
+
+    command_id: str
+    fingerprint: str
+    command_json: str
+    aggregate_type: AggregateType
+    aggregate_id: str
+    base_version: int  # the version the decision was made on; the store refuses if it moved
+    events: Sequence[EventEnvelope]
+    outcome: dict[str, Any]
+
+    @property
+    def state(self):
+        return self.events[-1].data
+
+    @property
+    def version(self) -> int:
+        return self.events[-1].version
+
+
+@dataclass(frozen=True)
+class RecordedOutcome:
+    fingerprint: str
+    outcome: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """One committed event waiting to be published; ``aggregate_id`` is the partition key."""
+
+    aggregate_id: str
+    event_id: str
+    version: int
+    body: str
+
+
+@dataclass
+class OutboxBatch:
+    """Entries in commit order, and the store's opaque token to acknowledge exactly them."""
+
+    entries: list[OutboxEntry]
+    token: Any = field(default=None, repr=False)
+
+
+class VersionConflict(Exception):
+    """Another writer changed the aggregate since it was loaded (internal: the handler retries or rejects)."""
+
+
+class DuplicateCommand(Exception):
+    """The command id was recorded meanwhile by another writer (internal: the handler replays its outcome)."""
+
+    def __init__(self, recorded: RecordedOutcome):
+        super().__init__(recorded.outcome.get("commandId"))
+        self.recorded = recorded
+
+
+class WriteStore(ABC):
+    """Aggregate state, the event history and the outbox, written together or not at all."""
+
+    @abstractmethod
+    def load(self, aggregate_id: str) -> Snapshot | None:
+        """The aggregate's latest state and version, or ``None`` if it was never created."""
+
+    @abstractmethod
+    def recorded_outcome(self, command_id: str, aggregate_id: str) -> RecordedOutcome | None:
+        """The outcome stored for an already accepted command id (it acted on ``aggregate_id``, so a
+        partitioned store can find it with a point read)."""
+
+    @abstractmethod
+    def append(self, commit: Commit) -> None:
+        """Write the commit atomically; raise ``VersionConflict`` or ``DuplicateCommand`` and write nothing
+        if the aggregate moved past ``base_version`` or the command id is already recorded."""
+
+    @abstractmethod
+    def pending(self, limit: int) -> OutboxBatch:
+        """Up to ``limit`` unpublished entries, in commit order (hence version order per aggregate)."""
+
+    @abstractmethod
+    def acknowledge(self, batch: OutboxBatch) -> None:
+        """Mark a batch published; call only after the bus accepted it."""
+
+    @contextlib.contextmanager
+    def relay_guard(self) -> Iterator[None]:
+        """Held by a relay while it drains, so two relays never interleave (and reorder) one outbox."""
+        yield
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+
+class Publisher(ABC):
+    """An event bus: takes outbox entries in order and makes them durable there, or raises PublishError."""
+
+    @abstractmethod
+    def publish(self, entries: Sequence[OutboxEntry]) -> None:
+        """Publish in the given order (per partition key); all of them or raise ``PublishError``."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""

@@ -1,0 +1,65 @@
+"""Submit a command to the command-ingest endpoint on Databricks (a job running notebooks/command_ingest.py).
+
+The job takes the command JSON as its ``command`` job parameter and answers with the same result JSON as
+``cqrs-orders submit``. A ``commandId`` doubles as the Jobs API idempotency token, so a caller retrying
+after a timeout starts no second run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import timedelta
+
+from cqrs_orders.errors import ConfigurationError, RemoteRunError
+
+#: The job parameter (and notebook widget) carrying the command JSON.
+COMMAND_PARAMETER = "command"
+
+
+def submit_command(workspace_client, job: int | str, command: dict | str, *, timeout=timedelta(minutes=10)) -> dict:
+    """Run the command-ingest job (``job``: its id, or its unique name) for one command; return the result.
+
+    ``workspace_client`` is a ``databricks.sdk.WorkspaceClient``. Raises ``RemoteRunError`` if the run
+    fails, ``ConfigurationError`` if the job cannot be found.
+    """
+    payload = command if isinstance(command, str) else json.dumps(command, separators=(",", ":"))
+    job_id = _job_id(workspace_client, job)
+    token = _idempotency_token(payload)
+    waiter = workspace_client.jobs.run_now(
+        job_id=job_id, job_parameters={COMMAND_PARAMETER: payload}, idempotency_token=token
+    )
+    run = waiter.result(timeout=timeout)
+    result_state = run.state.result_state.value if run.state and run.state.result_state else None
+    if result_state != "SUCCESS":
+        message = run.state.state_message if run.state else ""
+        raise RemoteRunError(f"Command-ingest run {run.run_id} of job {job_id} ended {result_state}: {message}")
+    task_run_id = run.tasks[0].run_id if run.tasks else run.run_id
+    output = workspace_client.jobs.get_run_output(run_id=task_run_id)
+    if output.error or not (output.notebook_output and output.notebook_output.result):
+        raise RemoteRunError(
+            f"Command-ingest run {run.run_id} returned no result{': ' + output.error if output.error else ''}"
+        )
+    return json.loads(output.notebook_output.result)
+
+
+def _job_id(workspace_client, job: int | str) -> int:
+    if isinstance(job, int) or str(job).isdigit():
+        return int(job)
+    matches = list(workspace_client.jobs.list(name=job))
+    if len(matches) != 1:
+        raise ConfigurationError(
+            f"Expected exactly one job named {job!r}, found {len(matches)}; pass the job id instead "
+            "(databricks bundle summary shows it)."
+        )
+    return matches[0].job_id
+
+
+def _idempotency_token(payload: str) -> str | None:
+    try:
+        command_id = json.loads(payload).get("commandId")
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(command_id, str) or not command_id:
+        return None
+    return command_id if len(command_id) <= 64 else hashlib.sha256(command_id.encode()).hexdigest()

@@ -1,0 +1,346 @@
+"""The projection lag monitor: how far each read model is behind the event bus, and whether that is too far.
+
+Per projection (``silver_orders``, ``silver_customers``) it measures:
+
+- **event-time lag**: newest event time on the bus minus the newest event time applied to the read model
+  (the seed note's measure). With nothing applied yet it is how long the oldest waiting event has waited.
+- **backlog**: records on the bus not yet in bronze (``bus_backlog``; the bus is untyped until bronze
+  parses it, so both rows carry the same figure) and bronze events not yet applied to the read model
+  (``bronze_backlog``).
+- **staleness**: wall-clock time since the silver query's last batch (``ops_stream_progress``), or since the
+  read model's newest ``projected_at`` when no progress was recorded.
+- **version gaps**: aggregates whose versions in ``silver_event_history`` skip a number (a lost event).
+
+A measure is a *breach* when:
+
+- ``event_time_lag``: the event-time lag is over the threshold;
+- ``staleness``: staleness is over the threshold **and** work is waiting (a backlog). A stream runs no
+  batch when nothing arrives, so an idle bus is not a stale projection;
+- ``bus_backlog`` / ``bronze_backlog``: that backlog is non-zero while the lag or staleness is breached
+  (a backlog alone is normal between two micro-batches; it names which stage is stuck);
+- ``version_gaps``: any gap at all.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    ArrayType,
+    BooleanType,
+    DoubleType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+from cqrs_orders.config import Settings
+from cqrs_orders.ops import measures
+
+LAG_TABLE = "ops_projection_lag"
+LAG_SCHEMA = StructType(
+    [
+        StructField("run_at", TimestampType()),
+        StructField("projection", StringType()),
+        StructField("event_time_lag_seconds", DoubleType()),
+        StructField("bus_backlog", LongType()),
+        StructField("bronze_backlog", LongType()),
+        StructField("staleness_seconds", DoubleType()),
+        StructField("version_gaps", LongType()),
+        StructField("threshold_seconds", DoubleType()),
+        StructField("healthy", BooleanType()),
+        StructField("breaches", ArrayType(StringType())),
+    ]
+)
+#: Synapse serverless reads only Delta 1.0-level tables; Databricks would enable deletion vectors by default.
+SYNAPSE_COMPATIBLE = {
+    "delta.minReaderVersion": "1",
+    "delta.minWriterVersion": "2",
+    "delta.enableDeletionVectors": "false",
+}
+#: Which streaming queries in ``ops_stream_progress`` are the bronze and the silver stage (name patterns).
+BRONZE_QUERY, SILVER_QUERY = "bronze", "silver"
+
+
+@dataclass(frozen=True)
+class Projection:
+    table: str
+    aggregate_type: str
+    id_column: str
+
+
+PROJECTIONS = (
+    Projection("silver_orders", "Order", "order_id"),
+    Projection("silver_customers", "Customer", "customer_id"),
+)
+
+# The columns the monitor reads from each table; a missing table reads as empty with these columns.
+_BRONZE = StructType(
+    [
+        StructField("partition", IntegerType()),
+        StructField("offset", LongType()),
+        StructField("aggregate_type", StringType()),
+        StructField("aggregate_id", StringType()),
+        StructField("version", LongType()),
+        StructField("event_time", TimestampType()),
+    ]
+)
+_QUARANTINE = StructType([StructField("partition", IntegerType()), StructField("offset", LongType())])
+_RECORDS = StructType([*_QUARANTINE.fields, StructField("body", StringType())])
+_HISTORY = StructType(
+    [StructField(n, StringType()) for n in ("aggregate_type", "aggregate_id")]
+    + [StructField("version", LongType())]
+)
+_PROGRESS = StructType(
+    [
+        StructField("query_name", StringType()),
+        StructField("source_latest_offset", StringType()),
+        StructField("recorded_at", TimestampType()),
+    ]
+)
+
+
+def _silver_schema(id_column: str) -> StructType:
+    return StructType(
+        [
+            StructField(id_column, StringType()),
+            StructField("version", LongType()),
+            StructField("last_event_time", TimestampType()),
+            StructField("projected_at", TimestampType()),
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class ProjectionLag:
+    """One projection's measures; one row of ``ops_projection_lag``."""
+
+    projection: str
+    event_time_lag_seconds: float
+    bus_backlog: int | None  # None: the bus's end offsets are not known (Kafka before the first batch)
+    bronze_backlog: int
+    staleness_seconds: float | None  # None: the projection never ran
+    version_gaps: int
+    threshold_seconds: float
+    breaches: tuple[str, ...]
+
+    @property
+    def healthy(self) -> bool:
+        return not self.breaches
+
+
+def find_breaches(
+    event_time_lag: float,
+    bus_backlog: int | None,
+    bronze_backlog: int,
+    staleness: float | None,
+    gaps: int,
+    threshold: float,
+) -> tuple[str, ...]:
+    """Which measures are past their threshold (the rules are in the module docstring)."""
+    late = event_time_lag > threshold
+    stuck = staleness is not None and staleness > threshold and ((bus_backlog or 0) + bronze_backlog) > 0
+    found = []
+    if late:
+        found.append("event_time_lag")
+    if stuck:
+        found.append("staleness")
+    if (late or stuck) and bus_backlog:
+        found.append("bus_backlog")
+    if (late or stuck) and bronze_backlog:
+        found.append("bronze_backlog")
+    if gaps:
+        found.append("version_gaps")
+    return tuple(found)
+
+
+@dataclass(frozen=True)
+class LagReport:
+    run_at: datetime
+    threshold_seconds: float
+    projections: tuple[ProjectionLag, ...]
+
+    @property
+    def healthy(self) -> bool:
+        return all(p.healthy for p in self.projections)
+
+    def rows(self) -> list[dict]:
+        return [{"run_at": self.run_at, **asdict(p), "healthy": p.healthy} for p in self.projections]
+
+    def to_json(self) -> str:
+        projections = [
+            {**asdict(p), "breaches": list(p.breaches), "healthy": p.healthy} for p in self.projections
+        ]
+        return json.dumps(
+            {
+                "run_at": self.run_at.isoformat().replace("+00:00", "Z"),
+                "threshold_seconds": self.threshold_seconds,
+                "healthy": self.healthy,
+                "projections": projections,
+            }
+        )
+
+    def to_text(self) -> str:
+        lines = [
+            f"Projection lag at {self.run_at:%Y-%m-%d %H:%M:%S} UTC "
+            f"(threshold {self.threshold_seconds:g} s): {'HEALTHY' if self.healthy else 'BREACH'}"
+        ]
+        for p in self.projections:
+            lines += [
+                f"  {p.projection}: {'ok' if p.healthy else 'BREACH: ' + ', '.join(p.breaches)}",
+                f"    event-time lag   {p.event_time_lag_seconds:.1f} s",
+                f"    bus backlog      {'unknown' if p.bus_backlog is None else p.bus_backlog} records",
+                f"    bronze backlog   {p.bronze_backlog} events",
+                f"    staleness        {_seconds(p.staleness_seconds)}",
+                f"    version gaps     {p.version_gaps} aggregates",
+            ]
+        return "\n".join(lines)
+
+    def alert_text(self) -> str:
+        broken = [f"{p.projection} ({', '.join(p.breaches)})" for p in self.projections if not p.healthy]
+        return f"cqrs-orders projection lag breach: {'; '.join(broken)}.\n\n{self.to_text()}"
+
+
+def _seconds(value: float | None) -> str:
+    return "never ran" if value is None else f"{value:.1f} s"
+
+
+def measure_lag(
+    spark: SparkSession,
+    settings: Settings,
+    threshold_seconds: float,
+    now: datetime | None = None,
+    record: bool = True,
+) -> LagReport:
+    """Measure every projection; with ``record`` (the default) append the result to ``ops_projection_lag``."""
+    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    read = _Reader(spark, settings)
+    bronze, quarantine, progress = read("bronze_events", _BRONZE), read("bronze_quarantine", _QUARANTINE), read(
+        "ops_stream_progress", _PROGRESS
+    )
+
+    if settings.source == "kafka":
+        bus_times = measures.bronze_event_times(bronze)
+        end_offsets = _kafka_end_offsets(progress, settings.kafka_topic)
+    else:
+        bus_times = measures.bus_event_times(read.event_log(), quarantine)
+        from cqrs_orders.adapters.event_log import EventLog
+
+        end_offsets = EventLog(settings.event_log_path, settings.event_log_partitions).end_offsets()
+    times = {
+        row.aggregate_type: (row.newest, row.oldest)
+        for row in bus_times.select(
+            "aggregate_type",
+            F.unix_micros("newest_event_time").alias("newest"),
+            F.unix_micros("oldest_event_time").alias("oldest"),
+        ).collect()
+    }
+    ingested = {r.partition: r.next_offset for r in measures.ingested_next_offsets(bronze, quarantine).collect()}
+    bus_backlog = None if end_offsets is None else measures.bus_backlog(end_offsets, ingested)
+    gaps = {
+        r.aggregate_type: r["count"]
+        for r in measures.version_gaps(read("silver_event_history", _HISTORY)).groupBy("aggregate_type").count().collect()
+    }
+    last_silver_batch = _micros(measures.last_batch_time(progress, SILVER_QUERY).select(F.unix_micros("last_batch_at")))
+
+    now_micros = int(now.timestamp() * 1_000_000)
+    results = []
+    for projection in PROJECTIONS:
+        silver = read(projection.table, _silver_schema(projection.id_column))
+        newest_applied, last_projected = silver.agg(
+            F.unix_micros(F.max("last_event_time")), F.unix_micros(F.max("projected_at"))
+        ).first()
+        newest_bus, oldest_bus = times.get(projection.aggregate_type, (None, None))
+        if newest_bus is None:
+            lag_micros = 0
+        elif newest_applied is None:
+            lag_micros = now_micros - oldest_bus
+        else:
+            lag_micros = newest_bus - newest_applied
+        backlog = measures.unapplied_events(bronze, silver, projection.aggregate_type, projection.id_column).count()
+        last_batch = last_silver_batch if last_silver_batch is not None else last_projected
+        staleness = None if last_batch is None else max(0, now_micros - last_batch) / 1e6
+        lag = max(0, lag_micros) / 1e6
+        version_gaps = int(gaps.get(projection.aggregate_type, 0))
+        results.append(
+            ProjectionLag(
+                projection=projection.table,
+                event_time_lag_seconds=lag,
+                bus_backlog=bus_backlog,
+                bronze_backlog=backlog,
+                staleness_seconds=staleness,
+                version_gaps=version_gaps,
+                threshold_seconds=float(threshold_seconds),
+                breaches=find_breaches(lag, bus_backlog, backlog, staleness, version_gaps, threshold_seconds),
+            )
+        )
+    report = LagReport(run_at=now, threshold_seconds=float(threshold_seconds), projections=tuple(results))
+    if record:
+        record_report(spark, settings, report)
+    return report
+
+
+def record_report(spark: SparkSession, settings: Settings, report: LagReport) -> None:
+    """Append the report's rows to ``ops_projection_lag``, creating it (Synapse-compatible) if missing."""
+    table = settings.table(LAG_TABLE)
+    ensure_lag_table(spark, settings)
+    rows = [{**row, "breaches": list(row["breaches"])} for row in report.rows()]
+    table.save(spark.createDataFrame(rows, LAG_SCHEMA).write.format("delta").mode("append"))
+
+
+def ensure_lag_table(spark: SparkSession, settings: Settings) -> None:
+    from delta.tables import DeltaTable
+
+    table = settings.table(LAG_TABLE)
+    builder = DeltaTable.createIfNotExists(spark).addColumns(LAG_SCHEMA)
+    builder = builder.tableName(table.qualified_name) if table.qualified_name else builder.location(table.path)
+    for key, value in SYNAPSE_COMPATIBLE.items():
+        builder = builder.property(key, value)
+    builder.execute()
+
+
+def _kafka_end_offsets(progress: DataFrame, topic: str) -> dict[int, int] | None:
+    """The topic's end offsets as the bronze query last saw them; ``None`` before its first batch."""
+    latest = (
+        progress.where(F.lower("query_name").rlike(BRONZE_QUERY))
+        .orderBy(F.col("recorded_at").desc())
+        .select("source_latest_offset")
+        .first()
+    )
+    return measures.latest_source_offsets(latest[0], topic) if latest and latest[0] else None
+
+
+def _micros(frame: DataFrame) -> int | None:
+    row = frame.first()
+    return None if row is None else row[0]
+
+
+class _Reader:
+    """Reads the warehouse's tables, or an empty DataFrame with the needed columns when one is missing."""
+
+    def __init__(self, spark: SparkSession, settings: Settings):
+        self.spark, self.settings = spark, settings
+
+    def __call__(self, name: str, schema: StructType) -> DataFrame:
+        table = self.settings.table(name)
+        if table.exists(self.spark):
+            return table.read(self.spark).select(*schema.fieldNames())
+        return self._empty(schema)
+
+    def event_log(self) -> DataFrame:
+        path = Path(self.settings.event_log_path)
+        if (path / "_delta_log").is_dir():
+            return self.spark.read.format("delta").load(str(path)).select(*_RECORDS.fieldNames())
+        return self._empty(_RECORDS)
+
+    def _empty(self, schema: StructType) -> DataFrame:
+        return self.spark.createDataFrame([], schema)
+

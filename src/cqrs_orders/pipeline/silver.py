@@ -1,0 +1,198 @@
+"""Silver: the read models (one row per aggregate, highest version wins) and the deduplicated event history.
+
+Every event carries its aggregate's full state, so a projection needs only the winning event per aggregate,
+never the order of arrival. The winner is the highest version; between two *different* events claiming the
+same version (a conflict, flagged in the history) the smaller event id wins, so the result is the same
+whatever the batching, the arrival order or a rebuild. Duplicates change nothing.
+
+A batch is first collapsed to one row per aggregate (a MERGE with two source rows for one target row
+fails), then merged with "update only when the incoming event wins". Each write runs under a Delta
+transaction id (:mod:`.idempotency`), so a batch replayed after a crash changes nothing either.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from cqrs_orders.config import Settings, Table
+from cqrs_orders.envelope import AggregateType
+from cqrs_orders.envelope_schema import MONEY_TYPE
+from cqrs_orders.pipeline import gold
+from cqrs_orders.pipeline.idempotency import transaction_id
+
+#: MERGE update rule: the incoming row wins on a higher version, or on the same version with a smaller
+#: event id (a conflict; keeps the outcome independent of arrival order). Equal ids: a duplicate, no-op.
+WINS = "s.version > t.version OR (s.version = t.version AND s.last_event_id < t.last_event_id)"
+
+
+def latest_per_aggregate(bronze: DataFrame, aggregate_type: str) -> DataFrame:
+    """The winning bronze row per aggregate of ``aggregate_type`` (highest version, then smallest id)."""
+    ranked = Window.partitionBy("aggregate_id").orderBy(F.col("version").desc(), F.col("event_id").asc())
+    return (
+        bronze.where(F.col("aggregate_type") == aggregate_type)
+        .withColumn("_rank", F.row_number().over(ranked))
+        .where("_rank = 1")
+        .drop("_rank")
+    )
+
+
+def order_rows(latest_orders: DataFrame) -> DataFrame:
+    """``silver_orders`` rows from winning Order events."""
+    data = F.col("event.data")
+    items = F.transform(
+        data["items"],
+        lambda item: F.struct(
+            item["sku"].alias("sku"), item["quantity"].alias("quantity"), item["unitPrice"].alias("unit_price")
+        ),
+    )
+    return latest_orders.select(
+        F.col("aggregate_id").alias("order_id"),
+        data["customerId"].alias("customer_id"),
+        data["status"].alias("status"),
+        items.alias("items"),
+        F.aggregate(data["items"], F.lit(0).cast("bigint"), lambda total, item: total + item["quantity"]).alias(
+            "item_count"
+        ),
+        _order_total(data["items"]).alias("total_amount"),
+        data["currency"].alias("currency"),
+        data["createdAt"].alias("created_at"),
+        data["updatedAt"].alias("updated_at"),
+        *_last_event_columns(),
+    )
+
+
+def customer_rows(latest_customers: DataFrame) -> DataFrame:
+    """``silver_customers`` rows from winning Customer events."""
+    data = F.col("event.data")
+    return latest_customers.select(
+        F.col("aggregate_id").alias("customer_id"),
+        data["name"].alias("customer_name"),
+        data["email"].alias("email"),
+        data["createdAt"].alias("created_at"),
+        data["updatedAt"].alias("updated_at"),
+        *_last_event_columns(),
+    )
+
+
+def event_history_rows(bronze: DataFrame) -> DataFrame:
+    """One ``silver_event_history`` row per event id: its first arrival (earliest ingest, then position).
+
+    ``version_conflict`` starts false; :func:`flag_version_conflicts` sets it against the whole history.
+    """
+    first = Window.partitionBy("event_id").orderBy("ingest_time", "partition", "offset")
+    return (
+        bronze.withColumn("_rank", F.row_number().over(first))
+        .where("_rank = 1")
+        .select(
+            "event_id",
+            "event_type",
+            "aggregate_type",
+            "aggregate_id",
+            "version",
+            "event_time",
+            F.col("event.correlationId").alias("correlation_id"),
+            F.col("event.causationId").alias("causation_id"),
+            F.col("partition").alias("source_partition"),
+            F.col("offset").alias("source_offset"),
+            "ingest_time",
+            F.lit(False).alias("version_conflict"),
+        )
+    )
+
+
+def conflicting_versions(history: DataFrame) -> DataFrame:
+    """(aggregate_type, aggregate_id, version) claimed by more than one distinct event."""
+    return (
+        history.groupBy("aggregate_type", "aggregate_id", "version")
+        .agg(F.count_distinct("event_id").alias("events"))
+        .where("events > 1")
+        .drop("events")
+    )
+
+
+def apply_batch(batch: DataFrame, batch_id: int, settings: Settings, writer_id: str) -> dict[str, int]:
+    """Project one micro-batch of ``bronze_events`` rows into silver (and refresh gold); exactly once."""
+    session = batch.sparkSession
+    batch = batch.persist()
+    try:
+        counts = {row["aggregate_type"]: row["count"] for row in batch.groupBy("aggregate_type").count().collect()}
+        if not counts:
+            return {}
+        for aggregate_type, table, key, rows in (
+            (AggregateType.ORDER.value, "silver_orders", "order_id", order_rows),
+            (AggregateType.CUSTOMER.value, "silver_customers", "customer_id", customer_rows),
+        ):
+            if counts.get(aggregate_type):
+                latest = rows(latest_per_aggregate(batch, aggregate_type))
+                with transaction_id(session, writer_id, table, batch_id):
+                    merge_latest(session, settings.table(table), latest, key)
+        history = settings.table("silver_event_history")
+        new_events = event_history_rows(batch)
+        with transaction_id(session, writer_id, "silver_event_history", batch_id):
+            insert_new_events(session, history, new_events)
+        with transaction_id(session, writer_id, "silver_event_history:conflicts", batch_id):
+            flag_version_conflicts(session, history, new_events)
+        if counts.get(AggregateType.ORDER.value):
+            gold.refresh(session, settings)
+        return counts
+    finally:
+        batch.unpersist()
+
+
+def merge_latest(session, table: Table, latest: DataFrame, key: str) -> None:
+    """Upsert ``latest`` (one row per key) where the incoming event wins (:data:`WINS`)."""
+    (
+        table.delta(session)
+        .alias("t")
+        .merge(latest.alias("s"), f"t.{key} = s.{key}")
+        .whenMatchedUpdateAll(condition=WINS)
+        .whenNotMatchedInsertAll()
+        .execute()
+    )
+
+
+def insert_new_events(session, history: Table, new_events: DataFrame) -> None:
+    """Insert events whose id the history does not hold yet (a replayed or duplicate event is a no-op)."""
+    (
+        history.delta(session)
+        .alias("t")
+        .merge(new_events.alias("s"), "t.event_id = s.event_id")
+        .whenNotMatchedInsertAll()
+        .execute()
+    )
+
+
+def flag_version_conflicts(session, history: Table, new_events: DataFrame) -> None:
+    """Mark every event of a version that another, different event also claims (both sides)."""
+    keys = ["aggregate_type", "aggregate_id", "version"]
+    touched = new_events.select(*keys).distinct()
+    conflicts = conflicting_versions(history.read(session).join(touched, keys, "left_semi")).collect()
+    if not conflicts:  # the usual case: a cheap read instead of a MERGE
+        return
+    on = " AND ".join(f"t.{k} = s.{k}" for k in keys)
+    (
+        history.delta(session)
+        .alias("t")
+        .merge(session.createDataFrame(conflicts, touched.schema).alias("s"), f"{on} AND NOT t.version_conflict")
+        .whenMatchedUpdate(set={"version_conflict": F.lit(True)})
+        .execute()
+    )
+
+
+def _order_total(items: Column) -> Column:
+    return F.aggregate(
+        items,
+        F.lit(0).cast(MONEY_TYPE),
+        lambda total, item: (total + item["quantity"] * item["unitPrice"]).cast(MONEY_TYPE),
+    )
+
+
+def _last_event_columns() -> list[Column]:
+    return [
+        F.col("version"),
+        F.col("event_id").alias("last_event_id"),
+        F.col("event_type").alias("last_event_type"),
+        F.col("event_time").alias("last_event_time"),
+        F.current_timestamp().alias("projected_at"),
+    ]

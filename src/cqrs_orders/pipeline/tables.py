@@ -1,0 +1,145 @@
+"""The pipeline's Delta tables: their exact schemas and the properties that keep them readable by Synapse.
+
+Synapse serverless SQL reads only Delta 1.0-level tables (reader protocol 1, no deletion vectors, no column
+mapping, classic checkpoints), and Databricks turns deletion vectors on by default; so every table is
+created here, once, with those properties set explicitly instead of relying on defaults.
+
+Layout: no partitioning and no liquid clustering. Liquid clustering raises the writer protocol to table
+features, and partitioning by a hashed aggregate id would add a column the contracts do not have; the read
+models are small (one row per aggregate), so MERGE scans them whole and rewrites only the touched files.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import types as T
+
+from cqrs_orders.config import Settings
+from cqrs_orders.envelope_schema import ENVELOPE_SCHEMA, MONEY_TYPE
+
+#: Table properties that keep every table at the Delta 1.0 level Synapse serverless can read.
+SYNAPSE_COMPATIBLE_PROPERTIES = {
+    "delta.minReaderVersion": "1",
+    "delta.minWriterVersion": "2",
+    "delta.enableDeletionVectors": "false",
+    "delta.columnMapping.mode": "none",
+    "delta.checkpointPolicy": "classic",
+}
+
+
+def _schema(*fields: tuple[str, T.DataType]) -> T.StructType:
+    return T.StructType([T.StructField(name, data_type, True) for name, data_type in fields])
+
+
+S, TS = T.StringType(), T.TimestampType()
+
+#: The columns every bus record has, whichever the source (event log, Event Hubs / Kafka).
+RECORD_FIELDS = (
+    ("body", S),
+    ("partition", T.IntegerType()),
+    ("offset", T.LongType()),
+    ("enqueued_time", TS),
+    ("partition_key", S),
+)
+RECORD_SCHEMA = _schema(*RECORD_FIELDS)
+
+ORDER_ITEM_TYPE = T.StructType(
+    [
+        T.StructField("sku", S, True),
+        T.StructField("quantity", T.LongType(), True),
+        T.StructField("unit_price", MONEY_TYPE, True),
+    ]
+)
+
+_LAST_EVENT = (("last_event_id", S), ("last_event_type", S), ("last_event_time", TS), ("projected_at", TS))
+
+SCHEMAS: dict[str, T.StructType] = {
+    "bronze_events": _schema(
+        *RECORD_FIELDS,
+        ("event_id", S),
+        ("event_type", S),
+        ("aggregate_type", S),
+        ("aggregate_id", S),
+        ("version", T.LongType()),
+        ("event_time", TS),
+        ("event", ENVELOPE_SCHEMA),
+        ("ingest_time", TS),
+    ),
+    "bronze_quarantine": _schema(
+        *RECORD_FIELDS, ("failed_expectations", T.ArrayType(S, True)), ("ingest_time", TS)
+    ),
+    "silver_orders": _schema(
+        ("order_id", S),
+        ("customer_id", S),
+        ("status", S),
+        ("items", T.ArrayType(ORDER_ITEM_TYPE, True)),
+        ("item_count", T.LongType()),
+        ("total_amount", MONEY_TYPE),
+        ("currency", S),
+        ("created_at", TS),
+        ("updated_at", TS),
+        ("version", T.LongType()),
+        *_LAST_EVENT,
+    ),
+    "silver_customers": _schema(
+        ("customer_id", S),
+        ("customer_name", S),
+        ("email", S),
+        ("created_at", TS),
+        ("updated_at", TS),
+        ("version", T.LongType()),
+        *_LAST_EVENT,
+    ),
+    "silver_event_history": _schema(
+        ("event_id", S),
+        ("event_type", S),
+        ("aggregate_type", S),
+        ("aggregate_id", S),
+        ("version", T.LongType()),
+        ("event_time", TS),
+        ("correlation_id", S),
+        ("causation_id", S),
+        ("source_partition", T.IntegerType()),
+        ("source_offset", T.LongType()),
+        ("ingest_time", TS),
+        ("version_conflict", T.BooleanType()),
+    ),
+    "gold_daily_order_metrics": _schema(
+        ("order_date", T.DateType()),
+        ("order_count", T.LongType()),
+        ("total_revenue", MONEY_TYPE),
+        ("avg_order_value", MONEY_TYPE),
+        ("unique_customers", T.LongType()),
+    ),
+    "ops_stream_progress": _schema(
+        ("query_name", S),
+        ("run_id", S),
+        ("batch_id", T.LongType()),
+        ("batch_timestamp", TS),
+        ("num_input_rows", T.LongType()),
+        ("input_rows_per_second", T.DoubleType()),
+        ("processed_rows_per_second", T.DoubleType()),
+        ("duration_ms", T.LongType()),
+        ("max_event_time", TS),
+        ("source_end_offset", S),
+        ("source_latest_offset", S),
+        ("recorded_at", TS),
+    ),
+}
+
+#: The tables this module creates: every table the pipeline writes.
+PIPELINE_TABLES = tuple(SCHEMAS)
+
+
+def ensure_tables(spark, settings: Settings) -> None:
+    """Create every pipeline table that does not exist yet (existing tables are left as they are)."""
+    from delta.tables import DeltaTable
+
+    for name, schema in SCHEMAS.items():
+        table = settings.table(name)
+        if table.exists(spark):
+            continue
+        builder = DeltaTable.createIfNotExists(spark).addColumns(schema)
+        builder = builder.tableName(table.qualified_name) if table.qualified_name else builder.location(table.path)
+        for key, value in SYNAPSE_COMPATIBLE_PROPERTIES.items():
+            builder = builder.property(key, value)
+        builder.execute()

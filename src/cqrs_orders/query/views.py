@@ -1,0 +1,103 @@
+"""The Databricks SQL views, run from the very files that ship (``cqrs_orders/query/sql/*.sql``).
+
+Each file is a ``CREATE OR REPLACE VIEW ${catalog}.${schema}.vw_... AS ...`` statement that reads
+``${catalog}.${schema}.<table>``. Locally :func:`register_views` removes that prefix and makes temporary views
+over temporary views of the warehouse's Delta folders, so the SQL tested on a laptop is the SQL deployed to
+Unity Catalog by :func:`create_views`. (``sql/databricks`` in the repository is a link to this folder.)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib.resources import files
+
+from cqrs_orders.config import TABLES, VIEWS, Settings
+from cqrs_orders.errors import ConfigurationError
+
+_PREFIX = "${catalog}.${schema}."
+_REFERENCE = re.compile(r"\$\{catalog\}\.\$\{schema\}\.(\w+)")
+_CREATE = "CREATE OR REPLACE VIEW "
+_IDENTIFIER = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+@dataclass(frozen=True)
+class ViewDefinition:
+    """One shipped view file."""
+
+    name: str
+    sql: str
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The tables and views it reads, by logical name."""
+        return tuple(sorted({name for name in _REFERENCE.findall(self.sql) if name != self.name}))
+
+    def local_sql(self) -> str:
+        """The statement as a temporary view over logical names (tables registered as temp views)."""
+        return self.sql.replace(_CREATE, "CREATE OR REPLACE TEMPORARY VIEW ", 1).replace(_PREFIX, "")
+
+    def unity_catalog_sql(self, catalog: str, schema: str) -> str:
+        """The statement with the Unity Catalog schema filled in."""
+        for identifier in (catalog, schema):
+            if not _IDENTIFIER.match(identifier):
+                raise ConfigurationError(
+                    f"{identifier!r} is not a plain catalog/schema name (letters, digits, '_' and '-')."
+                )
+        return self.sql.replace(_PREFIX, f"`{catalog}`.`{schema}`.")
+
+
+def view_definitions() -> list[ViewDefinition]:
+    """Every shipped view, the seed's two (``VIEWS``) first, then the lag views."""
+    folder = files("cqrs_orders.query") / "sql"
+    definitions = [
+        ViewDefinition(entry.name.removesuffix(".sql"), entry.read_text(encoding="utf-8"))
+        for entry in folder.iterdir()
+        if entry.name.endswith(".sql")
+    ]
+    for view in definitions:
+        if _CREATE + _PREFIX + view.name + " " not in view.sql:
+            raise ConfigurationError(f"{view.name}.sql must create the view ${{catalog}}.${{schema}}.{view.name}.")
+    order = {name: index for index, name in enumerate(VIEWS)}
+    return sorted(definitions, key=lambda view: (order.get(view.name, len(order)), view.name))
+
+
+def register_views(spark, settings: Settings) -> list[str]:
+    """Make the warehouse queryable by logical names in this Spark session; return the names registered.
+
+    Every existing table of ``TABLES`` becomes a temporary view under its logical name, then every shipped
+    view whose sources all exist. Names whose table is missing are dropped, so a session that saw another
+    warehouse before never answers from it.
+    """
+    registered: list[str] = []
+    for name in TABLES:
+        table = settings.table(name)
+        if table.exists(spark):
+            spark.sql(f"CREATE OR REPLACE TEMPORARY VIEW {name} AS SELECT * FROM {table.sql_name}")
+            registered.append(name)
+        else:
+            spark.catalog.dropTempView(name)
+    for view in view_definitions():
+        if set(view.sources) <= set(registered):
+            spark.sql(view.local_sql())
+            registered.append(view.name)
+        else:
+            spark.catalog.dropTempView(view.name)
+    return registered
+
+
+def create_views(spark, settings: Settings) -> list[str]:
+    """Create (or replace) the shipped views in Unity Catalog, ``catalog.schema.vw_...``; return their names.
+
+    For deployment on Databricks (``CQRS_CATALOG``/``CQRS_SCHEMA`` set); views over tables that do not exist
+    yet are skipped, so it can run before the first projection and again after it.
+    """
+    if not settings.catalog or not settings.schema:
+        raise ConfigurationError("create_views needs CQRS_CATALOG and CQRS_SCHEMA (a Unity Catalog schema).")
+    existing = {name for name in TABLES if settings.table(name).exists(spark)}
+    created = []
+    for view in view_definitions():
+        if set(view.sources) <= existing:
+            spark.sql(view.unity_catalog_sql(settings.catalog, settings.schema))
+            created.append(f"{settings.catalog}.{settings.schema}.{view.name}")
+    return created

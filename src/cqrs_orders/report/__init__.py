@@ -1,0 +1,1 @@
+"""The read models as a self-contained HTML page (``cqrs-orders report``)."""

@@ -1,0 +1,69 @@
+"""Each benchmark script runs end to end at a tiny size and prints one JSON line of sane figures.
+
+They run as subprocesses (their own Spark), exactly as a person would run them; sizes are tiny so the
+figures mean nothing here, only that the scripts work.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def run_benchmark(script: str, *args: str, timeout: float) -> dict:
+    finished = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args],
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    lines = finished.stdout.strip().splitlines()
+    assert len(lines) == 1, finished.stdout  # exactly one JSON line on stdout; progress went to stderr
+    assert finished.stderr.strip(), "progress is shown on stderr"
+    return json.loads(lines[0])
+
+
+@pytest.mark.timeout(600)
+def test_projection_benchmark_prints_every_figure():
+    figures = run_benchmark(
+        "projection.py",
+        *("--events", "2000", "--aggregates", "1000", "--merge-batch", "200"),
+        *("--small-rows", "1000", "--large-rows", "20000"),
+        timeout=600,
+    )
+
+    assert figures["events"] == 2000 and figures["rounds"] == 2
+    assert figures["naive_merge_batches"] == 2  # one round of versions per micro-batch
+    assert figures["ours_silver_rows"] == 1000 and figures["naive_rows"] == 1000
+    for name in ("ours", "floor", "naive_merge"):
+        assert figures[f"{name}_seconds"] > 0
+        assert figures[f"{name}_events_per_second"] == pytest.approx(
+            2000 / figures[f"{name}_seconds"], rel=0.01
+        )
+    assert figures["merge_small_seconds"] > 0 and figures["merge_large_seconds"] > 0
+    assert figures["ratio_ours_to_floor"] == pytest.approx(
+        figures["ours_seconds"] / figures["floor_seconds"], rel=0.02
+    )
+    assert figures["ratio_large_to_small"] == pytest.approx(
+        figures["merge_large_seconds"] / figures["merge_small_seconds"], rel=0.02
+    )
+    assert isinstance(figures["ours_within_2x_of_floor"], bool)
+
+
+@pytest.mark.timeout(600)
+def test_freshness_benchmark_sees_every_command_in_silver():
+    figures = run_benchmark("freshness.py", "--rate", "5", "--seconds", "10", timeout=600)
+
+    assert figures["commands"] == 50
+    assert figures["visible"] == 50 and figures["not_visible"] == 0
+    assert (
+        0 < figures["latency_p50_seconds"] <= figures["latency_p99_seconds"] <= figures["latency_max_seconds"]
+    )
+    assert figures["latency_max_seconds"] < 120
+    assert 4 <= figures["sustained_rate_per_second"] <= 5.5
+    assert figures["median_batch_ms"] is None or figures["median_batch_ms"] > 0

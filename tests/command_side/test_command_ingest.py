@@ -1,0 +1,148 @@
+"""The command-ingest endpoint: the notebook runs as a plain script, and ``submit_command`` drives it through
+the real databricks-sdk ``WorkspaceClient`` against a local HTTP server implementing the Jobs 2.2 calls it
+makes. That server "runs" the job by executing the notebook file as a subprocess, so the whole path is real."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from databricks.sdk import WorkspaceClient
+
+from cqrs_orders.client import submit_command
+from cqrs_orders.errors import ConfigurationError, RemoteRunError
+
+NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "command_ingest.py"
+REGISTER = {"type": "RegisterCustomer", "commandId": "reg-1", "customerId": "cust-1", "name": "Ada", "email": "a@b.io"}
+
+
+def run_notebook(command: str, warehouse: Path) -> subprocess.CompletedProcess:
+    env = {"PATH": "/usr/bin:/bin", "CQRS_WAREHOUSE": str(warehouse)}
+    return subprocess.run(
+        [sys.executable, str(NOTEBOOK), command], capture_output=True, text=True, timeout=60, env=env
+    )
+
+
+def test_the_notebook_is_in_databricks_source_format():
+    text = NOTEBOOK.read_text()
+    assert text.startswith("# Databricks notebook source\n")
+    assert text.count("# COMMAND ----------") >= 3
+    assert 'dbutils.widgets.get("command")' in text and "dbutils.notebook.exit(" in text
+
+
+def test_the_notebook_runs_locally_as_a_script(settings):
+    done = run_notebook(json.dumps(REGISTER), settings.warehouse)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert (result["status"], result["commandId"], result["aggregateId"], result["version"]) == (
+        "accepted",
+        "reg-1",
+        "cust-1",
+        1,
+    )
+    rejected = json.loads(run_notebook('{"type": "Teleport"}', settings.warehouse).stdout)
+    assert rejected["error"]["code"] == "UNKNOWN_COMMAND"
+
+
+class JobsApi(BaseHTTPRequestHandler):
+    """Jobs 2.2: list (by name), run-now (honouring idempotency_token), runs/get, runs/get-output."""
+
+    state: dict  # set per server: warehouse, runs, requests, job
+
+    def do_GET(self):
+        url = urlparse(self.path)
+        query = {key: values[0] for key, values in parse_qs(url.query).items()}
+        self.state["requests"].append(("GET", url.path, query))
+        if url.path == "/api/2.2/jobs/list":
+            jobs = [{"job_id": 42, "settings": {"name": "command-ingest"}}]
+            self._reply({"jobs": [job for job in jobs if job["settings"]["name"] == query.get("name")]})
+        elif url.path == "/api/2.2/jobs/runs/get":
+            run = self.state["runs"][int(query["run_id"])]
+            self._reply({"run_id": run["run_id"], "job_id": 42, "state": run["state"],
+                         "tasks": [{"run_id": run["run_id"] + 1000, "task_key": "ingest"}]})  # fmt: skip
+        elif url.path == "/api/2.2/jobs/runs/get-output":
+            run = self.state["runs"][int(query["run_id"]) - 1000]
+            self._reply({"notebook_output": {"result": run["result"]}} if run["result"] else {"error": run["error"]})
+        else:
+            self._reply({"error_code": "ENDPOINT_NOT_FOUND", "message": url.path}, status=404)
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.state["requests"].append(("POST", self.path, body))
+        if self.path != "/api/2.2/jobs/run-now" or body.get("job_id") != 42:
+            self._reply({"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "no such job"}, status=400)
+            return
+        token = body.get("idempotency_token")
+        existing = [run for run in self.state["runs"].values() if token and run["token"] == token]
+        if existing:
+            self._reply({"run_id": existing[0]["run_id"]})
+            return
+        done = run_notebook(body["job_parameters"]["command"], self.state["warehouse"])
+        run_id = 100 + len(self.state["runs"])
+        succeeded = done.returncode == 0
+        self.state["runs"][run_id] = {
+            "run_id": run_id,
+            "token": token,
+            "result": done.stdout.strip() if succeeded else None,
+            "error": None if succeeded else done.stderr.strip().splitlines()[-1],
+            "state": {"life_cycle_state": "TERMINATED", "result_state": "SUCCESS" if succeeded else "FAILED",
+                      "state_message": "" if succeeded else "notebook failed"},
+        }  # fmt: skip
+        self._reply({"run_id": run_id})
+
+    def _reply(self, payload: dict, status: int = 200):
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        return None
+
+
+@pytest.fixture
+def workspace(settings):
+    state = {"warehouse": settings.warehouse, "runs": {}, "requests": []}
+    handler = type("Handler", (JobsApi,), {"state": state})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    client = WorkspaceClient(host=f"http://127.0.0.1:{server.server_address[1]}", token="x")
+    yield client, state
+    server.shutdown()
+    server.server_close()
+
+
+def test_submit_command_runs_the_job_and_returns_the_result(workspace):
+    client, state = workspace
+    result = submit_command(client, "command-ingest", REGISTER)
+    assert (result["status"], result["commandId"], result["version"]) == ("accepted", "reg-1", 1)
+    [run_now] = [body for method, path, body in state["requests"] if path == "/api/2.2/jobs/run-now"]
+    assert run_now["job_id"] == 42
+    assert json.loads(run_now["job_parameters"]["command"]) == REGISTER
+    assert run_now["idempotency_token"] == "reg-1"
+
+    # A retry with the same commandId reuses the run (idempotency token) and gets the same answer.
+    assert submit_command(client, 42, json.dumps(REGISTER)) == result
+    assert len(state["runs"]) == 1
+
+    rejected = submit_command(client, "42", {"type": "ShipOrder", "orderId": "order-404"})
+    assert rejected["status"] == "rejected" and rejected["error"]["code"] == "NOT_FOUND"
+
+
+def test_submit_command_errors(workspace, settings):
+    client, state = workspace
+    with pytest.raises(ConfigurationError, match="exactly one job named 'nope'"):
+        submit_command(client, "nope", REGISTER)
+    settings.warehouse.mkdir(parents=True, exist_ok=True)
+    (settings.warehouse / "write_store.sqlite").mkdir()  # the write store cannot be opened: the run fails
+    with pytest.raises(RemoteRunError, match="ended FAILED"):
+        submit_command(client, 42, REGISTER)

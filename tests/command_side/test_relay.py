@@ -1,0 +1,156 @@
+"""The relay: everything committed reaches the bus, in version order per aggregate, even when the relay is
+killed (SIGKILL) in the middle of a drain and started again; duplicates are allowed and counted."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+
+import pytest
+
+from cqrs_orders.adapters.event_log import EventLog
+from cqrs_orders.adapters.event_log_publisher import EventLogPublisher
+from cqrs_orders.application.ports import OutboxEntry, Publisher
+from cqrs_orders.application.relay import Relay
+from cqrs_orders.errors import PublishError
+
+
+def make_history(given, orders: int) -> int:
+    """Customers and orders moved along their lifecycles; returns the number of events committed."""
+    events = 0
+    for number in range(orders):
+        if number % 5 == 0:
+            given.customer(f"cust-{number}")
+            events += 1
+        customer = f"cust-{number - number % 5}"
+        given.order(f"order-{number}", customer_id=customer)
+        steps = ("ConfirmOrder", "ShipOrder", "DeliverOrder")[: number % 4]
+        for step in steps:
+            given.step(step, f"order-{number}")
+        events += 1 + len(steps)
+    return events
+
+
+def log_by_aggregate(settings) -> tuple[dict[str, list[tuple[str, int]]], int]:
+    """Per aggregate, the (eventId, version) records in log order; and the total record count."""
+    records = EventLog(settings.event_log_path, settings.event_log_partitions).read().to_pylist()
+    by_aggregate: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for record in records:  # read() orders by partition, offset; an aggregate lives in one partition
+        body = json.loads(record["body"])
+        assert record["partition_key"] == body["aggregateId"]
+        by_aggregate[body["aggregateId"]].append((body["eventId"], body["version"]))
+    return by_aggregate, len(records)
+
+
+def assert_complete_and_ordered(settings, store) -> int:
+    """Every committed event is on the log; first deliveries are in version order; return the duplicates."""
+    by_aggregate, total = log_by_aggregate(settings)
+    unique = 0
+    for aggregate_id, records in by_aggregate.items():
+        first_seen, seen = [], set()
+        for event_id, version in records:
+            if event_id not in seen:
+                seen.add(event_id)
+                first_seen.append(version)
+            else:
+                assert version <= first_seen[-1]  # a re-delivery of something already published
+        assert first_seen == list(range(1, len(first_seen) + 1)), (aggregate_id, first_seen)
+        assert first_seen[-1] == store.load(aggregate_id).version, aggregate_id  # nothing missing at the end
+        unique += len(first_seen)
+    assert unique == store.counts()["events"]
+    return total - unique
+
+
+def test_drain_publishes_everything_once_in_order(settings, store, given):
+    committed = make_history(given, orders=12)
+    relay = Relay(store, EventLogPublisher(settings.event_log_path), batch_size=7)
+    assert relay.drain() == committed
+    assert relay.drain() == 0
+    assert assert_complete_and_ordered(settings, store) == 0
+    assert store.counts()["outbox_pending"] == 0
+
+
+class FailingPublisher(Publisher):
+    def __init__(self, inner: Publisher, fail_on_call: int):
+        self.inner, self.fail_on_call, self.calls = inner, fail_on_call, 0
+
+    def publish(self, entries: list[OutboxEntry]) -> None:
+        self.calls += 1
+        if self.calls == self.fail_on_call:
+            raise PublishError("bus unreachable")
+        self.inner.publish(entries)
+
+
+def test_a_failed_publish_keeps_the_events_for_the_next_drain(settings, store, given):
+    committed = make_history(given, orders=6)
+    publisher = FailingPublisher(EventLogPublisher(settings.event_log_path), fail_on_call=2)
+    relay = Relay(store, publisher, batch_size=4)
+    with pytest.raises(PublishError):
+        relay.drain()
+    assert store.counts()["outbox_pending"] == committed - 4
+    assert relay.drain() == committed - 4
+    assert assert_complete_and_ordered(settings, store) == 0
+
+
+class CrashAfterPublish(Exception):
+    pass
+
+
+class CrashingAfterPublishing(Publisher):
+    """Publishes, then dies before the relay can acknowledge: the widest window for a duplicate."""
+
+    def __init__(self, inner: Publisher):
+        self.inner = inner
+
+    def publish(self, entries: list[OutboxEntry]) -> None:
+        self.inner.publish(entries)
+        raise CrashAfterPublish
+
+
+def test_a_crash_between_publish_and_acknowledge_only_duplicates(settings, store, given):
+    committed = make_history(given, orders=6)
+    with pytest.raises(CrashAfterPublish):
+        Relay(
+            store, CrashingAfterPublishing(EventLogPublisher(settings.event_log_path)), batch_size=5
+        ).drain()
+    assert Relay(store, EventLogPublisher(settings.event_log_path), batch_size=5).drain() == committed
+    assert assert_complete_and_ordered(settings, store) == 5
+
+
+def test_relay_killed_mid_drain_loses_and_reorders_nothing(settings, store, given):
+    committed = make_history(given, orders=60)
+    command = [
+        sys.executable,
+        "-m",
+        "cqrs_orders.cli",
+        "relay",
+        "--batch-size",
+        "4",
+        "--warehouse",
+        str(settings.warehouse),
+    ]
+    kills = 0
+    for target in (0.85, 0.65, 0.45):  # kill when this share of the outbox is still pending
+        relay = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while store.counts()["outbox_pending"] > committed * target and relay.poll() is None:
+            assert time.monotonic() < deadline, "the relay made no progress"
+            time.sleep(0.01)
+        os.kill(relay.pid, signal.SIGKILL)
+        relay.wait()
+        kills += 1
+        assert relay.returncode == -signal.SIGKILL
+        assert 0 < store.counts()["outbox_pending"] < committed  # it really stopped mid-drain
+    # More commands arrive while no relay runs, then a fresh relay finishes the job.
+    given.step("CancelOrder", "order-0", reason="changed mind")
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
+    assert finished.stdout.startswith("published ")
+    assert store.counts()["outbox_pending"] == 0
+    duplicates = assert_complete_and_ordered(settings, store)
+    print(f"relay killed {kills} times: {committed + 1} events, {duplicates} re-delivered duplicates")
+    assert duplicates <= kills * 4  # at most the batch in flight at each kill

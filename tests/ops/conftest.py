@@ -1,0 +1,147 @@
+"""A hand-made lake for the lag monitor: real events on the embedded log, and bronze, silver, history and
+progress tables written directly with the contract schemas, so each test sets exactly the state it needs."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+from pyspark.sql import functions as F
+
+from cqrs_orders.adapters.event_log import EventLog
+from cqrs_orders.envelope import CustomerState, EventEnvelope, LineItem, OrderState, OrderStatus, new_event
+from cqrs_orders.envelope_schema import ENVELOPE_SCHEMA
+
+SILVER_ORDERS = (
+    "order_id string, customer_id string, status string, "
+    "items array<struct<sku:string,quantity:bigint,unit_price:decimal(18,2)>>, item_count bigint, "
+    "total_amount decimal(18,2), currency string, created_at timestamp, updated_at timestamp, version bigint, "
+    "last_event_id string, last_event_type string, last_event_time timestamp, projected_at timestamp"
+)
+SILVER_CUSTOMERS = (
+    "customer_id string, customer_name string, email string, created_at timestamp, updated_at timestamp, "
+    "version bigint, last_event_id string, last_event_type string, last_event_time timestamp, "
+    "projected_at timestamp"
+)
+HISTORY = (
+    "event_id string, event_type string, aggregate_type string, aggregate_id string, version bigint, "
+    "event_time timestamp, correlation_id string, causation_id string, source_partition int, "
+    "source_offset bigint, ingest_time timestamp, version_conflict boolean"
+)
+QUARANTINE = (
+    "body string, partition int, offset bigint, enqueued_time timestamp, partition_key string, "
+    "failed_expectations array<string>, ingest_time timestamp"
+)
+PROGRESS = (
+    "query_name string, run_id string, batch_id bigint, batch_timestamp timestamp, num_input_rows bigint, "
+    "input_rows_per_second double, processed_rows_per_second double, duration_ms bigint, "
+    "max_event_time timestamp, source_end_offset string, source_latest_offset string, recorded_at timestamp"
+)
+
+
+def order_event(order_id: str, version: int, at: datetime, customer_id: str = "cust-1") -> EventEnvelope:
+    state = OrderState(
+        orderId=order_id,
+        customerId=customer_id,
+        status=OrderStatus.CREATED,
+        items=(LineItem(sku="A", quantity=version, unitPrice=Decimal("2.50")),),
+        currency="EUR",
+        createdAt=at,
+        updatedAt=at,
+    )
+    return new_event("OrderCreated" if version == 1 else "OrderItemAdded", state, version, at=at)
+
+
+def customer_event(customer_id: str, version: int, at: datetime) -> EventEnvelope:
+    state = CustomerState(customerId=customer_id, name="Ada", email="ada@example.com", createdAt=at, updatedAt=at)
+    return new_event("CustomerRegistered" if version == 1 else "CustomerUpdated", state, version, at=at)
+
+
+class Lake:
+    """Writes the tables of one test's warehouse; every method appends."""
+
+    order_event = staticmethod(order_event)
+    customer_event = staticmethod(customer_event)
+
+    def __init__(self, spark, settings):
+        self.spark, self.settings = spark, settings
+        self.log = EventLog(settings.event_log_path, settings.event_log_partitions)
+        self.positions: dict[str, tuple[int, int]] = {}  # event id -> (partition, offset) on the log
+
+    def publish(self, *events: EventEnvelope) -> None:
+        """Append events to the embedded log (the bus)."""
+        positions = self.log.append([(e.aggregateId, e.to_json()) for e in events])
+        self.positions.update(zip((str(e.eventId) for e in events), positions, strict=True))
+
+    def ingest(self, *events: EventEnvelope, at: datetime | None = None) -> None:
+        """Put published events into bronze_events, as the bronze stream would."""
+        at = at or datetime.now(timezone.utc)
+        records = [(e.to_json(), *self.positions[str(e.eventId)], at, e.aggregateId) for e in events]
+        frame = self.spark.createDataFrame(
+            records, "body string, partition int, offset bigint, enqueued_time timestamp, partition_key string"
+        ).withColumn("event", F.from_json("body", ENVELOPE_SCHEMA))
+        bronze = frame.select(
+            "body",
+            "partition",
+            "offset",
+            "enqueued_time",
+            "partition_key",
+            F.col("event.eventId").cast("string").alias("event_id"),
+            F.col("event.eventType").alias("event_type"),
+            F.col("event.aggregateType").alias("aggregate_type"),
+            F.col("event.aggregateId").alias("aggregate_id"),
+            F.col("event.version").cast("bigint").alias("version"),
+            F.col("event.timestamp").alias("event_time"),
+            "event",
+            F.lit(at).alias("ingest_time"),
+        )
+        self._append("bronze_events", bronze)
+
+    def quarantine(self, body: str, at: datetime) -> None:
+        """Publish a bad record and put it into bronze_quarantine."""
+        ((partition, offset),) = self.log.append([(None, body)])
+        row = (body, partition, offset, at, None, ["body_is_json"], at)
+        self._append("bronze_quarantine", self.spark.createDataFrame([row], QUARANTINE))
+
+    def project(self, *events: EventEnvelope, at: datetime) -> None:
+        """Silver rows for the given (latest applied) events, plus their event history."""
+        orders = [
+            (e.aggregateId, e.data.customerId, "Created", None, None, None, "EUR", None, None, e.version,
+             str(e.eventId), e.eventType, e.timestamp, at)
+            for e in events if e.aggregateType.value == "Order"
+        ]  # fmt: skip
+        customers = [
+            (e.aggregateId, e.data.name, e.data.email, None, None, e.version, str(e.eventId), e.eventType,
+             e.timestamp, at)
+            for e in events if e.aggregateType.value == "Customer"
+        ]  # fmt: skip
+        self._append("silver_orders", self.spark.createDataFrame(orders, SILVER_ORDERS))
+        self._append("silver_customers", self.spark.createDataFrame(customers, SILVER_CUSTOMERS))
+        self.history(*events)
+
+    def history(self, *events: EventEnvelope) -> None:
+        rows = [
+            (str(e.eventId), e.eventType, e.aggregateType.value, e.aggregateId, e.version, e.timestamp, None,
+             None, *self.positions.get(str(e.eventId), (0, 0)), e.timestamp, False)
+            for e in events
+        ]  # fmt: skip
+        self._append("silver_event_history", self.spark.createDataFrame(rows, HISTORY))
+
+    def progress(self, query_name: str, recorded_at: datetime, latest_offset: str | None = None) -> None:
+        row = (query_name, "run-1", 0, recorded_at, 1, 1.0, 1.0, 100, None, latest_offset, latest_offset, recorded_at)
+        self._append("ops_stream_progress", self.spark.createDataFrame([row], PROGRESS))
+
+    def _append(self, name: str, frame) -> None:
+        self.settings.table(name).save(frame.write.format("delta").mode("append"))
+
+
+@pytest.fixture
+def lake(spark, settings) -> Lake:
+    return Lake(spark, settings)
+
+
+@pytest.fixture
+def now() -> datetime:
+    return datetime.now(timezone.utc).replace(microsecond=0)
+

@@ -1,0 +1,78 @@
+"""Fixtures of the pipeline tests: envelope bodies built from the real models, and the warehouse's bus."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+
+import pytest
+
+from cqrs_orders.adapters.event_log import EventLog, partition_key_of
+from cqrs_orders.envelope import CustomerState, EventEnvelope, LineItem, OrderState, new_event
+
+#: Columns that record *when* the pipeline ran, not what it computed: left out of equality checks.
+RUN_TIME_COLUMNS = ("ingest_time", "projected_at", "recorded_at")
+
+
+class Events:
+    """Builds wire bodies of Order and Customer events (full state after the event)."""
+
+    def order(
+        self,
+        order_id: str = "order-1",
+        version: int = 1,
+        status: str = "Created",
+        quantity: int = 1,
+        event_type: str | None = None,
+        customer_id: str = "cust-1",
+        created: str = "2025-01-15T10:00:00Z",
+        event_id: uuid.UUID | None = None,
+    ) -> str:
+        state = OrderState(
+            orderId=order_id,
+            customerId=customer_id,
+            status=status,
+            items=[LineItem(sku="SKU-1", quantity=quantity, unitPrice="2.50"), LineItem(sku="SKU-2", quantity=1, unitPrice="10")],
+            currency="EUR",
+            createdAt=created,
+            updatedAt=f"2025-01-15T10:{version:02d}:00Z",
+        )
+        event_type = event_type or ("OrderCreated" if version == 1 else "OrderUpdated")
+        return self._body(new_event(event_type, state, version, at=_at(version)), event_id)
+
+    def customer(self, customer_id: str = "cust-1", version: int = 1, name: str = "Ada") -> str:
+        state = CustomerState(
+            customerId=customer_id,
+            name=name,
+            email=f"{customer_id}@example.com",
+            createdAt="2025-01-15T09:00:00Z",
+            updatedAt=f"2025-01-15T09:{version:02d}:00Z",
+        )
+        event_type = "CustomerRegistered" if version == 1 else "CustomerUpdated"
+        return self._body(new_event(event_type, state, version, at=_at(version)), None)
+
+    @staticmethod
+    def _body(event: EventEnvelope, event_id: uuid.UUID | None) -> str:
+        if event_id is not None:
+            event = event.model_copy(update={"eventId": event_id})
+        return event.to_json()
+
+
+def _at(version: int) -> datetime:
+    return datetime(2025, 1, 15, 11, version, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def events() -> Events:
+    return Events()
+
+
+@pytest.fixture
+def bus(settings):
+    """Append bodies to the warehouse's embedded event log, keyed like the relay does."""
+    log = EventLog(settings.event_log_path, partitions=settings.event_log_partitions)
+
+    def append(*bodies: str) -> None:
+        log.append([(partition_key_of(body), body) for body in bodies])
+
+    return append

@@ -1,0 +1,146 @@
+"""Bronze expectations: each quarantine reason alone, valid events (with unknown extra fields) accepted."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from chispa import assert_df_equality
+
+from cqrs_orders.pipeline.bronze import EXPECTATIONS, MAX_BODY_BYTES, to_bronze, to_quarantine, validate_records
+from cqrs_orders.pipeline.tables import RECORD_SCHEMA, SCHEMAS
+
+VALID = {
+    "eventId": "6b8860f3-c83b-47d0-80b5-9eb8e672b3bf",
+    "eventType": "OrderConfirmed",
+    "aggregateId": "order-1",
+    "aggregateType": "Order",
+    "version": 2,
+    "timestamp": "2025-01-15T10:00:00.123456Z",
+    "correlationId": "corr-1",
+    "causationId": "cmd-1",
+    "data": {
+        "orderId": "order-1",
+        "customerId": "cust-1",
+        "status": "Confirmed",
+        "items": [{"sku": "A", "quantity": 2, "unitPrice": 1.5}],
+        "currency": "EUR",
+        "createdAt": "2025-01-15T09:00:00Z",
+        "updatedAt": "2025-01-15T10:00:00Z",
+    },
+    "metadata": {"userId": "u-1", "source": "test"},
+}
+REMOVE = object()
+
+
+def changed(**fields) -> str:
+    body = {key: value for key, value in VALID.items() if fields.get(key) is not REMOVE}
+    body.update({key: value for key, value in fields.items() if value is not REMOVE})
+    return json.dumps(body)
+
+
+def changed_data(**fields) -> str:
+    data = {key: value for key, value in VALID["data"].items() if fields.get(key) is not REMOVE}
+    data.update({key: value for key, value in fields.items() if value is not REMOVE})
+    return changed(data=data)
+
+
+#: (case, body, the expectations it must fail); an empty list means "accepted into bronze".
+CASES = [
+    ("valid", json.dumps(VALID), []),
+    ("extra unknown fields", changed(schemaV2={"x": 1}, priority="high"), []),
+    ("offset timestamp", changed(timestamp="2025-01-15T11:00:00+01:00"), []),
+    ("over 1 MiB", json.dumps({**VALID, "padding": "x" * MAX_BODY_BYTES}), ["body_within_1mib"]),
+    ("not json", "{not json", ["body_is_json_object"]),
+    ("empty line", "", ["body_is_json_object"]),
+    ("json array", "[1, 2]", ["body_is_json_object"]),
+    ("json string", '"OrderCreated"', ["body_is_json_object"]),
+    ("missing eventId", changed(eventId=REMOVE), ["event_id_present"]),
+    ("null eventId", changed(eventId=None), ["event_id_present"]),
+    ("eventId not a uuid", changed(eventId="42"), ["event_id_is_uuid"]),
+    ("missing eventType", changed(eventType=REMOVE), ["event_type_present"]),
+    ("eventType not a string", changed(eventType=7), ["event_type_is_string"]),
+    ("unknown eventType", changed(eventType="OrderTeleported"), ["event_type_known"]),
+    ("missing aggregateType", changed(aggregateType=REMOVE), ["aggregate_type_present"]),
+    ("aggregateType not a string", changed(aggregateType=["Order"]), ["aggregate_type_is_string"]),
+    ("unknown aggregateType", changed(aggregateType="Invoice"), ["aggregate_type_known"]),
+    ("eventType of another aggregate", changed(eventType="CustomerRegistered"), ["event_type_matches_aggregate_type"]),
+    ("missing aggregateId", changed(aggregateId=REMOVE), ["aggregate_id_present"]),
+    ("aggregateId not a string", changed(aggregateId=12), ["aggregate_id_is_string"]),
+    ("missing version", changed(version=REMOVE), ["version_present"]),
+    ("version as a string", changed(version="2"), ["version_is_integer"]),
+    ("version as a fraction", changed(version=2.5), ["version_is_integer"]),
+    ("version 0", changed(version=0), ["version_at_least_1"]),
+    ("negative version", changed(version=-3), ["version_at_least_1"]),
+    ("missing timestamp", changed(timestamp=REMOVE), ["timestamp_present"]),
+    ("timestamp without zone", changed(timestamp="2025-01-15T10:00:00"), ["timestamp_is_iso8601_with_zone"]),
+    ("timestamp not iso", changed(timestamp="15/01/2025 10:00"), ["timestamp_is_iso8601_with_zone"]),
+    ("impossible timestamp", changed(timestamp="2025-02-30T10:00:00Z"), ["timestamp_is_iso8601_with_zone"]),
+    ("timestamp as a number", changed(timestamp=1736935200), ["timestamp_is_iso8601_with_zone"]),
+    ("missing data", changed(data=REMOVE), ["data_present"]),
+    ("data not an object", changed(data=[1, 2]), ["data_is_object"]),
+    ("data without the aggregate id", changed_data(orderId=REMOVE), ["data_has_aggregate_id"]),
+    ("data for another aggregate", changed_data(orderId="order-2"), ["data_matches_aggregate_id"]),
+    ("data with an unknown status", changed_data(status="Lost"), ["data_matches_state_schema"]),
+    ("data with a bad quantity", changed_data(items=[{"sku": "A", "quantity": 0, "unitPrice": 1}]), ["data_matches_state_schema"]),
+    (
+        "several problems at once",
+        changed(eventId="nope", version=0, timestamp="yesterday"),
+        ["event_id_is_uuid", "version_at_least_1", "timestamp_is_iso8601_with_zone"],
+    ),
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def validated(spark):
+    """Every case validated in one Spark job; the parametrized tests look their row up."""
+    records = spark.createDataFrame(
+        [(body, 0, offset, None, None) for offset, (_, body, _) in enumerate(CASES)], RECORD_SCHEMA
+    )
+    rows = validate_records(records).select("offset", "failed_expectations").collect()
+    return {row["offset"]: row["failed_expectations"] for row in rows}
+
+
+@pytest.mark.parametrize(("offset", "case"), [(i, case) for i, case in enumerate(CASES)], ids=[c[0] for c in CASES])
+def test_each_expectation_reports_its_own_reason(validated, offset, case):
+    _, _, expected = case
+    assert validated[offset] == expected
+
+
+def test_every_expectation_is_exercised():
+    exercised = {name for _, _, failed in CASES for name in failed}
+    assert exercised == set(EXPECTATIONS)
+
+
+def test_bronze_and_quarantine_rows_keep_the_record_and_split_it_exactly(spark):
+    bodies = [json.dumps(VALID), "garbage", changed(version=0), changed(schemaV2=True)]
+    records = spark.createDataFrame(
+        [(body, 3, 100 + i, None, "order-1") for i, body in enumerate(bodies)], RECORD_SCHEMA
+    )
+    validated = validate_records(records)
+    bronze, quarantine = to_bronze(validated), to_quarantine(validated)
+
+    assert bronze.schema.simpleString() == SCHEMAS["bronze_events"].simpleString()
+    assert quarantine.schema.simpleString() == SCHEMAS["bronze_quarantine"].simpleString()
+    assert_df_equality(
+        bronze.select("body", "offset", "event_id", "event_type", "aggregate_type", "aggregate_id", "version"),
+        spark.createDataFrame(
+            [(body, 100 + i, VALID["eventId"], "OrderConfirmed", "Order", "order-1", 2) for i, body in ((0, bodies[0]), (3, bodies[3]))],
+            "body string, offset bigint, event_id string, event_type string, aggregate_type string, "
+            "aggregate_id string, version bigint",
+        ),
+        ignore_nullable=True,
+        ignore_row_order=True,
+    )  # fmt: skip
+    assert_df_equality(
+        quarantine.select("body", "partition", "offset", "partition_key", "failed_expectations"),
+        spark.createDataFrame(
+            [("garbage", 3, 101, "order-1", ["body_is_json_object"]), (bodies[2], 3, 102, "order-1", ["version_at_least_1"])],
+            "body string, partition int, offset bigint, partition_key string, failed_expectations array<string>",
+        ),
+        ignore_nullable=True,
+        ignore_row_order=True,
+    )  # fmt: skip
+    accepted = bronze.where("offset = 103").select("event.data.items", "event_time").first()
+    assert [(i["sku"], i["quantity"], str(i["unitPrice"])) for i in accepted["items"]] == [("A", 2, "1.50")]
+    assert accepted["event_time"].isoformat() == "2025-01-15T10:00:00.123456"

@@ -1,0 +1,248 @@
+"""The read-side API: one contract, run on local Spark and through a real databricks-sdk client.
+
+The SQL-warehouse backend talks to a small local HTTP server that speaks the statement execution API
+(POST /api/2.0/sql/statements, GET /api/2.0/sql/statements/{id}) and answers by running the received
+statement, with the received parameters bound, on the test's Spark session over the hand-made warehouse.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from cqrs_orders.errors import QueryError
+from cqrs_orders.query.api import ReadModels
+from cqrs_orders.query.views import register_views
+
+INJECTION = "x' OR '1'='1"
+
+
+def utc(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+
+
+class ReadModelsContract:
+    """What every backend of ReadModels must do; subclasses provide the ``read_models`` fixture."""
+
+    def test_get_order_returns_the_summary_row_with_python_types(self, read_models):
+        assert read_models.get_order("o-1") == {
+            "order_id": "o-1",
+            "customer_id": "cust-1",
+            "customer_name": "Ada",
+            "status": "Created",
+            "total_amount": Decimal("25.50"),
+            "item_count": 3,
+            "created_date": utc("2025-01-15T09:00:00"),
+            "updated_date": utc("2025-01-15T09:00:00"),
+        }
+
+    def test_an_order_of_an_unknown_customer_has_no_name(self, read_models):
+        order = read_models.get_order("o-3")
+        assert (order["customer_id"], order["customer_name"], order["status"]) == ("cust-9", None, "Shipped")
+
+    def test_an_unknown_order_is_none(self, read_models):
+        assert read_models.get_order("o-404") is None
+
+    def test_orders_of_a_customer_come_oldest_first(self, read_models):
+        orders = read_models.orders_of_customer("cust-1")
+        assert [(o["order_id"], o["status"]) for o in orders] == [
+            ("o-1", "Created"),
+            ("o-4", "Cancelled"),
+            ("o-5", "Delivered"),
+        ]
+        assert read_models.orders_of_customer("cust-404") == []
+
+    def test_daily_metrics_between_two_days_inclusive(self, read_models):
+        assert read_models.daily_metrics(date(2025, 1, 16), date(2025, 1, 31)) == [
+            {
+                "order_date": date(2025, 1, 16),
+                "order_count": 2,
+                "total_revenue": Decimal("101.98"),
+                "avg_order_value": Decimal("50.99"),
+                "unique_customers": 2,
+            }
+        ]
+        assert len(read_models.daily_metrics(date(2025, 1, 15), date(2025, 1, 16))) == 2
+        assert read_models.daily_metrics(date(2024, 1, 1), date(2024, 12, 31)) == []
+
+    def test_values_are_bound_not_executed(self, read_models):
+        assert read_models.get_order(INJECTION) is None
+        assert read_models.orders_of_customer(f"cust-1{INJECTION[1:]}") == []
+
+
+@pytest.fixture(scope="module")
+def registered(spark, read_warehouse):
+    register_views(spark, read_warehouse)
+    return read_warehouse
+
+
+class TestOnSpark(ReadModelsContract):
+    @pytest.fixture
+    def read_models(self, spark, registered):
+        return ReadModels.on_spark(spark, registered)
+
+
+# --- a local stand-in for the Databricks SQL statement execution API ----------------------------------
+_TYPE_NAMES = {
+    "StringType": "STRING",
+    "LongType": "LONG",
+    "IntegerType": "INT",
+    "DecimalType": "DECIMAL",
+    "DateType": "DATE",
+    "TimestampType": "TIMESTAMP",
+    "DoubleType": "DOUBLE",
+    "BooleanType": "BOOLEAN",
+}
+
+
+def _cell(value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def _bound(parameter: dict):
+    value, kind = parameter.get("value"), parameter.get("type", "STRING")
+    return date.fromisoformat(value) if kind == "DATE" and value is not None else value
+
+
+class StatementServer(ThreadingHTTPServer):
+    def __init__(self, spark):
+        super().__init__(("127.0.0.1", 0), _StatementHandler)
+        self.spark = spark
+        self.requests: list[dict] = []
+        self.defer = False  # answer PENDING first, so the client must poll
+        self.finished: dict[str, dict] = {}
+
+    def execute(self, body: dict) -> dict:
+        from pyspark.errors import PySparkException
+
+        statement_id = f"stmt-{len(self.requests)}"
+        args = {parameter["name"]: _bound(parameter) for parameter in body.get("parameters", [])}
+        try:
+            frame = self.spark.sql(body["statement"], args=args)
+            rows = frame.collect()
+        except PySparkException as error:
+            message = str(error).splitlines()[0]
+            return {"statement_id": statement_id, "status": {"state": "FAILED", "error": {"message": message}}}
+        columns = [
+            {
+                "name": field.name,
+                "position": position,
+                "type_name": _TYPE_NAMES[type(field.dataType).__name__],
+                "type_text": field.dataType.simpleString().upper(),
+            }
+            for position, field in enumerate(frame.schema.fields)
+        ]
+        return {
+            "statement_id": statement_id,
+            "status": {"state": "SUCCEEDED"},
+            "manifest": {
+                "format": "JSON_ARRAY",
+                "schema": {"column_count": len(columns), "columns": columns},
+                "total_row_count": len(rows),
+                "total_chunk_count": 1,
+            },
+            "result": {
+                "chunk_index": 0,
+                "row_offset": 0,
+                "row_count": len(rows),
+                "data_array": [[_cell(value) for value in row] for row in rows],
+            },
+        }
+
+
+class _StatementHandler(BaseHTTPRequestHandler):
+    server: StatementServer
+
+    def do_POST(self):
+        if self.path.rstrip("/") != "/api/2.0/sql/statements":
+            return self._reply(404, {"error_code": "NOT_FOUND", "message": self.path})
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        body["authorization"] = self.headers.get("Authorization")
+        self.server.requests.append(body)
+        response = self.server.execute(body)
+        if self.server.defer:
+            self.server.finished[response["statement_id"]] = response
+            response = {"statement_id": response["statement_id"], "status": {"state": "PENDING"}}
+        self._reply(200, response)
+
+    def do_GET(self):
+        statement_id = self.path.rstrip("/").rsplit("/", 1)[-1]
+        if statement_id not in self.server.finished:
+            return self._reply(404, {"error_code": "NOT_FOUND", "message": statement_id})
+        self._reply(200, self.server.finished[statement_id])
+
+    def _reply(self, status: int, payload: dict) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):  # keep the test output clean
+        pass
+
+
+@pytest.fixture(scope="module")
+def statement_server(spark, registered):
+    server = StatementServer(spark)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def server(statement_server):
+    statement_server.requests.clear()
+    statement_server.defer = False
+    return statement_server
+
+
+class TestOnSqlWarehouse(ReadModelsContract):
+    @pytest.fixture
+    def read_models(self, server):
+        from databricks.sdk import WorkspaceClient
+
+        host = f"http://127.0.0.1:{server.server_address[1]}"
+        client = WorkspaceClient(host=host, token="x", auth_type="pat")
+        return ReadModels.on_sql_warehouse(client, warehouse_id="wh-1", catalog="main", schema="orders")
+
+    def test_values_travel_as_parameters_next_to_the_sql(self, read_models, server):
+        assert read_models.get_order(INJECTION) is None
+        read_models.daily_metrics(date(2025, 1, 15), date(2025, 1, 16))
+
+        lookup, metrics = server.requests
+        assert INJECTION not in lookup["statement"] and ":order_id" in lookup["statement"]
+        assert lookup["parameters"] == [{"name": "order_id", "type": "STRING", "value": INJECTION}]
+        assert metrics["parameters"] == [
+            {"name": "start_date", "type": "DATE", "value": "2025-01-15"},
+            {"name": "end_date", "type": "DATE", "value": "2025-01-16"},
+        ]
+        assert (lookup["warehouse_id"], lookup["catalog"], lookup["schema"]) == ("wh-1", "main", "orders")
+        assert (lookup["format"], lookup["disposition"]) == ("JSON_ARRAY", "INLINE")
+        assert lookup["authorization"] == "Bearer x"
+
+    def test_a_statement_still_running_is_polled_until_done(self, read_models, server):
+        server.defer = True
+        assert read_models.get_order("o-2")["customer_name"] == "Bob"
+
+    def test_a_failed_statement_is_a_query_error(self, read_models, server):
+        from cqrs_orders.query.api import Parameter
+
+        with pytest.raises(QueryError, match="statement failed"):
+            read_models._backend.query("SELECT * FROM no_such_table WHERE id = :id", {"id": Parameter("1", "STRING")})

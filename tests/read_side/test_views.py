@@ -1,0 +1,132 @@
+"""The shipped Databricks views, created on local Spark over hand-made warehouse tables (see conftest)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from chispa import assert_df_equality
+
+from cqrs_orders.config import Settings
+from cqrs_orders.errors import ConfigurationError
+from cqrs_orders.query.views import register_views, view_definitions
+
+REPO = Path(__file__).resolve().parents[2]
+ALL_VIEWS = ["vw_order_summary", "vw_daily_order_metrics", "vw_projection_lag", "vw_projection_lag_hourly"]
+
+
+def utc(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+
+
+def test_the_repository_sql_folder_is_the_shipped_one():
+    shipped = sorted(f"{view.name}.sql" for view in view_definitions())
+    assert shipped == sorted(f"{name}.sql" for name in ALL_VIEWS)
+    for name in shipped:
+        assert (REPO / "sql" / "databricks" / name).read_text() == (
+            REPO / "src" / "cqrs_orders" / "query" / "sql" / name
+        ).read_text()
+
+
+def test_each_view_reads_the_tables_it_names():
+    sources = {view.name: view.sources for view in view_definitions()}
+    assert sources == {
+        "vw_order_summary": ("silver_customers", "silver_orders"),
+        "vw_daily_order_metrics": ("silver_orders",),
+        "vw_projection_lag": ("ops_projection_lag",),
+        "vw_projection_lag_hourly": ("ops_projection_lag",),
+    }
+
+
+def test_unity_catalog_statements_name_the_schema_and_refuse_odd_identifiers():
+    summary = view_definitions()[0]
+    statement = summary.unity_catalog_sql("main", "orders_dev")
+    assert statement.count("`main`.`orders_dev`.") == 3 and "${" not in statement
+    assert "CREATE OR REPLACE VIEW `main`.`orders_dev`.vw_order_summary AS" in statement
+    with pytest.raises(ConfigurationError, match="plain catalog/schema name"):
+        summary.unity_catalog_sql("main`; DROP TABLE x; --", "orders")
+
+
+def test_register_views_registers_every_table_and_view(spark, read_warehouse):
+    names = register_views(spark, read_warehouse)
+    assert names == ["silver_orders", "silver_customers", "ops_projection_lag", *ALL_VIEWS]
+
+
+def test_order_summary_keeps_orders_of_unknown_customers(spark, read_warehouse):
+    register_views(spark, read_warehouse)
+    actual = spark.sql("SELECT * FROM vw_order_summary ORDER BY order_id")
+    expected = spark.createDataFrame(
+        [
+            ("o-1", "cust-1", "Ada", "Created", Decimal("25.50"), 3, utc("2025-01-15T09:00:00"), utc("2025-01-15T09:00:00")),
+            ("o-2", "cust-2", "Bob", "Confirmed", Decimal("4.55"), 1, utc("2025-01-15T23:30:00"), utc("2025-01-16T01:00:00")),
+            ("o-3", "cust-9", None, "Shipped", Decimal("100.00"), 1, utc("2025-01-16T00:15:00"), utc("2025-01-16T05:00:00")),
+            ("o-4", "cust-1", "Ada", "Cancelled", Decimal("100.00"), 5, utc("2025-01-16T08:00:00"), utc("2025-01-16T08:30:00")),
+            ("o-5", "cust-1", "Ada", "Delivered", Decimal("1.98"), 2, utc("2025-01-16T10:00:00"), utc("2025-01-17T10:00:00")),
+        ],
+        "order_id string, customer_id string, customer_name string, status string, total_amount decimal(18,2), "
+        "item_count bigint, created_date timestamp, updated_date timestamp",
+    )  # fmt: skip
+    assert_df_equality(actual, expected, ignore_nullable=True)
+
+
+def test_daily_metrics_exclude_cancelled_orders_and_group_by_utc_day(spark, read_warehouse):
+    register_views(spark, read_warehouse)
+    actual = spark.sql("SELECT * FROM vw_daily_order_metrics ORDER BY order_date")
+    expected = spark.createDataFrame(
+        [
+            (date(2025, 1, 15), 2, Decimal("30.05"), Decimal("15.03"), 2),  # avg 15.025 rounds half up
+            (date(2025, 1, 16), 2, Decimal("101.98"), Decimal("50.99"), 2),  # o-4 (Cancelled) left out
+        ],
+        "order_date date, order_count bigint, total_revenue decimal(18,2), avg_order_value decimal(18,2), "
+        "unique_customers bigint",
+    )
+    assert_df_equality(actual, expected, ignore_nullable=True)
+
+
+def test_lag_views_give_the_latest_run_and_hourly_history(spark, read_warehouse):
+    register_views(spark, read_warehouse)
+    latest = spark.sql(
+        "SELECT projection, run_at, event_time_lag_seconds, healthy FROM vw_projection_lag ORDER BY projection"
+    )
+    assert_df_equality(
+        latest,
+        spark.createDataFrame(
+            [
+                ("silver_customers", utc("2025-01-16T11:10:00"), 0.5, True),
+                ("silver_orders", utc("2025-01-16T11:10:00"), 5.0, True),
+            ],
+            "projection string, run_at timestamp, event_time_lag_seconds double, healthy boolean",
+        ),
+        ignore_nullable=True,
+    )
+    hourly = spark.sql("SELECT * FROM vw_projection_lag_hourly ORDER BY hour, projection")
+    assert_df_equality(
+        hourly,
+        spark.createDataFrame(
+            [
+                (utc("2025-01-16T10:00:00"), "silver_customers", 2, 2.0, 1.5, 2, 4.0, 0, 0),
+                (utc("2025-01-16T10:00:00"), "silver_orders", 2, 75.0, 39.0, 2, 4.0, 0, 1),
+                (utc("2025-01-16T11:00:00"), "silver_customers", 1, 0.5, 0.5, 2, 4.0, 0, 0),
+                (utc("2025-01-16T11:00:00"), "silver_orders", 1, 5.0, 5.0, 2, 4.0, 0, 0),
+            ],
+            "hour timestamp, projection string, measurements bigint, max_event_time_lag_seconds double, "
+            "avg_event_time_lag_seconds double, max_backlog bigint, max_staleness_seconds double, "
+            "max_version_gaps bigint, unhealthy_measurements bigint",
+        ),
+        ignore_nullable=True,
+    )
+
+
+def test_views_over_missing_tables_are_left_out_and_stale_names_dropped(
+    spark, read_warehouse, tmp_path, write_warehouse
+):
+    register_views(spark, read_warehouse)  # the session knows the full warehouse first
+    partial = Settings.from_env(warehouse=tmp_path / "partial", env={})
+    write_warehouse(partial, tables=("silver_orders",))
+
+    assert register_views(spark, partial) == ["silver_orders", "vw_daily_order_metrics"]
+    assert not spark.catalog.tableExists("silver_customers")
+    assert not spark.catalog.tableExists("vw_order_summary")
+    assert spark.sql("SELECT count(*) FROM vw_daily_order_metrics").first()[0] == 2
