@@ -24,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import pyarrow as pa
 from deltalake import DeltaTable, QueryBuilder
 from deltalake.exceptions import TableNotFoundError
 
@@ -37,6 +38,11 @@ _STARTED = time.monotonic()
 
 def progress(message: str) -> None:
     print(f"[{time.monotonic() - _STARTED:7.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def read(table: DeltaTable, sql: str) -> pa.Table:
+    """Query a Delta table with deltalake's SQL engine (never its pyarrow dataset: see event_log.py)."""
+    return pa.table(QueryBuilder().register("t", table).execute(sql).read_all())
 
 
 class SilverWatcher:
@@ -59,11 +65,24 @@ class SilverWatcher:
         if self.table.version() == self.seen_version:
             return None
         self.seen_version = self.table.version()
-        rows = QueryBuilder().register("silver", self.table).execute("SELECT order_id, version FROM silver")
-        found: dict[str, int] = {}
-        for batch in rows.read_all().to_batches():
-            found.update(zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True))
-        return found
+        rows = read(self.table, "SELECT order_id, version FROM t")
+        return dict(zip(rows.column(0).to_pylist(), rows.column(1).to_pylist(), strict=True))
+
+
+CUSTOMERS = 100
+
+
+def submit(handler, raw: dict):
+    result = handler.handle(raw)
+    if not result.accepted:
+        raise RuntimeError(f"command {raw['commandId']} was rejected: {result.error}")
+    return result
+
+
+def register_customers(handler) -> None:
+    for n in range(CUSTOMERS):
+        customer = {"customerId": f"customer-{n}", "name": f"Customer {n}", "email": f"c{n}@example.com"}
+        submit(handler, {"type": "RegisterCustomer", "commandId": f"fresh-customer-{n}", **customer})
 
 
 def command(index: int) -> dict:
@@ -73,7 +92,7 @@ def command(index: int) -> dict:
             "type": "CreateOrder",
             "commandId": f"fresh-{index}",
             "orderId": f"fresh-order-{index}",
-            "customerId": f"customer-{index % 100}",
+            "customerId": f"customer-{index % CUSTOMERS}",
             "items": [{"sku": "sku-1", "quantity": 1 + index % 5, "unitPrice": 9.99}],
         }
     return {"type": "ConfirmOrder", "commandId": f"fresh-{index}", "orderId": f"fresh-order-{index - 1}"}
@@ -128,8 +147,8 @@ def median_batch_ms(settings: Settings, since_epoch: float) -> dict[str, float |
         table = DeltaTable(str(settings.table("ops_stream_progress").path))
     except TableNotFoundError:
         return {"all": None}
-    query = "SELECT query_name, duration_ms, batch_timestamp FROM p WHERE num_input_rows > 0"
-    rows = QueryBuilder().register("p", table).execute(query).read_all().to_pylist()
+    query = "SELECT query_name, duration_ms, batch_timestamp FROM t WHERE num_input_rows > 0"
+    rows = read(table, query).to_pylist()
     by_query: dict[str, list[int]] = {}
     for row in rows:
         if row["batch_timestamp"].timestamp() >= since_epoch:
@@ -176,8 +195,9 @@ def run(args, work: Path) -> dict:
     seen: dict[tuple[str, int], float] = {}
     pending: dict[tuple[str, int], float] = {}
 
-    # The first command creates the write store and the event log before the subprocesses look for them.
-    warm = handler.handle(command(0))
+    # The first commands create the write store and the event log before the subprocesses look for them.
+    register_customers(handler)
+    warm = submit(handler, command(0))
     pending[(warm.aggregateId, warm.version)] = time.monotonic()
     progress(f"starting relay --follow and project --continuous on {warehouse}")
     relay = ["relay", "--follow", "--poll-seconds", str(args.relay_poll_seconds)]
@@ -198,9 +218,7 @@ def run(args, work: Path) -> dict:
             while time.monotonic() < due:
                 poll(watcher, pending, seen)
                 time.sleep(min(POLL_SECONDS, max(0.0, due - time.monotonic())))
-            result = handler.handle(command(index + 1))  # index + 1: order 0 was the warm-up
-            if not result.accepted:
-                raise RuntimeError(f"command {index} was rejected: {result.error}")
+            result = submit(handler, command(index + 1))  # index + 1: order 0 was the warm-up
             pending[(result.aggregateId, result.version)] = time.monotonic()
             if index % max(1, int(args.rate * 10)) == 0:
                 check_alive(processes)
@@ -208,11 +226,11 @@ def run(args, work: Path) -> dict:
         submit_seconds = time.monotonic() - first
         progress(f"submitted {total} commands in {submit_seconds:.1f}s; waiting for the last ones")
         wait_visible(watcher, pending, seen, time.monotonic() + args.drain_timeout, processes)
-        batches = median_batch_ms(settings, since_epoch)
     finally:
         for process in processes:
             stop(process)
         handler.store.close()
+    batches = median_batch_ms(settings, since_epoch)  # after the stop: every batch's row is written
 
     latencies = list(seen.values())
     if not latencies:

@@ -5,9 +5,9 @@
 # MAGIC handler as `cqrs-orders submit`, and returns the result JSON with `dbutils.notebook.exit`:
 # MAGIC `{"commandId", "status": "accepted"|"rejected", "aggregateId", "version", "eventIds", "error"}`.
 # MAGIC Callers use `cqrs_orders.client.submit_command(workspace_client, job, command)`.
-# MAGIC The write store comes from the job's environment (`CQRS_WRITE_STORE=cosmos`, `COSMOS_*`, secret scope).
+# MAGIC The write store comes from the job's environment (`CQRS_WRITE_STORE=cosmos`, `COSMOS_*`, secrets).
 # MAGIC
-# MAGIC Locally it runs as a script: `python notebooks/command_ingest.py '<command json>'` prints the result.
+# MAGIC Locally it runs as a script: `python notebooks/command_ingest.py '<command json>'` prints it.
 
 # COMMAND ----------
 

@@ -17,7 +17,9 @@ from cqrs_orders.errors import ConfigurationError, RemoteRunError
 COMMAND_PARAMETER = "command"
 
 
-def submit_command(workspace_client, job: int | str, command: dict | str, *, timeout=timedelta(minutes=10)) -> dict:
+def submit_command(
+    workspace_client, job: int | str, command: dict | str, *, timeout=timedelta(minutes=10)
+) -> dict:
     """Run the command-ingest job (``job``: its id, or its unique name) for one command; return the result.
 
     ``workspace_client`` is a ``databricks.sdk.WorkspaceClient``. Raises ``RemoteRunError`` if the run
@@ -33,7 +35,9 @@ def submit_command(workspace_client, job: int | str, command: dict | str, *, tim
     result_state = run.state.result_state.value if run.state and run.state.result_state else None
     if result_state != "SUCCESS":
         message = run.state.state_message if run.state else ""
-        raise RemoteRunError(f"Command-ingest run {run.run_id} of job {job_id} ended {result_state}: {message}")
+        raise RemoteRunError(
+            f"Command-ingest run {run.run_id} of job {job_id} ended {result_state}: {message}"
+        )
     task_run_id = run.tasks[0].run_id if run.tasks else run.run_id
     output = workspace_client.jobs.get_run_output(run_id=task_run_id)
     if output.error or not (output.notebook_output and output.notebook_output.result):

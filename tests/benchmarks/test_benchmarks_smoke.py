@@ -32,18 +32,18 @@ def run_benchmark(script: str, *args: str, timeout: float) -> dict:
 def test_projection_benchmark_prints_every_figure():
     figures = run_benchmark(
         "projection.py",
-        *("--events", "2000", "--aggregates", "1000", "--merge-batch", "200"),
-        *("--small-rows", "1000", "--large-rows", "20000"),
+        *("--events", "400", "--aggregates", "200", "--merge-batch", "50"),
+        *("--small-rows", "200", "--large-rows", "2000"),
         timeout=600,
     )
 
-    assert figures["events"] == 2000 and figures["rounds"] == 2
+    assert figures["events"] == 400 and figures["rounds"] == 2
     assert figures["naive_merge_batches"] == 2  # one round of versions per micro-batch
-    assert figures["ours_silver_rows"] == 1000 and figures["naive_rows"] == 1000
+    assert figures["ours_silver_rows"] == 200 and figures["naive_rows"] == 200
     for name in ("ours", "floor", "naive_merge"):
         assert figures[f"{name}_seconds"] > 0
         assert figures[f"{name}_events_per_second"] == pytest.approx(
-            2000 / figures[f"{name}_seconds"], rel=0.01
+            400 / figures[f"{name}_seconds"], rel=0.01
         )
     assert figures["merge_small_seconds"] > 0 and figures["merge_large_seconds"] > 0
     assert figures["ratio_ours_to_floor"] == pytest.approx(

@@ -1,6 +1,6 @@
 """The command-ingest endpoint: the notebook runs as a plain script, and ``submit_command`` drives it through
 the real databricks-sdk ``WorkspaceClient`` against a local HTTP server implementing the Jobs 2.2 calls it
-makes. That server "runs" the job by executing the notebook file as a subprocess, so the whole path is real."""
+makes. That server "runs" the job by executing the notebook file as a subprocess: the whole path is real."""
 
 from __future__ import annotations
 
@@ -19,7 +19,13 @@ from cqrs_orders.client import submit_command
 from cqrs_orders.errors import ConfigurationError, RemoteRunError
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "command_ingest.py"
-REGISTER = {"type": "RegisterCustomer", "commandId": "reg-1", "customerId": "cust-1", "name": "Ada", "email": "a@b.io"}
+REGISTER = {
+    "type": "RegisterCustomer",
+    "commandId": "reg-1",
+    "customerId": "cust-1",
+    "name": "Ada",
+    "email": "a@b.io",
+}
 
 
 def run_notebook(command: str, warehouse: Path) -> subprocess.CompletedProcess:
@@ -64,11 +70,19 @@ class JobsApi(BaseHTTPRequestHandler):
             self._reply({"jobs": [job for job in jobs if job["settings"]["name"] == query.get("name")]})
         elif url.path == "/api/2.2/jobs/runs/get":
             run = self.state["runs"][int(query["run_id"])]
-            self._reply({"run_id": run["run_id"], "job_id": 42, "state": run["state"],
-                         "tasks": [{"run_id": run["run_id"] + 1000, "task_key": "ingest"}]})  # fmt: skip
+            self._reply(
+                {
+                    "run_id": run["run_id"],
+                    "job_id": 42,
+                    "state": run["state"],
+                    "tasks": [{"run_id": run["run_id"] + 1000, "task_key": "ingest"}],
+                }
+            )
         elif url.path == "/api/2.2/jobs/runs/get-output":
             run = self.state["runs"][int(query["run_id"]) - 1000]
-            self._reply({"notebook_output": {"result": run["result"]}} if run["result"] else {"error": run["error"]})
+            self._reply(
+                {"notebook_output": {"result": run["result"]}} if run["result"] else {"error": run["error"]}
+            )
         else:
             self._reply({"error_code": "ENDPOINT_NOT_FOUND", "message": url.path}, status=404)
 
@@ -91,9 +105,12 @@ class JobsApi(BaseHTTPRequestHandler):
             "token": token,
             "result": done.stdout.strip() if succeeded else None,
             "error": None if succeeded else done.stderr.strip().splitlines()[-1],
-            "state": {"life_cycle_state": "TERMINATED", "result_state": "SUCCESS" if succeeded else "FAILED",
-                      "state_message": "" if succeeded else "notebook failed"},
-        }  # fmt: skip
+            "state": {
+                "life_cycle_state": "TERMINATED",
+                "result_state": "SUCCESS" if succeeded else "FAILED",
+                "state_message": "" if succeeded else "notebook failed",
+            },
+        }
         self._reply({"run_id": run_id})
 
     def _reply(self, payload: dict, status: int = 200):
@@ -139,7 +156,7 @@ def test_submit_command_runs_the_job_and_returns_the_result(workspace):
 
 
 def test_submit_command_errors(workspace, settings):
-    client, state = workspace
+    client, _ = workspace
     with pytest.raises(ConfigurationError, match="exactly one job named 'nope'"):
         submit_command(client, "nope", REGISTER)
     settings.warehouse.mkdir(parents=True, exist_ok=True)

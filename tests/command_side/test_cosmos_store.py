@@ -9,13 +9,9 @@ conflicts and relay restarts."""
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import datetime, timezone
-from urllib.parse import unquote, urlparse
 
 import pytest
-from azure.core.pipeline.transport import HttpResponse, HttpTransport
-from azure.core.utils import CaseInsensitiveDict
 
 from cqrs_orders.adapters.cosmos_store import CosmosWriteStore
 from cqrs_orders.adapters.event_log import EventLog
@@ -27,189 +23,10 @@ from cqrs_orders.config import Settings
 from cqrs_orders.envelope import new_event
 from cqrs_orders.errors import ConfigurationError
 
-ENDPOINT = "https://cosmos.test:8081/"
-KEY = "c2VjcmV0LWNvc21vcy1rZXk="
-CONTAINER = "/dbs/orders/colls/order-store"
-
-
-class _Response(HttpResponse):
-    def __init__(self, request, status: int, body=None, headers=None):
-        super().__init__(request, None)
-        self.status_code = status
-        self.reason = {
-            200: "OK",
-            201: "Created",
-            207: "Multi-Status",
-            304: "Not Modified",
-            404: "Not Found",
-        }.get(status, "Error")
-        self.headers = CaseInsensitiveDict(
-            {"Content-Type": "application/json", "x-ms-request-charge": "1", **(headers or {})}
-        )
-        self.content_type = "application/json"
-        self._body = b"" if body is None else json.dumps(body).encode()
-
-    def body(self) -> bytes:
-        return self._body
-
-
-class FakeCosmosAccount(HttpTransport):
-    """One account, one container (partition key /aggregateId, one physical partition), in memory."""
-
-    def __init__(self):
-        self.documents: dict[tuple[str, str], dict] = {}
-        self.lsn = 0
-        self.requests: list[dict] = []
-        self.before_next_batch = None  # a hook: another writer acting between a read and a batch
-        self.batch_failures: list[int] = []
-
-    # HttpTransport
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        return None
-
-    def open(self):
-        return None
-
-    def close(self):
-        return None
-
-    def send(self, request, **kwargs):
-        path = unquote(urlparse(request.url).path).rstrip("/")
-        body = json.loads(request.body) if request.body else None
-        self.requests.append(
-            {"method": request.method, "path": path, "headers": dict(request.headers), "body": body}
-        )
-        headers = CaseInsensitiveDict(request.headers)
-        if path == "":
-            location = [{"name": "Test", "databaseAccountEndpoint": ENDPOINT}]
-            return _Response(
-                request,
-                200,
-                {
-                    "id": "test",
-                    "writableLocations": location,
-                    "readableLocations": location,
-                    "userConsistencyPolicy": {"defaultConsistencyLevel": "Session"},
-                },
-            )
-        if path == CONTAINER:
-            return _Response(
-                request,
-                200,
-                {
-                    "id": "order-store",
-                    "_rid": "cRID==",
-                    "partitionKey": {"paths": ["/aggregateId"], "kind": "Hash", "version": 2},
-                },
-            )
-        if path == f"{CONTAINER}/pkranges":
-            if headers.get("If-None-Match"):
-                return _Response(request, 304, headers={"etag": '"ranges-1"'})
-            ranges = [{"id": "0", "minInclusive": "", "maxExclusive": "FF", "parents": []}]
-            return _Response(
-                request,
-                200,
-                {"_rid": "cRID==", "PartitionKeyRanges": ranges, "_count": 1},
-                headers={"etag": '"ranges-1"'},
-            )
-        partition = json.loads(headers.get("x-ms-documentdb-partitionkey", "[null]"))[0]
-        if path.startswith(f"{CONTAINER}/docs/") and request.method == "GET":
-            document = self.documents.get((partition, path.rsplit("/", 1)[1]))
-            if document is None:
-                return _Response(
-                    request,
-                    404,
-                    {"code": "NotFound", "message": "Entity with the specified id does not exist"},
-                )
-            return _Response(request, 200, document, headers={"etag": document["_etag"]})
-        if (
-            path == f"{CONTAINER}/docs"
-            and request.method == "POST"
-            and headers.get("x-ms-cosmos-is-batch-request")
-        ):
-            return self._batch(request, partition, body)
-        if (
-            path == f"{CONTAINER}/docs"
-            and request.method == "POST"
-            and headers.get("x-ms-documentdb-is-upsert")
-        ):
-            return _Response(request, 200, self._write(partition, body))
-        if (
-            path == f"{CONTAINER}/docs"
-            and request.method == "GET"
-            and headers.get("A-IM", "").lower() == "incremental feed"
-        ):
-            return self._change_feed(request, headers)
-        return _Response(
-            request, 400, {"code": "BadRequest", "message": f"unexpected {request.method} {path}"}
-        )
-
-    # Cosmos semantics
-    def _write(self, partition: str, document: dict) -> dict:
-        self.lsn += 1
-        stored = {**document, "_etag": f'"{uuid.uuid4()}"', "_lsn": self.lsn, "_ts": 1_700_000_000 + self.lsn}
-        self.documents[(partition, document["id"])] = stored
-        return stored
-
-    def _batch(self, request, partition: str, operations: list[dict]):
-        if self.before_next_batch:
-            hook, self.before_next_batch = self.before_next_batch, None
-            hook()
-        failed = None
-        for index, operation in enumerate(operations):
-            key = (partition, operation.get("id") or operation["resourceBody"]["id"])
-            existing = self.documents.get(key)
-            if operation["operationType"] == "Create" and existing is not None:
-                failed = (index, 409)
-            elif operation["operationType"] == "Replace" and (
-                existing is None or operation.get("ifMatch") not in (None, existing["_etag"])
-            ):
-                failed = (index, 412 if existing else 404)
-            if failed:
-                break
-        if failed:
-            self.batch_failures.append(failed[1])
-            results = [{"statusCode": failed[1] if i == failed[0] else 424} for i in range(len(operations))]
-            return _Response(request, 207, results)
-        results = [
-            {"statusCode": 201, "resourceBody": self._write(partition, op["resourceBody"])}
-            for op in operations
-        ]
-        return _Response(request, 200, results)
-
-    def _change_feed(self, request, headers):
-        since = int(headers.get("If-None-Match", '"0"').strip('"') or 0)
-        limit = int(headers.get("x-ms-max-item-count", "100"))
-        changed = sorted((d for d in self.documents.values() if d["_lsn"] > since), key=lambda d: d["_lsn"])[
-            :limit
-        ]
-        if not changed:
-            return _Response(request, 304, headers={"etag": f'"{since}"'})
-        return _Response(
-            request,
-            200,
-            {"_rid": "cRID==", "Documents": changed, "_count": len(changed)},
-            headers={"etag": f'"{changed[-1]["_lsn"]}"'},
-        )
-
-    def batches(self) -> list[dict]:
-        return [r for r in self.requests if r["headers"].get("x-ms-cosmos-is-batch-request")]
-
 
 @pytest.fixture
-def account():
-    return FakeCosmosAccount()
-
-
-@pytest.fixture
-def cosmos_settings(tmp_path):
-    return Settings.from_env(
-        tmp_path / "warehouse",
-        env={"CQRS_WRITE_STORE": "cosmos", "COSMOS_ENDPOINT": ENDPOINT, "COSMOS_KEY": KEY},
-    )
+def account(cosmos_account):
+    return cosmos_account
 
 
 def cosmos_store(settings, account) -> CosmosWriteStore:
@@ -260,7 +77,9 @@ def test_each_command_is_one_atomic_batch_in_its_partition_guarded_by_the_state_
     assert event["eventId"] == outbox["eventId"] == confirmed.eventIds[0]
     assert json.loads(outbox["body"])["eventType"] == "OrderConfirmed"
     assert all(op["resourceBody"]["aggregateId"] == "order-1" for op in operations)
-    assert KEY not in json.dumps([r["headers"] for r in account.requests])  # only signatures travel
+    assert cosmos_settings.secret("COSMOS_KEY").reveal() not in json.dumps(
+        [r["headers"] for r in account.requests]
+    )  # only signatures travel
 
 
 def test_a_writer_racing_between_read_and_batch_hits_the_etag_and_retries(cosmos_settings, account):
@@ -372,9 +191,10 @@ def test_the_change_feed_relay_resumes_from_its_saved_continuation(cosmos_settin
     ]
 
 
-def test_cosmos_without_endpoint_or_key_says_what_to_set(tmp_path):
+def test_cosmos_without_endpoint_or_key_says_what_to_set(tmp_path, cosmos_settings):
+    only_endpoint = {"COSMOS_ENDPOINT": cosmos_settings.cosmos_endpoint}
     with pytest.raises(ConfigurationError, match="COSMOS_ENDPOINT and COSMOS_KEY"):
-        CosmosWriteStore.from_settings(Settings.from_env(tmp_path, env={"COSMOS_ENDPOINT": ENDPOINT}))
+        CosmosWriteStore.from_settings(Settings.from_env(tmp_path, env=only_endpoint))
 
 
 def is_feed_read(request: dict) -> bool:

@@ -8,13 +8,16 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from cqrs_orders.adapters.event_log import EventLog
 from cqrs_orders.adapters.event_log_publisher import EventLogPublisher
+from cqrs_orders.adapters.sqlite_store import SqliteWriteStore
 from cqrs_orders.application.ports import OutboxEntry, Publisher
 from cqrs_orders.application.relay import Relay
 from cqrs_orders.errors import PublishError
@@ -75,6 +78,22 @@ def test_drain_publishes_everything_once_in_order(settings, store, given):
     assert store.counts()["outbox_pending"] == 0
 
 
+def test_two_relays_at_once_take_turns_instead_of_double_publishing(settings, store, given):
+    committed = make_history(given, orders=20)
+    relays = [
+        Relay(
+            SqliteWriteStore(settings.write_store_path),
+            EventLogPublisher(settings.event_log_path),
+            batch_size=3,
+        )
+        for _ in range(2)
+    ]
+    with ThreadPoolExecutor(2) as pool:
+        published = list(pool.map(lambda relay: relay.drain(), relays))
+    assert sum(published) == committed
+    assert assert_complete_and_ordered(settings, store) == 0
+
+
 class FailingPublisher(Publisher):
     def __init__(self, inner: Publisher, fail_on_call: int):
         self.inner, self.fail_on_call, self.calls = inner, fail_on_call, 0
@@ -94,6 +113,23 @@ def test_a_failed_publish_keeps_the_events_for_the_next_drain(settings, store, g
         relay.drain()
     assert store.counts()["outbox_pending"] == committed - 4
     assert relay.drain() == committed - 4
+    assert assert_complete_and_ordered(settings, store) == 0
+
+
+def test_follow_survives_an_unreachable_bus_and_stops_when_asked(settings, store, given, capsys):
+    committed = make_history(given, orders=3)
+    publisher = FailingPublisher(EventLogPublisher(settings.event_log_path), fail_on_call=1)
+    stop = threading.Event()
+    follower = threading.Thread(target=lambda: totals.append(Relay(store, publisher).follow(stop, 0.05)))
+    totals: list[int] = []
+    follower.start()
+    deadline = time.monotonic() + 30
+    while store.counts()["outbox_pending"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    stop.set()
+    follower.join(10)
+    assert totals == [committed] and publisher.calls >= 2
+    assert "bus unreachable" in capsys.readouterr().err
     assert assert_complete_and_ordered(settings, store) == 0
 
 
@@ -136,7 +172,7 @@ def test_relay_killed_mid_drain_loses_and_reorders_nothing(settings, store, give
     ]
     kills = 0
     for target in (0.85, 0.65, 0.45):  # kill when this share of the outbox is still pending
-        relay = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        relay = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         while store.counts()["outbox_pending"] > committed * target and relay.poll() is None:
             assert time.monotonic() < deadline, "the relay made no progress"

@@ -108,6 +108,8 @@ def test_create_order_rules(given, reject):
     reject({**base, "currency": "eur"}, "VALIDATION_ERROR", "currency", "3 upper-case letters")
     reject({**base, "items": [{"sku": "A", "quantity": 1}]}, "VALIDATION_ERROR", "items.0.unitPrice")
     reject({**base, "orderId": "cust-1"}, "ALREADY_EXISTS", "orderId", "Customer")
+    huge = {"sku": "H", "quantity": 1_000_000, "unitPrice": 99_999_999_999.99}
+    reject({**base, "items": [huge]}, "VALIDATION_ERROR", "items", "order total", "exceeds")
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,15 @@
-"""The lag monitor on hand-made lakes: each measure, each breach rule, the recorded table and the CLI."""
+"""The lag monitor on hand-made lakes: each measure, each breach rule, the recorded table, the CLI, alerts.
+
+Spark work is the cost here, so one module-wide lake holds every situation at once (each aggregate shows
+one of them) and is measured once; the CLI tests build their own small lakes.
+"""
 
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+import threading
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 from chispa import assert_df_equality
@@ -12,188 +18,89 @@ from cqrs_orders.config import Settings
 from cqrs_orders.ops import measures
 from cqrs_orders.ops.lag import LAG_SCHEMA, find_breaches, measure_lag
 
-
-def seconds(n: float) -> timedelta:
-    return timedelta(seconds=n)
+NOW = datetime.now(timezone.utc).replace(microsecond=0)
 
 
-def caught_up_lake(lake, now):
-    """A customer and an order (two versions) all applied; the silver query ran 5 s ago."""
-    customer = lake.customer_event("cust-1", 1, now - seconds(30))
-    created, added = lake.order_event("o-1", 1, now - seconds(20)), lake.order_event("o-1", 2, now - seconds(10))
-    lake.publish(customer, created, added)
-    lake.ingest(customer, created, added)
-    lake.project(customer, added, at=now - seconds(5))
-    lake.history(created)
-    lake.progress("silver", now - seconds(5))
+def ago(seconds: float) -> datetime:
+    return NOW - timedelta(seconds=seconds)
 
 
-def by_projection(report):
-    return {p.projection: p for p in report.projections}
+@pytest.fixture(scope="module")
+def scenario(spark, tmp_path_factory, lake_type):
+    """cust-1 applied; cust-2 applied at v2 but its v1 never arrived (a gap); o-1 applied at v2; o-2 in bronze
+    twice (a redelivery), not applied; o-3 on the bus only (v1, v2); o-4 with v1 and v3 (a gap); a
+    quarantined record claiming a far-future time; the silver query's last batch 120 s ago."""
+    settings = Settings.from_env(warehouse=tmp_path_factory.mktemp("scenario"), env={})
+    lake = lake_type(spark, settings)
+    c1, c2v2 = lake.customer_event("cust-1", 1, ago(200)), lake.customer_event("cust-2", 2, ago(190))
+    o1v1, o1v2 = lake.order_event("o-1", 1, ago(180)), lake.order_event("o-1", 2, ago(170))
+    o2 = lake.order_event("o-2", 1, ago(160))
+    o3v1, o3v2 = lake.order_event("o-3", 1, ago(150)), lake.order_event("o-3", 2, ago(100))
+    o4v1, o4v3 = lake.order_event("o-4", 1, ago(300)), lake.order_event("o-4", 3, ago(290))
+    lake.publish(c1, c2v2, o1v1, o1v2, o2, o3v1, o3v2, o4v1, o4v3)
+    lake.ingest(c1, c2v2, o1v1, o1v2, o2, o2, o4v1, o4v3)
+    lake.quarantine('{"aggregateType": "Order", "timestamp": "2099-01-01T00:00:00Z"}', at=ago(100))
+    lake.project(c1, c2v2, o1v1, o1v2, o4v1, o4v3, at=ago(165))
+    lake.progress("silver", ago(120))
+    report = measure_lag(spark, settings, 60, now=NOW, record=False)
+    return settings, {p.projection: p for p in report.projections}
 
 
-def test_a_caught_up_lake_is_healthy_and_the_cli_exits_0(cli, lake, now, spark, settings):
-    caught_up_lake(lake, now)
-
-    report = measure_lag(spark, settings, 60, now=now, record=False)
-    assert report.healthy
-    for p in report.projections:
-        assert (p.event_time_lag_seconds, p.bus_backlog, p.bronze_backlog, p.version_gaps) == (0, 0, 0, 0)
-        assert p.staleness_seconds == 5.0
-
-    result = cli("lag")
-    assert result.exit_code == 0, result.stderr
-    assert "HEALTHY" in result.stdout and "silver_customers: ok" in result.stdout
-    recorded = settings.table("ops_projection_lag").read(spark)
-    assert sorted((r.projection, r.healthy) for r in recorded.collect()) == [
-        ("silver_customers", True),
-        ("silver_orders", True),
-    ]
+def test_bus_backlog_counts_records_not_yet_in_bronze(scenario):
+    _, report = scenario
+    # o-3 v1 and v2; the quarantined record reached bronze_quarantine, so it is not waiting.
+    assert report["silver_orders"].bus_backlog == report["silver_customers"].bus_backlog == 2
 
 
-def test_lag_past_the_threshold_exits_3_and_is_recorded(cli, lake, now, spark, settings):
-    created, added = lake.order_event("o-1", 1, now - seconds(300)), lake.order_event("o-1", 2, now - seconds(10))
-    lake.publish(created, added)
-    lake.ingest(created, added)
-    lake.project(created, at=now - seconds(290))
-    lake.progress("silver", now - seconds(290))
-
-    result = cli("lag", "--json", "--threshold-seconds", "60")
-    assert result.exit_code == 3, result.stderr
-    (document,) = result.json_lines()
-    assert document["healthy"] is False and document["threshold_seconds"] == 60
-    orders = {p["projection"]: p for p in document["projections"]}["silver_orders"]
-    assert orders["event_time_lag_seconds"] == 290
-    assert orders["breaches"] == ["event_time_lag", "staleness", "bronze_backlog"]
-
-    recorded = settings.table("ops_projection_lag").read(spark)
-    assert recorded.schema == LAG_SCHEMA
-    expected = spark.createDataFrame(
-        [("silver_customers", 0.0, 0, 0, 0, True, []), ("silver_orders", 290.0, 0, 1, 0, False, orders["breaches"])],
-        "projection string, event_time_lag_seconds double, bus_backlog bigint, bronze_backlog bigint, "
-        "version_gaps bigint, healthy boolean, breaches array<string>",
-    )
-    assert_df_equality(
-        recorded.select(*expected.columns), expected, ignore_row_order=True, ignore_nullable=True
-    )
-    detail = spark.sql(f"DESCRIBE DETAIL {settings.table('ops_projection_lag').sql_name}").first()
-    assert detail.minReaderVersion == 1
-    assert detail.properties.get("delta.enableDeletionVectors") == "false"
-
-    # The same lake under a looser threshold is healthy, and each run appends its own rows.
-    assert cli("lag", "--threshold-seconds", "600").exit_code == 0
-    assert recorded.count() == 4
-
-
-def test_backlog_counts_each_stage(lake, now, spark, settings):
-    customer = lake.customer_event("cust-1", 1, now - seconds(60))
-    o1v1, o1v2 = lake.order_event("o-1", 1, now - seconds(50)), lake.order_event("o-1", 2, now - seconds(40))
-    o2v1 = lake.order_event("o-2", 1, now - seconds(35))
-    o3v1, o3v2 = lake.order_event("o-3", 1, now - seconds(30)), lake.order_event("o-3", 2, now - seconds(20))
-    lake.publish(customer, o1v1, o1v2, o2v1, o3v1, o3v2)
-    lake.ingest(customer, o1v1, o1v2, o2v1)
-    lake.ingest(o1v2)  # a redelivered duplicate: pending once, not twice
-    lake.quarantine('{"aggregateType": "Order", "timestamp": "2099-01-01T00:00:00Z"}', at=now)
-    lake.project(customer, o1v1, at=now - seconds(45))
-
+def test_bronze_backlog_counts_events_not_yet_applied_once_each(scenario, spark):
+    settings, report = scenario
     pending = measures.unapplied_events(
-        settings.table("bronze_events").read(spark), settings.table("silver_orders").read(spark), "Order", "order_id"
+        settings.table("bronze_events").read(spark),
+        settings.table("silver_orders").read(spark),
+        "Order",
+        "order_id",
     )
-    assert_df_equality(
-        pending,
-        spark.createDataFrame([("o-1", 2), ("o-2", 1)], "aggregate_id string, version bigint"),
-        ignore_row_order=True,
-        ignore_nullable=True,
-    )
+    expected = spark.createDataFrame([("o-2", 1)], "aggregate_id string, version bigint")
+    assert_df_equality(pending, expected, ignore_nullable=True)
+    assert (report["silver_orders"].bronze_backlog, report["silver_customers"].bronze_backlog) == (1, 0)
 
-    report = by_projection(measure_lag(spark, settings, 60, now=now, record=False))
-    orders, customers = report["silver_orders"], report["silver_customers"]
-    assert orders.bus_backlog == customers.bus_backlog == 2  # o-3 v1, v2; the quarantined record is ingested
-    assert (orders.bronze_backlog, customers.bronze_backlog) == (2, 0)
-    # Newest order on the bus (o-3 v2, the quarantined record's far-future time ignored) minus o-1 v1.
-    assert orders.event_time_lag_seconds == 30.0
-    assert orders.healthy  # a backlog with little lag is just the next micro-batch waiting
-    assert measure_lag(spark, settings, 10, now=now, record=False).projections[0].breaches == (
+
+def test_event_time_lag_is_newest_on_the_bus_minus_newest_applied(scenario):
+    _, report = scenario
+    # Orders: o-3 v2 (100 s ago; the quarantined far-future record is ignored) minus o-1 v2 (170 s ago).
+    assert report["silver_orders"].event_time_lag_seconds == 70
+    assert report["silver_customers"].event_time_lag_seconds == 0
+
+
+def test_version_gaps_are_found_per_aggregate(scenario, spark):
+    settings, report = scenario
+    gaps = measures.version_gaps(settings.table("silver_event_history").read(spark))
+    expected = spark.createDataFrame(
+        [("Order", "o-4", 3, 2, 1), ("Customer", "cust-2", 2, 1, 1)],
+        "aggregate_type string, aggregate_id string, max_version bigint, distinct_versions bigint, "
+        "missing bigint",
+    )
+    assert_df_equality(gaps, expected, ignore_row_order=True, ignore_nullable=True)
+    assert (report["silver_orders"].version_gaps, report["silver_customers"].version_gaps) == (1, 1)
+
+
+def test_staleness_is_time_since_the_silver_query_last_ran(scenario):
+    _, report = scenario
+    assert report["silver_orders"].staleness_seconds == report["silver_customers"].staleness_seconds == 120
+
+
+def test_breaches_name_every_measure_past_its_threshold(scenario):
+    _, report = scenario
+    assert report["silver_orders"].breaches == (
         "event_time_lag",
         "staleness",
         "bus_backlog",
         "bronze_backlog",
+        "version_gaps",
     )
-
-
-def test_version_gaps_are_found_per_aggregate(lake, now, spark, settings):
-    events = [
-        lake.order_event("o-1", 1, now),
-        lake.order_event("o-1", 3, now),  # version 2 was lost
-        lake.order_event("o-2", 1, now),
-        lake.order_event("o-2", 2, now),
-        lake.customer_event("cust-1", 2, now),  # version 1 was lost
-    ]
-    lake.publish(*events)
-    lake.ingest(*events)
-    lake.project(events[1], events[3], events[4], at=now)
-    lake.history(events[0], events[2])
-
-    gaps = measures.version_gaps(settings.table("silver_event_history").read(spark))
-    assert_df_equality(
-        gaps,
-        spark.createDataFrame(
-            [("Order", "o-1", 3, 2, 1), ("Customer", "cust-1", 2, 1, 1)],
-            "aggregate_type string, aggregate_id string, max_version bigint, distinct_versions bigint, "
-            "missing bigint",
-        ),
-        ignore_row_order=True,
-        ignore_nullable=True,
-    )
-    report = measure_lag(spark, settings, 60, now=now, record=False)
-    assert [(p.projection, p.version_gaps, p.breaches) for p in report.projections] == [
-        ("silver_orders", 1, ("version_gaps",)),
-        ("silver_customers", 1, ("version_gaps",)),
-    ]
-
-
-def test_staleness_counts_only_when_work_is_waiting(lake, now, spark, settings):
-    created = lake.order_event("o-1", 1, now - seconds(3600))
-    lake.publish(created)
-    lake.ingest(created)
-    lake.project(created, at=now - seconds(3000))  # no progress rows: staleness from projected_at
-
-    idle = by_projection(measure_lag(spark, settings, 60, now=now, record=False))["silver_orders"]
-    assert idle.staleness_seconds == 3000 and idle.healthy
-
-    late = lake.order_event("o-2", 1, now - seconds(3610))  # old event time: event-time lag stays small
-    lake.publish(late)
-    lake.ingest(late)
-    lake.progress("silver", now - seconds(120))
-    stuck = by_projection(measure_lag(spark, settings, 60, now=now, record=False))["silver_orders"]
-    assert stuck.staleness_seconds == 120
-    assert stuck.event_time_lag_seconds == 0  # o-2 is older than the newest applied event
-    assert stuck.breaches == ("staleness", "bronze_backlog")
-
-
-def test_kafka_backlog_comes_from_the_bronze_query_progress(lake, now, spark, tmp_path):
-    settings = Settings.from_env(warehouse=tmp_path / "kafka-warehouse", env={"CQRS_SOURCE": "kafka"})
-    lake = type(lake)(spark, settings)
-    created = lake.order_event("o-1", 1, now - seconds(100))
-    lake.publish(created)
-    lake.ingest(created)
-    (partition, offset) = lake.positions[str(created.eventId)]
-
-    report = measure_lag(spark, settings, 60, now=now, record=False)
-    assert report.projections[0].bus_backlog is None  # no bronze batch yet: the end offsets are unknown
-    assert report.projections[0].event_time_lag_seconds == 100  # nothing applied: the oldest event waits
-
-    latest = json.dumps({"order-events": {str(partition): offset + 4}, "other-topic": {"0": 99}})
-    lake.progress("bronze", now - seconds(1), latest_offset=latest)
-    assert measure_lag(spark, settings, 60, now=now, record=False).projections[0].bus_backlog == 3
-
-
-def test_an_empty_warehouse_is_healthy(cli, settings, spark):
-    result = cli("lag", "--json")
-    assert result.exit_code == 0, result.stderr
-    document = json.loads(result.stdout)
-    assert [p["bus_backlog"] for p in document["projections"]] == [0, 0]
-    assert settings.table("ops_projection_lag").read(spark).count() == 2
+    # Work is waiting on the bus, but customers' lag is 0 and their staleness counts: the bus backlog may
+    # hold customer events too (the bus is untyped until bronze parses it).
+    assert report["silver_customers"].breaches == ("staleness", "bus_backlog", "version_gaps")
 
 
 @pytest.mark.parametrize(
@@ -201,10 +108,11 @@ def test_an_empty_warehouse_is_healthy(cli, settings, spark):
     [
         (0, 0, 0, 1, 0, ()),
         (61, 0, 0, 1, 0, ("event_time_lag",)),
-        (60, 5, 5, 59, 0, ()),  # at the threshold is not past it
-        (1, 0, 0, 3600, 0, ()),  # idle: nothing waiting
+        (30, 5, 5, 30, 0, ()),  # a backlog with little lag is just the next micro-batch waiting
+        (60, 5, 5, 60, 0, ()),  # at the threshold is not past it
+        (1, 0, 0, 3600, 0, ()),  # idle: no batch runs when nothing arrives; nothing is waiting
         (1, 2, 0, 3600, 0, ("staleness", "bus_backlog")),
-        (1, None, 0, None, 0, ()),  # unknown bus, never ran, nothing pending
+        (1, None, 0, None, 0, ()),  # bus end unknown, never ran, nothing pending
         (0, 0, 0, 0, 2, ("version_gaps",)),
     ],
 )
@@ -217,3 +125,128 @@ def test_latest_source_offsets_reads_kafka_progress_json():
     assert measures.latest_source_offsets(progress, "orders") == {0: 5, 1: 7}
     assert measures.latest_source_offsets(None) == {}
     assert measures.bus_backlog({0: 5, 1: 7}, {0: 5, 1: 3}) == 4
+
+
+def test_kafka_backlog_comes_from_the_bronze_query_progress(spark, tmp_path, lake_type):
+    settings = Settings.from_env(warehouse=tmp_path / "warehouse", env={"CQRS_SOURCE": "kafka"})
+    lake = lake_type(spark, settings)
+    created = lake.order_event("o-1", 1, ago(100))
+    lake.publish(created)  # only to learn a (partition, offset); the Kafka measure never reads the log
+    lake.ingest(created)
+    (partition, offset) = lake.positions[str(created.eventId)]
+
+    before = measure_lag(spark, settings, 60, now=NOW, record=False).projections[0]
+    assert before.bus_backlog is None  # no bronze batch yet: the topic's end offsets are unknown
+    assert before.event_time_lag_seconds == 100  # nothing applied: how long the oldest event has waited
+
+    latest = json.dumps({"order-events": {str(partition): offset + 4}, "other-topic": {"0": 99}})
+    lake.progress("bronze", ago(1), latest_offset=latest)
+    assert measure_lag(spark, settings, 60, now=NOW, record=False).projections[0].bus_backlog == 3
+
+
+def test_a_caught_up_lake_is_healthy_and_the_cli_exits_0(cli, lake, spark, settings):
+    now = datetime.now(timezone.utc)
+    customer = lake.customer_event("cust-1", 1, now - timedelta(seconds=30))
+    order = lake.order_event("o-1", 1, now - timedelta(seconds=20))
+    lake.publish(customer, order)
+    lake.ingest(customer, order)
+    lake.project(customer, order, at=now - timedelta(seconds=5))
+
+    result = cli("lag")
+    assert result.exit_code == 0, result.stderr
+    assert "HEALTHY" in result.stdout and "silver_orders: ok" in result.stdout
+    recorded = (
+        settings.table("ops_projection_lag").read(spark).select("projection", "healthy", "version_gaps")
+    )
+    expected = spark.createDataFrame(
+        [("silver_orders", True, 0), ("silver_customers", True, 0)],
+        "projection string, healthy boolean, version_gaps bigint",
+    )
+    assert_df_equality(recorded, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+class _Webhook(BaseHTTPRequestHandler):
+    """Records each POST body; answers with the status the test sets."""
+
+    status, received = 200, []
+
+    def do_POST(self):
+        self.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(self.status)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def webhook():
+    handler = type("Webhook", (_Webhook,), {"received": [], "status": 200})
+    server = HTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield handler, f"http://127.0.0.1:{server.server_port}/hooks/secret-token"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_breach_exits_3_is_recorded_and_alerts_the_webhook(
+    cli, lake, spark, settings, webhook, monkeypatch
+):
+    handler, url = webhook
+    monkeypatch.setenv("CQRS_ALERT_WEBHOOK_URL", url)
+    now = datetime.now(timezone.utc)
+    created, added = lake.order_event("o-1", 1, now - timedelta(seconds=300)), lake.order_event("o-1", 2, now)
+    lake.publish(created, added)
+    lake.ingest(created, added)
+    lake.project(created, at=now)
+
+    result = cli("lag", "--json", "--threshold-seconds", "60")
+    assert result.exit_code == 3, result.stderr
+    (document,) = result.json_lines()
+    assert document["healthy"] is False and document["threshold_seconds"] == 60
+    orders = {p["projection"]: p for p in document["projections"]}["silver_orders"]
+    assert orders["event_time_lag_seconds"] >= 300 and orders["breaches"] == [
+        "event_time_lag",
+        "bronze_backlog",
+    ]
+    assert len(handler.received) == 1 and set(handler.received[0]) == {"text"}
+    assert "silver_orders (event_time_lag, bronze_backlog)" in handler.received[0]["text"]
+
+    recorded = settings.table("ops_projection_lag").read(spark)
+    assert recorded.schema == LAG_SCHEMA
+    assert_df_equality(
+        recorded.select("projection", "bronze_backlog", "healthy", "breaches"),
+        spark.createDataFrame(
+            [
+                ("silver_customers", 0, True, []),
+                ("silver_orders", 1, False, ["event_time_lag", "bronze_backlog"]),
+            ],
+            "projection string, bronze_backlog bigint, healthy boolean, breaches array<string>",
+        ),
+        ignore_row_order=True,
+        ignore_nullable=True,
+    )
+    detail = spark.sql(f"DESCRIBE DETAIL {settings.table('ops_projection_lag').sql_name}").first()
+    assert detail.minReaderVersion == 1 and detail.properties.get("delta.enableDeletionVectors") == "false"
+
+    # A webhook that fails is reported (without its secret URL) and the breach still exits 3.
+    handler.status = 500
+    failed = cli("lag", "--threshold-seconds", "60")
+    assert failed.exit_code == 3
+    assert (
+        "alert not sent" in failed.stderr
+        and "HTTP 500" in failed.stderr
+        and "secret-token" not in failed.stderr
+    )
+
+    # The same lake under a looser threshold is healthy and sends nothing; every run appends its rows.
+    assert cli("lag", "--threshold-seconds", "600").exit_code == 0
+    assert len(handler.received) == 2 and recorded.count() == 6
+
+
+def test_an_empty_warehouse_is_healthy(cli, settings, spark):
+    result = cli("lag", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert [p["bus_backlog"] for p in json.loads(result.stdout)["projections"]] == [0, 0]
+    assert settings.table("ops_projection_lag").read(spark).count() == 2

@@ -32,7 +32,10 @@ class Events:
             orderId=order_id,
             customerId=customer_id,
             status=status,
-            items=[LineItem(sku="SKU-1", quantity=quantity, unitPrice="2.50"), LineItem(sku="SKU-2", quantity=1, unitPrice="10")],
+            items=[
+                LineItem(sku="SKU-1", quantity=quantity, unitPrice="2.50"),
+                LineItem(sku="SKU-2", quantity=1, unitPrice="10"),
+            ],
             currency="EUR",
             createdAt=created,
             updatedAt=f"2025-01-15T10:{version:02d}:00Z",
@@ -62,7 +65,7 @@ def _at(version: int) -> datetime:
     return datetime(2025, 1, 15, 11, version, tzinfo=timezone.utc)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def events() -> Events:
     return Events()
 

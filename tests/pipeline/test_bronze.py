@@ -7,7 +7,13 @@ import json
 import pytest
 from chispa import assert_df_equality
 
-from cqrs_orders.pipeline.bronze import EXPECTATIONS, MAX_BODY_BYTES, to_bronze, to_quarantine, validate_records
+from cqrs_orders.pipeline.bronze import (
+    EXPECTATIONS,
+    MAX_BODY_BYTES,
+    to_bronze,
+    to_quarantine,
+    validate_records,
+)
 from cqrs_orders.pipeline.tables import RECORD_SCHEMA, SCHEMAS
 
 VALID = {
@@ -64,7 +70,8 @@ CASES = [
     ("missing aggregateType", changed(aggregateType=REMOVE), ["aggregate_type_present"]),
     ("aggregateType not a string", changed(aggregateType=["Order"]), ["aggregate_type_is_string"]),
     ("unknown aggregateType", changed(aggregateType="Invoice"), ["aggregate_type_known"]),
-    ("eventType of another aggregate", changed(eventType="CustomerRegistered"), ["event_type_matches_aggregate_type"]),
+    ("eventType of another aggregate", changed(eventType="CustomerRegistered"),
+     ["event_type_matches_aggregate_type"]),
     ("missing aggregateId", changed(aggregateId=REMOVE), ["aggregate_id_present"]),
     ("aggregateId not a string", changed(aggregateId=12), ["aggregate_id_is_string"]),
     ("missing version", changed(version=REMOVE), ["version_present"]),
@@ -82,7 +89,8 @@ CASES = [
     ("data without the aggregate id", changed_data(orderId=REMOVE), ["data_has_aggregate_id"]),
     ("data for another aggregate", changed_data(orderId="order-2"), ["data_matches_aggregate_id"]),
     ("data with an unknown status", changed_data(status="Lost"), ["data_matches_state_schema"]),
-    ("data with a bad quantity", changed_data(items=[{"sku": "A", "quantity": 0, "unitPrice": 1}]), ["data_matches_state_schema"]),
+    ("data with a bad quantity", changed_data(items=[{"sku": "A", "quantity": 0, "unitPrice": 1}]),
+     ["data_matches_state_schema"]),
     (
         "several problems at once",
         changed(eventId="nope", version=0, timestamp="yesterday"),
@@ -101,7 +109,9 @@ def validated(spark):
     return {row["offset"]: row["failed_expectations"] for row in rows}
 
 
-@pytest.mark.parametrize(("offset", "case"), [(i, case) for i, case in enumerate(CASES)], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("offset", "case"), [(i, case) for i, case in enumerate(CASES)], ids=[c[0] for c in CASES]
+)
 def test_each_expectation_reports_its_own_reason(validated, offset, case):
     _, _, expected = case
     assert validated[offset] == expected
@@ -122,21 +132,26 @@ def test_bronze_and_quarantine_rows_keep_the_record_and_split_it_exactly(spark):
 
     assert bronze.schema.simpleString() == SCHEMAS["bronze_events"].simpleString()
     assert quarantine.schema.simpleString() == SCHEMAS["bronze_quarantine"].simpleString()
+    identity = ("event_id", "event_type", "aggregate_type", "aggregate_id", "version")
     assert_df_equality(
-        bronze.select("body", "offset", "event_id", "event_type", "aggregate_type", "aggregate_id", "version"),
+        bronze.select("body", "offset", *identity),
         spark.createDataFrame(
-            [(body, 100 + i, VALID["eventId"], "OrderConfirmed", "Order", "order-1", 2) for i, body in ((0, bodies[0]), (3, bodies[3]))],
+            [(bodies[i], 100 + i, VALID["eventId"], "OrderConfirmed", "Order", "order-1", 2) for i in (0, 3)],
             "body string, offset bigint, event_id string, event_type string, aggregate_type string, "
             "aggregate_id string, version bigint",
         ),
         ignore_nullable=True,
         ignore_row_order=True,
-    )  # fmt: skip
+    )
     assert_df_equality(
         quarantine.select("body", "partition", "offset", "partition_key", "failed_expectations"),
         spark.createDataFrame(
-            [("garbage", 3, 101, "order-1", ["body_is_json_object"]), (bodies[2], 3, 102, "order-1", ["version_at_least_1"])],
-            "body string, partition int, offset bigint, partition_key string, failed_expectations array<string>",
+            [
+                ("garbage", 3, 101, "order-1", ["body_is_json_object"]),
+                (bodies[2], 3, 102, "order-1", ["version_at_least_1"]),
+            ],
+            "body string, partition int, offset bigint, partition_key string, "
+            "failed_expectations array<string>",
         ),
         ignore_nullable=True,
         ignore_row_order=True,

@@ -2,7 +2,8 @@
 
 Covers what a real bus does to a projection: several events of one aggregate in one batch, versions out of
 order across batches, redelivered events, a replayed batch after a crash, a reset checkpoint, and two
-different events claiming the same version.
+different events claiming the same version. One warehouse, one sequence of batches, one aggregate per
+scenario (Delta commits are the slow part on a busy machine).
 """
 
 from __future__ import annotations
@@ -12,14 +13,15 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 
+import pytest
 from chispa import assert_df_equality
 
+from cqrs_orders.config import Settings
 from cqrs_orders.pipeline import idempotency
 from cqrs_orders.pipeline.bronze import to_bronze, validate_records
+from cqrs_orders.pipeline.gold import daily_order_metrics
 from cqrs_orders.pipeline.silver import apply_batch
 from cqrs_orders.pipeline.tables import RECORD_SCHEMA, SCHEMAS, ensure_tables
-
-WRITER = "test-writer"
 
 
 def bronze_batch(spark, *bodies: str, first_offset: int = 0):
@@ -29,107 +31,177 @@ def bronze_batch(spark, *bodies: str, first_offset: int = 0):
     return to_bronze(validate_records(records))
 
 
-def project(spark, settings, batch_id: int, *bodies: str, writer: str = WRITER, first_offset: int = 0):
+def project(spark, settings, batch_id: int, *bodies: str, writer: str, first_offset: int = 0):
     apply_batch(bronze_batch(spark, *bodies, first_offset=first_offset), batch_id, settings, writer)
 
 
-def table(spark, settings, name: str):
-    return settings.table(name).read(spark).drop("projected_at", "ingest_time")
+def table(spark, settings, name: str, aggregate_id: str | None = None):
+    rows = settings.table(name).read(spark).drop("projected_at", "ingest_time")
+    if aggregate_id is None:
+        return rows
+    key = {"silver_orders": "order_id", "silver_customers": "customer_id"}.get(name, "aggregate_id")
+    return rows.where(rows[key] == aggregate_id)
 
 
 def expected_order(spark, body: str, quantity: int):
+    """The silver_orders row (without projected_at) that the order event ``body`` must produce."""
     event = json.loads(body)
     total = Decimal("2.50") * quantity + Decimal("10.00")
     row = (
         event["aggregateId"], "cust-1", event["data"]["status"],
         [("SKU-1", quantity, Decimal("2.50")), ("SKU-2", 1, Decimal("10.00"))], quantity + 1, total, "EUR",
-        datetime(2025, 1, 15, 10, 0), datetime.fromisoformat(event["data"]["updatedAt"][:-1]), event["version"],
+        datetime(2025, 1, 15, 10, 0), datetime.fromisoformat(event["data"]["updatedAt"][:-1]),
+        event["version"],
         event["eventId"], event["eventType"], datetime.fromisoformat(event["timestamp"][:-1]), None,
     )  # fmt: skip
     return spark.createDataFrame([row], SCHEMAS["silver_orders"]).drop("projected_at")
 
 
-def test_several_events_of_one_aggregate_in_one_batch_keep_the_highest_version(spark, settings, events):
-    ensure_tables(spark, settings)
-    created, confirmed, shipped = (
-        events.order(version=1),
-        events.order(version=2, status="Confirmed", quantity=2, event_type="OrderConfirmed"),
-        events.order(version=3, status="Shipped", quantity=2, event_type="OrderShipped"),
-    )
-    project(spark, settings, 0, confirmed, created, shipped, events.customer(), events.customer(version=2, name="Ada L."))
+@pytest.fixture(scope="module")
+def run(spark, events, tmp_path_factory):
+    """Three batches, a replay of the last one after a "crash", then a reset checkpoint; facts on the way.
 
-    assert_df_equality(table(spark, settings, "silver_orders"), expected_order(spark, shipped, 2), ignore_nullable=True)
-    customers = table(spark, settings, "silver_customers").select("customer_id", "customer_name", "version")
-    assert [tuple(r) for r in customers.collect()] == [("cust-1", "Ada L.", 2)]
-    history = table(spark, settings, "silver_event_history").select("aggregate_id", "version", "version_conflict")
-    assert sorted(tuple(r) for r in history.collect()) == [
-        ("cust-1", 1, False), ("cust-1", 2, False), ("order-1", 1, False), ("order-1", 2, False), ("order-1", 3, False)
-    ]  # fmt: skip
-    gold = settings.table("gold_daily_order_metrics").read(spark).collect()
-    assert [tuple(r) for r in gold] == [(datetime(2025, 1, 15).date(), 1, Decimal("15.00"), Decimal("15.00"), 1)]
-
-
-def test_versions_arriving_3_1_2_across_batches_end_at_3(spark, settings, events):
-    ensure_tables(spark, settings)
-    v1, v2, v3 = (events.order(version=v, status="Confirmed" if v > 1 else "Created", quantity=v) for v in (1, 2, 3))
-    for batch_id, body in enumerate((v3, v1, v2)):
-        project(spark, settings, batch_id, body, first_offset=batch_id)
-
-    assert_df_equality(table(spark, settings, "silver_orders"), expected_order(spark, v3, 3), ignore_nullable=True)
-    assert table(spark, settings, "silver_event_history").count() == 3
-
-
-def test_the_same_event_three_times_changes_nothing(spark, settings, events):
-    ensure_tables(spark, settings)
-    created = events.order(version=1)
-    project(spark, settings, 0, created, created)
-    after_first = table(spark, settings, "silver_orders")
-    project(spark, settings, 1, created, first_offset=2)
-
-    assert_df_equality(table(spark, settings, "silver_orders"), after_first)
-    assert_df_equality(table(spark, settings, "silver_orders"), expected_order(spark, created, 1), ignore_nullable=True)
-    history = table(spark, settings, "silver_event_history").collect()
-    assert [(r["event_id"], r["source_offset"]) for r in history] == [(json.loads(created)["eventId"], 0)]
-
-
-def test_a_replayed_batch_changes_nothing_but_a_reset_checkpoint_still_writes(spark, settings, events, tmp_path):
-    ensure_tables(spark, settings)
-    checkpoint = str(tmp_path / "checkpoint")
-    writer = idempotency.app_id(checkpoint)
-    assert idempotency.app_id(checkpoint) == writer  # stable while the checkpoint lives
-    project(spark, settings, 0, events.order(version=1), writer=writer)
-    before = table(spark, settings, "silver_orders")
-
-    # A crash after the MERGE but before the checkpoint commit replays batch 0: Delta must skip it. (Its
-    # content differs here only to prove that nothing was applied; a real replay has the same rows.)
-    project(spark, settings, 0, events.order(version=2, status="Confirmed"), writer=writer)
-    assert_df_equality(table(spark, settings, "silver_orders"), before)
-    assert table(spark, settings, "silver_event_history").count() == 1
-
-    # A reset checkpoint restarts batch ids at 0; with a new app id the writes happen.
-    idempotency.reset(checkpoint)
-    new_writer = idempotency.app_id(checkpoint)
-    assert new_writer != writer
-    newer = events.order(version=2, status="Confirmed")
-    project(spark, settings, 0, newer, writer=new_writer)
-    assert_df_equality(table(spark, settings, "silver_orders"), expected_order(spark, newer, 1), ignore_nullable=True)
-    assert table(spark, settings, "silver_event_history").count() == 2
-
-
-def test_two_different_events_for_one_version_are_flagged_and_resolved_by_event_id(spark, settings, events):
+    A: three events in one batch, shuffled.  B: versions 3, 1, 2 in three batches.  C: one event three
+    times (twice in batch 0, once in batch 1).  D: version 2 claimed by two different events.
+    E: the replayed batch's content, which must not land until the checkpoint is reset.
+    """
+    order, root = events.order, tmp_path_factory.mktemp("silver")
+    settings = Settings.from_env(warehouse=root / "warehouse", env={})
     ensure_tables(spark, settings)
     small, large = uuid.UUID(int=1), uuid.UUID(int=2)
-    confirmed = events.order(version=2, status="Confirmed", event_id=large)
-    cancelled = events.order(version=2, status="Cancelled", event_id=small, event_type="OrderCancelled")
-    project(spark, settings, 0, events.order(version=1), confirmed)
-    project(spark, settings, 1, cancelled, first_offset=2)  # arrives later but wins: smaller event id
+    bodies = {
+        "a": [
+            order("A", 2, "Confirmed", 2, "OrderConfirmed"),
+            order("A", 1),
+            order("A", 3, "Shipped", 2, "OrderShipped"),
+        ],
+        "customers": [events.customer(), events.customer(version=2, name="Ada L.")],
+        "b": {v: order("B", v, "Confirmed" if v > 1 else "Created", v) for v in (1, 2, 3)},
+        "c": order("C"),
+        "d1": order("D"),
+        "d_large": order("D", 2, "Confirmed", event_id=large),
+        "d_small": order("D", 2, "Cancelled", event_type="OrderCancelled", event_id=small),
+        "e": order("E"),
+    }  # fmt: skip
+    checkpoint = str(root / "checkpoint")
+    writer = idempotency.app_id(checkpoint)
+    facts = {"stable_app_id": idempotency.app_id(checkpoint) == writer}
+    project(
+        spark,
+        settings,
+        0,
+        *bodies["a"],
+        *bodies["customers"],
+        bodies["b"][3],
+        bodies["c"],
+        bodies["c"],
+        bodies["d1"],
+        bodies["d_large"],
+        writer=writer,
+    )
+    project(
+        spark, settings, 1, bodies["b"][1], bodies["c"], bodies["d_small"], writer=writer, first_offset=100
+    )
+    project(spark, settings, 2, bodies["b"][2], writer=writer, first_offset=200)
+    before_replay = {
+        name: table(spark, settings, name).collect() for name in ("silver_orders", "silver_event_history")
+    }
+    # A crash after the writes of batch 2 but before its checkpoint commit replays batch 2: Delta must skip
+    # it. (The replay carries E only to make a wrongly applied write visible; a real replay repeats rows.)
+    project(spark, settings, 2, bodies["e"], writer=writer, first_offset=300)
+    facts["unchanged_by_replay"] = before_replay == {
+        name: table(spark, settings, name).collect() for name in ("silver_orders", "silver_event_history")
+    }
+    idempotency.reset(checkpoint)  # batch ids restart at 0, under a new app id
+    facts["new_app_id"] = idempotency.app_id(checkpoint) != writer
+    project(spark, settings, 0, bodies["e"], writer=idempotency.app_id(checkpoint), first_offset=400)
+    return settings, bodies, facts, (small, large)
 
-    orders = table(spark, settings, "silver_orders").select("status", "version", "last_event_id").collect()
-    assert [tuple(r) for r in orders] == [("Cancelled", 2, str(small))]
-    history = table(spark, settings, "silver_event_history").where("version = 2")
-    assert sorted(tuple(r) for r in history.select("event_id", "version_conflict").collect()) == [
-        (str(small), True),
-        (str(large), True),
+
+def test_several_events_of_one_aggregate_in_one_batch_keep_the_highest_version(spark, run):
+    settings, bodies, _, _ = run
+    assert_df_equality(
+        table(spark, settings, "silver_orders", "A"),
+        expected_order(spark, bodies["a"][2], 2),
+        ignore_nullable=True,
+    )
+    customers = table(spark, settings, "silver_customers").select("customer_id", "customer_name", "version")
+    assert [tuple(r) for r in customers.collect()] == [("cust-1", "Ada L.", 2)]
+    history = table(spark, settings, "silver_event_history", "A").select("version", "version_conflict")
+    assert sorted(tuple(r) for r in history.collect()) == [(1, False), (2, False), (3, False)]
+
+
+def test_versions_arriving_3_1_2_across_batches_end_at_3(spark, run):
+    settings, bodies, _, _ = run
+    assert_df_equality(
+        table(spark, settings, "silver_orders", "B"),
+        expected_order(spark, bodies["b"][3], 3),
+        ignore_nullable=True,
+    )
+    assert sorted(r["version"] for r in table(spark, settings, "silver_event_history", "B").collect()) == [
+        1,
+        2,
+        3,
     ]
-    assert table(spark, settings, "silver_event_history").where("version_conflict").count() == 2
-    assert settings.table("gold_daily_order_metrics").read(spark).count() == 0  # the only order is cancelled
+
+
+def test_the_same_event_three_times_changes_nothing(spark, run):
+    settings, bodies, _, _ = run
+    assert_df_equality(
+        table(spark, settings, "silver_orders", "C"),
+        expected_order(spark, bodies["c"], 1),
+        ignore_nullable=True,
+    )
+    history = table(spark, settings, "silver_event_history", "C").collect()
+    assert [(r["event_id"], r["source_offset"]) for r in history] == [(json.loads(bodies["c"])["eventId"], 6)]
+
+
+def test_two_different_events_for_one_version_are_flagged_and_resolved_by_event_id(spark, run):
+    settings, _, _, (small, large) = run
+    orders = (
+        table(spark, settings, "silver_orders", "D").select("status", "version", "last_event_id").collect()
+    )
+    assert [tuple(r) for r in orders] == [
+        ("Cancelled", 2, str(small))
+    ]  # arrived later, but the smaller id wins
+    history = table(spark, settings, "silver_event_history", "D").select(
+        "version", "event_id", "version_conflict"
+    )
+    flags = sorted((r["version"], r["event_id"], r["version_conflict"]) for r in history.collect())
+    assert flags[1:] == [(2, str(small), True), (2, str(large), True)]
+    assert flags[0][0] == 1 and flags[0][2] is False
+
+
+def test_a_replayed_batch_changes_nothing_but_a_reset_checkpoint_still_writes(spark, run):
+    settings, bodies, facts, _ = run
+    assert facts == {"stable_app_id": True, "unchanged_by_replay": True, "new_app_id": True}
+    assert_df_equality(
+        table(spark, settings, "silver_orders", "E"),
+        expected_order(spark, bodies["e"], 1),
+        ignore_nullable=True,
+    )
+
+
+def test_daily_metrics_count_every_order_but_cancelled_ones(spark):
+    orders = spark.createDataFrame(
+        [
+            ("o1", "c1", "Created", Decimal("10.00"), datetime(2025, 1, 15, 0, 0)),
+            ("o2", "c1", "Shipped", Decimal("5.01"), datetime(2025, 1, 15, 23, 59, 59)),
+            ("o3", "c2", "Cancelled", Decimal("99.00"), datetime(2025, 1, 15, 12, 0)),
+            ("o4", "c2", "Delivered", Decimal("1.00"), datetime(2025, 1, 16, 8, 0)),
+        ],
+        "order_id string, customer_id string, status string, total_amount decimal(18,2), "
+        "created_at timestamp",
+    )
+    assert_df_equality(
+        daily_order_metrics(orders),
+        spark.createDataFrame(
+            [
+                (datetime(2025, 1, 15).date(), 2, Decimal("15.01"), Decimal("7.51"), 1),
+                (datetime(2025, 1, 16).date(), 1, Decimal("1.00"), Decimal("1.00"), 1),
+            ],
+            SCHEMAS["gold_daily_order_metrics"],
+        ),
+        ignore_nullable=True,
+        ignore_row_order=True,
+    )

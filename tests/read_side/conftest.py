@@ -20,8 +20,9 @@ from cqrs_orders.config import Settings
 SILVER_ORDERS = (
     "order_id string, customer_id string, status string, "
     "items array<struct<sku:string,quantity:bigint,unit_price:decimal(18,2)>>, item_count bigint, "
-    "total_amount decimal(18,2), currency string, created_at timestamp, updated_at timestamp, version bigint, "
-    "last_event_id string, last_event_type string, last_event_time timestamp, projected_at timestamp"
+    "total_amount decimal(18,2), currency string, created_at timestamp, updated_at timestamp, "
+    "version bigint, last_event_id string, last_event_type string, last_event_time timestamp, "
+    "projected_at timestamp"
 )
 SILVER_CUSTOMERS = (
     "customer_id string, customer_name string, email string, created_at timestamp, updated_at timestamp, "
@@ -69,11 +70,25 @@ ORDERS = [
     order("o-4", "cust-1", "Cancelled", [("E", 5, "20.00")], "2025-01-16T08:00:00", "2025-01-16T08:30:00", 2),
     order("o-5", "cust-1", "Delivered", [("F", 2, "0.99")], "2025-01-16T10:00:00", "2025-01-17T10:00:00", 4),
 ]
-CUSTOMERS = [customer("cust-1", "Ada", "2025-01-14T08:00:00"), customer("cust-2", "Bob", "2025-01-14T09:00:00")]
+CUSTOMERS = [
+    customer("cust-1", "Ada", "2025-01-14T08:00:00"),
+    customer("cust-2", "Bob", "2025-01-14T09:00:00"),
+]
 
 
 def lag(run_at, projection, lag_seconds, healthy=True):
-    return (utc(run_at), projection, lag_seconds, 0, 2, 4.0, 0, 60.0, healthy, [] if healthy else ["event_time_lag"])
+    return (
+        utc(run_at),
+        projection,
+        lag_seconds,
+        0,
+        2,
+        4.0,
+        0,
+        60.0,
+        healthy,
+        [] if healthy else ["event_time_lag"],
+    )
 
 
 LAG = [
@@ -87,7 +102,9 @@ LAG = [
 ROWS = {"silver_orders": ORDERS, "silver_customers": CUSTOMERS, "ops_projection_lag": LAG}
 
 
-def write_tables(spark, settings: Settings, tables=("silver_orders", "silver_customers", "ops_projection_lag")):
+def write_tables(
+    spark, settings: Settings, tables=("silver_orders", "silver_customers", "ops_projection_lag")
+):
     """Write the hand-made rows of ``tables`` as Delta, exactly where the pipeline would."""
     for name in tables:
         frame = spark.createDataFrame(ROWS[name], SCHEMAS[name])

@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from cqrs_orders.errors import QueryError
-from cqrs_orders.query.api import ReadModels
+from cqrs_orders.query.api import ReadModels, SparkBackend
 from cqrs_orders.query.views import register_views
 
 INJECTION = "x' OR '1'='1"
@@ -84,7 +84,11 @@ def registered(spark, read_warehouse):
 class TestOnSpark(ReadModelsContract):
     @pytest.fixture
     def read_models(self, spark, registered):
-        return ReadModels.on_spark(spark, registered)
+        return ReadModels(SparkBackend(spark))  # the views are registered once per module
+
+    def test_on_spark_registers_the_warehouse_first(self, spark, registered):
+        spark.catalog.dropTempView("vw_order_summary")
+        assert ReadModels.on_spark(spark, registered).get_order("o-5")["status"] == "Delivered"
 
 
 # --- a local stand-in for the Databricks SQL statement execution API ----------------------------------
@@ -135,7 +139,10 @@ class StatementServer(ThreadingHTTPServer):
             rows = frame.collect()
         except PySparkException as error:
             message = str(error).splitlines()[0]
-            return {"statement_id": statement_id, "status": {"state": "FAILED", "error": {"message": message}}}
+            return {
+                "statement_id": statement_id,
+                "status": {"state": "FAILED", "error": {"message": message}},
+            }
         columns = [
             {
                 "name": field.name,
@@ -245,4 +252,6 @@ class TestOnSqlWarehouse(ReadModelsContract):
         from cqrs_orders.query.api import Parameter
 
         with pytest.raises(QueryError, match="statement failed"):
-            read_models._backend.query("SELECT * FROM no_such_table WHERE id = :id", {"id": Parameter("1", "STRING")})
+            read_models._backend.query(
+                "SELECT * FROM no_such_table WHERE id = :id", {"id": Parameter("1", "STRING")}
+            )

@@ -113,5 +113,7 @@ def test_deploy_script_passes_the_storage_url_to_sqlcmd_for_each_view(tmp_path):
 
     missing = subprocess.run(args[:5], env=env, capture_output=True, text=True, timeout=30)
     assert missing.returncode == 2 and "StorageUrl" in missing.stderr
-    slash = subprocess.run([*args[:6], f"StorageUrl={url}/"], env=env, capture_output=True, text=True, timeout=30)
+    slash = subprocess.run(
+        [*args[:6], f"StorageUrl={url}/"], env=env, capture_output=True, text=True, timeout=30
+    )
     assert slash.returncode == 2 and "must not end with '/'" in slash.stderr

@@ -11,7 +11,7 @@ from chispa import assert_df_equality
 
 from cqrs_orders.config import Settings
 from cqrs_orders.errors import ConfigurationError
-from cqrs_orders.query.views import register_views, view_definitions
+from cqrs_orders.query.views import create_views, register_views, view_definitions
 
 REPO = Path(__file__).resolve().parents[2]
 ALL_VIEWS = ["vw_order_summary", "vw_daily_order_metrics", "vw_projection_lag", "vw_projection_lag_hourly"]
@@ -19,6 +19,11 @@ ALL_VIEWS = ["vw_order_summary", "vw_daily_order_metrics", "vw_projection_lag", 
 
 def utc(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+
+
+def at(month_day_time: str) -> datetime:
+    """``at("01-15 09:00")``: that minute of January 2025, UTC."""
+    return utc(f"2025-{month_day_time.replace(' ', 'T')}:00")
 
 
 def test_the_repository_sql_folder_is_the_shipped_one():
@@ -59,14 +64,14 @@ def test_order_summary_keeps_orders_of_unknown_customers(spark, read_warehouse):
     actual = spark.sql("SELECT * FROM vw_order_summary ORDER BY order_id")
     expected = spark.createDataFrame(
         [
-            ("o-1", "cust-1", "Ada", "Created", Decimal("25.50"), 3, utc("2025-01-15T09:00:00"), utc("2025-01-15T09:00:00")),
-            ("o-2", "cust-2", "Bob", "Confirmed", Decimal("4.55"), 1, utc("2025-01-15T23:30:00"), utc("2025-01-16T01:00:00")),
-            ("o-3", "cust-9", None, "Shipped", Decimal("100.00"), 1, utc("2025-01-16T00:15:00"), utc("2025-01-16T05:00:00")),
-            ("o-4", "cust-1", "Ada", "Cancelled", Decimal("100.00"), 5, utc("2025-01-16T08:00:00"), utc("2025-01-16T08:30:00")),
-            ("o-5", "cust-1", "Ada", "Delivered", Decimal("1.98"), 2, utc("2025-01-16T10:00:00"), utc("2025-01-17T10:00:00")),
+            ("o-1", "cust-1", "Ada", "Created", Decimal("25.50"), 3, at("01-15 09:00"), at("01-15 09:00")),
+            ("o-2", "cust-2", "Bob", "Confirmed", Decimal("4.55"), 1, at("01-15 23:30"), at("01-16 01:00")),
+            ("o-3", "cust-9", None, "Shipped", Decimal("100.00"), 1, at("01-16 00:15"), at("01-16 05:00")),
+            ("o-4", "cust-1", "Ada", "Cancelled", Decimal("100.00"), 5, at("01-16 08:00"), at("01-16 08:30")),
+            ("o-5", "cust-1", "Ada", "Delivered", Decimal("1.98"), 2, at("01-16 10:00"), at("01-17 10:00")),
         ],
-        "order_id string, customer_id string, customer_name string, status string, total_amount decimal(18,2), "
-        "item_count bigint, created_date timestamp, updated_date timestamp",
+        "order_id string, customer_id string, customer_name string, status string, "
+        "total_amount decimal(18,2), item_count bigint, created_date timestamp, updated_date timestamp",
     )  # fmt: skip
     assert_df_equality(actual, expected, ignore_nullable=True)
 
@@ -88,7 +93,8 @@ def test_daily_metrics_exclude_cancelled_orders_and_group_by_utc_day(spark, read
 def test_lag_views_give_the_latest_run_and_hourly_history(spark, read_warehouse):
     register_views(spark, read_warehouse)
     latest = spark.sql(
-        "SELECT projection, run_at, event_time_lag_seconds, healthy FROM vw_projection_lag ORDER BY projection"
+        "SELECT projection, run_at, event_time_lag_seconds, healthy FROM vw_projection_lag "
+        "ORDER BY projection"
     )
     assert_df_equality(
         latest,
@@ -130,3 +136,27 @@ def test_views_over_missing_tables_are_left_out_and_stale_names_dropped(
     assert not spark.catalog.tableExists("silver_customers")
     assert not spark.catalog.tableExists("vw_order_summary")
     assert spark.sql("SELECT count(*) FROM vw_daily_order_metrics").first()[0] == 2
+
+
+def test_create_views_deploys_the_same_files_to_a_catalog_schema(spark, read_warehouse, tmp_path):
+    """Unity Catalog stand-in: the local session catalog, with the warehouse's tables registered in it."""
+    uc = Settings.from_env(env={"CQRS_CATALOG": "spark_catalog", "CQRS_SCHEMA": "cqrs_uc_test"})
+    spark.sql(f"CREATE SCHEMA spark_catalog.cqrs_uc_test LOCATION '{tmp_path}'")
+    try:
+        for name in ("silver_orders", "silver_customers"):
+            location = read_warehouse.table(name).path
+            spark.sql(f"CREATE TABLE spark_catalog.cqrs_uc_test.{name} USING delta LOCATION '{location}'")
+
+        assert create_views(spark, uc) == [
+            "spark_catalog.cqrs_uc_test.vw_order_summary",
+            "spark_catalog.cqrs_uc_test.vw_daily_order_metrics",
+        ]  # no lag views: ops_projection_lag does not exist in that schema
+        metrics = spark.sql("SELECT order_count FROM spark_catalog.cqrs_uc_test.vw_daily_order_metrics")
+        assert sorted(row.order_count for row in metrics.collect()) == [2, 2]
+        assert register_views(spark, uc)[:3] == ["silver_orders", "silver_customers", "vw_order_summary"]
+        assert spark.sql("SELECT count(*) FROM vw_order_summary").first()[0] == 5
+    finally:
+        spark.sql("DROP SCHEMA IF EXISTS spark_catalog.cqrs_uc_test CASCADE")
+
+    with pytest.raises(ConfigurationError, match="CQRS_CATALOG and CQRS_SCHEMA"):
+        create_views(spark, read_warehouse)

@@ -45,8 +45,9 @@ CHECKPOINT_PARTITION = "__relay__"
 
 
 class CosmosWriteStore(WriteStore):
-    def __init__(self, container, *, relay_name: str = "default"):
+    def __init__(self, container, *, client: CosmosClient | None = None, relay_name: str = "default"):
         self.container = container
+        self.client = client
         self.checkpoint_id = f"checkpoint-{relay_name}"
 
     @classmethod
@@ -61,7 +62,7 @@ class CosmosWriteStore(WriteStore):
             )
         client = CosmosClient(settings.cosmos_endpoint, credential=key.reveal(), **client_options)
         database = client.get_database_client(settings.cosmos_database)
-        return cls(database.get_container_client(settings.cosmos_container))
+        return cls(database.get_container_client(settings.cosmos_container), client=client)
 
     # --- commands ----------------------------------------------------------------------------------
     def load(self, aggregate_id: str) -> Snapshot | None:
@@ -180,6 +181,10 @@ class CosmosWriteStore(WriteStore):
             self.container.upsert_item(checkpoint)
         except CosmosHttpResponseError as error:
             raise _store_error("save the relay checkpoint in", error) from error
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
 
     def _saved_token(self) -> str | None:
         checkpoint = self._read(self.checkpoint_id, CHECKPOINT_PARTITION)

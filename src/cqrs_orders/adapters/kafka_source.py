@@ -58,9 +58,12 @@ def kafka_options(settings: Settings, on_databricks: bool | None = None) -> Kafk
                 "kafka.security.protocol": "SASL_SSL",
                 "kafka.sasl.mechanism": "PLAIN",
                 _JAAS_KEY: jaas,
-                # Event Hubs closes idle connections after 240 s and answers slower than a local broker.
+                # Microsoft's recommended client settings: Event Hubs closes connections idle for 240 s,
+                # and shorter timeouts cause consumer rebalances.
                 "kafka.request.timeout.ms": "60000",
                 "kafka.session.timeout.ms": "30000",
+                "kafka.connections.max.idle.ms": "180000",
+                "kafka.metadata.max.age.ms": "180000",
                 **common,
             }
         )

@@ -73,6 +73,9 @@ class SqliteWriteStore(WriteStore):
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._guard = threading.Lock()
+        # Writers of this process queue here, FIFO-ish and without sleeping; SQLite's busy handler (which
+        # polls with sleeps of up to 100 ms) then only arbitrates between processes.
+        self._write_lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._transaction() as connection:
             for statement in _SCHEMA.split(";"):
@@ -233,18 +236,20 @@ class SqliteWriteStore(WriteStore):
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """``BEGIN IMMEDIATE``: take the write lock up front, so check-then-write is atomic."""
         db = self._connection()
-        try:
-            db.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as error:
-            raise WriteStoreError(
-                f"The write store at {self.path} stayed locked for {self.busy_timeout_ms} ms: {error}; retry"
-            ) from error
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+        with self._write_lock:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as error:
+                raise WriteStoreError(
+                    f"The write store at {self.path} stayed locked for {self.busy_timeout_ms} ms: {error}; "
+                    "retry"
+                ) from error
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
 
 
 def _recorded(row) -> RecordedOutcome | None:

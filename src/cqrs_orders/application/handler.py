@@ -132,8 +132,7 @@ class CommandHandler:
                 time.sleep(random.uniform(0, 0.002 * 2**attempt))  # de-synchronise the racing writers
         conflict = ConcurrencyConflict(
             f"{kind.value} {aggregate_id!r} kept changing while this command ran "
-            f"({self.max_attempts} attempts); "
-            "submit it again"
+            f"({self.max_attempts} attempts); submit it again"
         )
         return CommandResult.rejected(command.commandId, aggregate_id, conflict)
 

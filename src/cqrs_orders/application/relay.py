@@ -9,15 +9,25 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable
 
 from cqrs_orders.application.ports import Publisher, WriteStore
+from cqrs_orders.errors import PublishError, WriteStoreError
 
 
 class Relay:
-    def __init__(self, store: WriteStore, publisher: Publisher, *, batch_size: int = 500):
+    def __init__(
+        self,
+        store: WriteStore,
+        publisher: Publisher,
+        *,
+        batch_size: int = 500,
+        progress: Callable[[int], None] | None = None,
+    ):
         self.store = store
         self.publisher = publisher
         self.batch_size = batch_size
+        self.progress = progress  # called with the running total after each published batch
 
     def drain(self) -> int:
         """Publish everything pending now; return how many events were published."""
@@ -30,12 +40,20 @@ class Relay:
                 self.publisher.publish(batch.entries)
                 self.store.acknowledge(batch)
                 published += len(batch.entries)
+                if self.progress:
+                    self.progress(published)
 
     def follow(self, stop_event: threading.Event, poll_seconds: float = 1.0) -> int:
-        """Drain, then poll every ``poll_seconds`` until ``stop_event`` is set; return the total published."""
+        """Drain, then poll every ``poll_seconds`` until ``stop_event`` is set; return the total published.
+
+        An unreachable bus or store is reported on stderr and retried at the next poll, never fatal."""
         total = 0
         while not stop_event.is_set():
-            published = self.drain()
+            try:
+                published = self.drain()
+            except (PublishError, WriteStoreError) as error:  # the bus or store is down: keep trying
+                print(f"relay: {error}", file=sys.stderr, flush=True)
+                published = 0
             if published:
                 total += published
                 print(f"relay: published {published} events ({total} in total)", file=sys.stderr, flush=True)

@@ -35,5 +35,5 @@ def command_handler(settings: Settings) -> CommandHandler:
     return CommandHandler(write_store(settings))
 
 
-def relay(settings: Settings, *, batch_size: int = 500) -> Relay:
-    return Relay(write_store(settings), publisher(settings), batch_size=batch_size)
+def relay(settings: Settings, *, batch_size: int = 500, progress=None) -> Relay:
+    return Relay(write_store(settings), publisher(settings), batch_size=batch_size, progress=progress)

@@ -82,7 +82,11 @@ def run_relay(args, settings: Settings) -> int:
 
     if args.batch_size < 1 or args.poll_seconds <= 0:
         raise ConfigurationError("--batch-size must be >= 1 and --poll-seconds > 0.")
-    relay = wiring.relay(settings, batch_size=args.batch_size)
+    relay = wiring.relay(
+        settings,
+        batch_size=args.batch_size,
+        progress=lambda total: print(f"relay: {total} events published so far", file=sys.stderr, flush=True),
+    )
     try:
         if not args.follow:
             print(f"published {relay.drain()} events")

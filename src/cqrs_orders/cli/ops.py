@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import sys
 
+from cqrs_orders.config import running_on_databricks
+from cqrs_orders.errors import AlertError, ConfigurationError
+
 EXIT_OK, EXIT_LAG_BREACH = 0, 3
 
 
@@ -39,6 +42,8 @@ def run_lag(args, settings) -> int:
     from cqrs_orders.spark import get_spark
 
     threshold = settings.lag_threshold_seconds if args.threshold_seconds is None else args.threshold_seconds
+    if threshold < 0:
+        raise ConfigurationError(f"The lag threshold must be 0 or more seconds, not {threshold:g}.")
     print("cqrs-orders lag: measuring projection lag ...", file=sys.stderr)
     report = measure_lag(get_spark("cqrs-orders-lag"), settings, threshold)
     print(report.to_json() if args.json else report.to_text())
@@ -49,6 +54,10 @@ def run_lag(args, settings) -> int:
         try:
             send_webhook(url, report.alert_text())
             print("cqrs-orders lag: breach alert sent to the webhook", file=sys.stderr)
-        except Exception as error:  # an alert that fails must never hide the breach itself
+        except AlertError as error:  # an alert that fails must never hide the breach itself
             print(f"cqrs-orders lag: alert not sent: {error}", file=sys.stderr)
+    if running_on_databricks(settings.env):
+        # A wheel task ignores the entry point's return value: only an exception fails the run (and so
+        # fires the job's on_failure e-mails).
+        raise SystemExit(EXIT_LAG_BREACH)
     return EXIT_LAG_BREACH

@@ -71,7 +71,9 @@ def run_ingest(args, settings: Settings) -> int:
     try:
         raw = args.file.read_bytes()
     except OSError as error:
-        raise ConfigurationError(f"Cannot read {args.file}: {error.strerror}. Pass an existing file.") from None
+        raise ConfigurationError(
+            f"Cannot read {args.file}: {error.strerror}. Pass an existing file."
+        ) from None
     bodies = _lines(raw)
     log = EventLog(settings.event_log_path, partitions=settings.event_log_partitions)
     for start in range(0, len(bodies), INGEST_CHUNK):

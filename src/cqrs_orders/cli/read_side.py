@@ -1,4 +1,4 @@
-"""Subcommands of the read side: ``sql`` (query the warehouse by logical names) and ``report`` (HTML charts)."""
+"""Read-side subcommands: ``sql`` (query the warehouse by logical names) and ``report`` (HTML charts)."""
 
 from __future__ import annotations
 

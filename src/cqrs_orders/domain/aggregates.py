@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from cqrs_orders.domain.commands import (
     MAX_ITEMS,
@@ -51,6 +52,9 @@ class Snapshot:
     state: OrderState | CustomerState
     version: int
 
+
+#: The largest order total decimal(18,2) can hold.
+MAX_ORDER_TOTAL = Decimal("9999999999999999.99")
 
 #: Status changes: command -> (the status it requires, the status it gives, the event it records).
 _TRANSITIONS: dict[type[Command], tuple[tuple[OrderStatus, ...], OrderStatus, str]] = {
@@ -151,7 +155,9 @@ def _decide_order(command: Command, state: OrderState | None, now: datetime, cus
             raise NotFound(
                 f"customerId: customer {command.customerId!r} is not registered; register it first"
             )
-        items = tuple(LineItem(sku=i.sku, quantity=i.quantity, unitPrice=i.unitPrice) for i in command.items)
+        items = _within_total(
+            tuple(LineItem(sku=i.sku, quantity=i.quantity, unitPrice=i.unitPrice) for i in command.items)
+        )
         created = OrderState(
             orderId=command.orderId,
             customerId=command.customerId,
@@ -190,7 +196,8 @@ def _change_items(command: AddOrderItem | RemoveOrderItem, state: OrderState, no
         if len(skus) >= MAX_ITEMS:
             raise ValidationError(f"items: an order holds at most {MAX_ITEMS} lines")
         added = LineItem(sku=command.sku, quantity=command.quantity, unitPrice=command.unitPrice)
-        return "OrderItemAdded", state.model_copy(update={"items": (*state.items, added), "updatedAt": now})
+        items = _within_total((*state.items, added))
+        return "OrderItemAdded", state.model_copy(update={"items": items, "updatedAt": now})
     if command.sku not in skus:
         raise NotFound(f"sku: {command.sku!r} is not on order {state.orderId!r}")
     if len(skus) == 1:
@@ -201,6 +208,14 @@ def _change_items(command: AddOrderItem | RemoveOrderItem, state: OrderState, no
         )
     kept = tuple(item for item in state.items if item.sku != command.sku)
     return "OrderItemRemoved", state.model_copy(update={"items": kept, "updatedAt": now})
+
+
+def _within_total(items: tuple[LineItem, ...]) -> tuple[LineItem, ...]:
+    """The read models keep totals as decimal(18,2); an order whose total cannot fit there is refused."""
+    total = sum((item.quantity * item.unitPrice for item in items), Decimal(0))
+    if total > MAX_ORDER_TOTAL:
+        raise ValidationError(f"items: the order total {total} exceeds the maximum {MAX_ORDER_TOTAL}")
+    return items
 
 
 def _id_field(kind: AggregateType) -> str:

@@ -1,8 +1,9 @@
 """Commands: what a caller asks the write side to do (imperative names), validated before anything runs.
 
-A command arrives as JSON text or a dict with a ``type`` naming it. :func:`parse_command` turns it into one
-of the frozen models below or raises a :class:`~cqrs_orders.errors.CommandRejected` whose message names the
-offending field, so callers can fix their input without reading our code.
+A command arrives as JSON text or a dict with a ``type`` naming it. :func:`decode_command` then
+:func:`validate_command` turn it into one of the frozen models below, or raise a
+:class:`~cqrs_orders.errors.CommandRejected` whose message names the offending field, so callers can fix
+their input without reading our code.
 """
 
 from __future__ import annotations
@@ -153,7 +154,6 @@ COMMANDS: dict[str, type[Command]] = {
     "DeliverOrder": DeliverOrder,
     "CancelOrder": CancelOrder,
 }
-CUSTOMER_COMMANDS = (RegisterCustomer, UpdateCustomer)
 
 
 def decode_command(raw: str | bytes | dict) -> dict:
@@ -175,13 +175,8 @@ def decode_command(raw: str | bytes | dict) -> dict:
     return decoded
 
 
-def parse_command(raw: str | bytes | dict) -> Command:
-    """Validate a command; raise ``ValidationError``/``UnknownCommand`` naming the field at fault."""
-    return validate_command(decode_command(raw))
-
-
 def validate_command(decoded: dict) -> Command:
-    """The typed command for a decoded JSON object (see :func:`decode_command`)."""
+    """The typed command for a decoded JSON object; ``ValidationError``/``UnknownCommand`` name the fault."""
     kind = decoded.get("type")
     if kind is None:
         raise ValidationError(f"type: missing; give one of {', '.join(COMMANDS)}")

@@ -1,4 +1,4 @@
-"""Alerts: a Teams/Slack-compatible webhook POST (``{"text": ...}``), sent when the lag monitor finds a breach.
+"""Alerts: a Teams/Slack-compatible webhook POST (``{"text": ...}``), sent on a lag breach.
 
 The webhook URL carries its own credential, so it is treated as a secret: it comes from
 ``CQRS_ALERT_WEBHOOK_URL`` (environment or the Databricks secret scope, key ``cqrs-alert-webhook-url``) and
@@ -38,7 +38,11 @@ def send_webhook(url: str, text: str, timeout: float = TIMEOUT_SECONDS) -> None:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             response.read()
     except urllib.error.HTTPError as error:
-        raise AlertError(f"the alert webhook answered HTTP {error.code}; check the webhook URL secret") from None
+        raise AlertError(
+            f"the alert webhook answered HTTP {error.code}; check the webhook URL secret"
+        ) from None
     except (urllib.error.URLError, OSError, ValueError) as error:
         reason = getattr(error, "reason", None) or type(error).__name__
-        raise AlertError(f"the alert webhook could not be reached ({reason}); check the URL and the network") from None
+        raise AlertError(
+            f"the alert webhook could not be reached ({reason}); check the URL and the network"
+        ) from None

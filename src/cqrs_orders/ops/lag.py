@@ -44,6 +44,7 @@ from pyspark.sql.types import (
 
 from cqrs_orders.config import Settings
 from cqrs_orders.ops import measures
+from cqrs_orders.pipeline.tables import SYNAPSE_COMPATIBLE_PROPERTIES
 
 LAG_TABLE = "ops_projection_lag"
 LAG_SCHEMA = StructType(
@@ -60,12 +61,6 @@ LAG_SCHEMA = StructType(
         StructField("breaches", ArrayType(StringType())),
     ]
 )
-#: Synapse serverless reads only Delta 1.0-level tables; Databricks would enable deletion vectors by default.
-SYNAPSE_COMPATIBLE = {
-    "delta.minReaderVersion": "1",
-    "delta.minWriterVersion": "2",
-    "delta.enableDeletionVectors": "false",
-}
 #: Which streaming queries in ``ops_stream_progress`` are the bronze and the silver stage (name patterns).
 BRONZE_QUERY, SILVER_QUERY = "bronze", "silver"
 
@@ -223,53 +218,55 @@ def measure_lag(
     """Measure every projection; with ``record`` (the default) append the result to ``ops_projection_lag``."""
     now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
     read = _Reader(spark, settings)
-    bronze, quarantine, progress = read("bronze_events", _BRONZE), read("bronze_quarantine", _QUARANTINE), read(
-        "ops_stream_progress", _PROGRESS
+    bronze, quarantine, progress = (
+        read("bronze_events", _BRONZE),
+        read("bronze_quarantine", _QUARANTINE),
+        read("ops_stream_progress", _PROGRESS),
     )
 
     if settings.source == "kafka":
         bus_times = measures.bronze_event_times(bronze)
         end_offsets = _kafka_end_offsets(progress, settings.kafka_topic)
     else:
-        bus_times = measures.bus_event_times(read.event_log(), quarantine)
         from cqrs_orders.adapters.event_log import EventLog
 
+        bus_times = measures.bus_event_times(read.event_log(), quarantine)
         end_offsets = EventLog(settings.event_log_path, settings.event_log_partitions).end_offsets()
-    times = {
-        row.aggregate_type: (row.newest, row.oldest)
-        for row in bus_times.select(
-            "aggregate_type",
-            F.unix_micros("newest_event_time").alias("newest"),
-            F.unix_micros("oldest_event_time").alias("oldest"),
-        ).collect()
+    ingested = {
+        r.partition: r.next_offset for r in measures.ingested_next_offsets(bronze, quarantine).collect()
     }
-    ingested = {r.partition: r.next_offset for r in measures.ingested_next_offsets(bronze, quarantine).collect()}
     bus_backlog = None if end_offsets is None else measures.bus_backlog(end_offsets, ingested)
-    gaps = {
-        r.aggregate_type: r["count"]
-        for r in measures.version_gaps(read("silver_event_history", _HISTORY)).groupBy("aggregate_type").count().collect()
-    }
-    last_silver_batch = _micros(measures.last_batch_time(progress, SILVER_QUERY).select(F.unix_micros("last_batch_at")))
+
+    # Everything else in one Spark job: one row of figures per projection (each part is a 1-row aggregate).
+    history = read("silver_event_history", _HISTORY)
+    last_batch = measures.last_batch_time(progress, SILVER_QUERY)
+    stats = None
+    for projection in PROJECTIONS:
+        row = _projection_stats(
+            projection,
+            read(projection.table, _silver_schema(projection.id_column)),
+            bronze,
+            bus_times,
+            history,
+        ).crossJoin(last_batch)
+        stats = row if stats is None else stats.unionByName(row)
+    figures = {row.projection: row for row in stats.collect()}
 
     now_micros = int(now.timestamp() * 1_000_000)
     results = []
     for projection in PROJECTIONS:
-        silver = read(projection.table, _silver_schema(projection.id_column))
-        newest_applied, last_projected = silver.agg(
-            F.unix_micros(F.max("last_event_time")), F.unix_micros(F.max("projected_at"))
-        ).first()
-        newest_bus, oldest_bus = times.get(projection.aggregate_type, (None, None))
-        if newest_bus is None:
+        f = figures[projection.table]
+        if f.newest_bus is None:
             lag_micros = 0
-        elif newest_applied is None:
-            lag_micros = now_micros - oldest_bus
+        elif f.newest_applied is None:
+            lag_micros = (
+                now_micros - f.oldest_bus
+            )  # nothing applied yet: how long the oldest event has waited
         else:
-            lag_micros = newest_bus - newest_applied
-        backlog = measures.unapplied_events(bronze, silver, projection.aggregate_type, projection.id_column).count()
-        last_batch = last_silver_batch if last_silver_batch is not None else last_projected
-        staleness = None if last_batch is None else max(0, now_micros - last_batch) / 1e6
-        lag = max(0, lag_micros) / 1e6
-        version_gaps = int(gaps.get(projection.aggregate_type, 0))
+            lag_micros = f.newest_bus - f.newest_applied
+        last = f.last_batch_at if f.last_batch_at is not None else f.last_projected
+        staleness = None if last is None else max(0, now_micros - last) / 1e6
+        lag, backlog, gaps = max(0, lag_micros) / 1e6, int(f.bronze_backlog), int(f.version_gaps)
         results.append(
             ProjectionLag(
                 projection=projection.table,
@@ -277,9 +274,9 @@ def measure_lag(
                 bus_backlog=bus_backlog,
                 bronze_backlog=backlog,
                 staleness_seconds=staleness,
-                version_gaps=version_gaps,
+                version_gaps=gaps,
                 threshold_seconds=float(threshold_seconds),
-                breaches=find_breaches(lag, bus_backlog, backlog, staleness, version_gaps, threshold_seconds),
+                breaches=find_breaches(lag, bus_backlog, backlog, staleness, gaps, threshold_seconds),
             )
         )
     report = LagReport(run_at=now, threshold_seconds=float(threshold_seconds), projections=tuple(results))
@@ -301,8 +298,10 @@ def ensure_lag_table(spark: SparkSession, settings: Settings) -> None:
 
     table = settings.table(LAG_TABLE)
     builder = DeltaTable.createIfNotExists(spark).addColumns(LAG_SCHEMA)
-    builder = builder.tableName(table.qualified_name) if table.qualified_name else builder.location(table.path)
-    for key, value in SYNAPSE_COMPATIBLE.items():
+    builder = (
+        builder.tableName(table.qualified_name) if table.qualified_name else builder.location(table.path)
+    )
+    for key, value in SYNAPSE_COMPATIBLE_PROPERTIES.items():  # Synapse serverless reads Delta 1.0 tables only
         builder = builder.property(key, value)
     builder.execute()
 
@@ -318,9 +317,29 @@ def _kafka_end_offsets(progress: DataFrame, topic: str) -> dict[int, int] | None
     return measures.latest_source_offsets(latest[0], topic) if latest and latest[0] else None
 
 
-def _micros(frame: DataFrame) -> int | None:
-    row = frame.first()
-    return None if row is None else row[0]
+def _projection_stats(
+    projection: Projection, silver: DataFrame, bronze: DataFrame, bus_times: DataFrame, history: DataFrame
+) -> DataFrame:
+    """One row: the projection's name and its raw figures (times as epoch microseconds)."""
+    of_type = F.col("aggregate_type") == projection.aggregate_type
+    applied = silver.agg(
+        F.unix_micros(F.max("last_event_time")).alias("newest_applied"),
+        F.unix_micros(F.max("projected_at")).alias("last_projected"),
+    )
+    bus = bus_times.where(of_type).agg(
+        F.unix_micros(F.max("newest_event_time")).alias("newest_bus"),
+        F.unix_micros(F.min("oldest_event_time")).alias("oldest_bus"),
+    )
+    pending = measures.unapplied_events(bronze, silver, projection.aggregate_type, projection.id_column).agg(
+        F.count(F.lit(1)).alias("bronze_backlog")
+    )
+    gaps = measures.version_gaps(history.where(of_type)).agg(F.count(F.lit(1)).alias("version_gaps"))
+    return (
+        applied.crossJoin(bus)
+        .crossJoin(pending)
+        .crossJoin(gaps)
+        .select(F.lit(projection.table).alias("projection"), "*")
+    )
 
 
 class _Reader:
@@ -343,4 +362,3 @@ class _Reader:
 
     def _empty(self, schema: StructType) -> DataFrame:
         return self.spark.createDataFrame([], schema)
-

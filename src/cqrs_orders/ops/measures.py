@@ -56,7 +56,9 @@ def unapplied_events(bronze: DataFrame, silver: DataFrame, aggregate_type: str, 
     keeps only the highest version), so pending = version above the silver row's, or no silver row at all.
     Duplicates in bronze count once: the result has one row per distinct (aggregate_id, version).
     """
-    events = bronze.where(F.col("aggregate_type") == aggregate_type).select("aggregate_id", "version").distinct()
+    events = (
+        bronze.where(F.col("aggregate_type") == aggregate_type).select("aggregate_id", "version").distinct()
+    )
     applied = silver.select(F.col(id_column).alias("aggregate_id"), F.col("version").alias("applied_version"))
     return (
         events.join(applied, "aggregate_id", "left")
@@ -80,9 +82,9 @@ def version_gaps(history: DataFrame) -> DataFrame:
 
 
 def last_batch_time(progress: DataFrame, query_pattern: str) -> DataFrame:
-    """The newest ``recorded_at`` of the streaming queries whose name matches ``query_pattern`` (regex)."""
+    """The newest ``recorded_at`` (epoch microseconds) of the queries whose name matches ``query_pattern``."""
     return progress.where(F.lower("query_name").rlike(query_pattern)).agg(
-        F.max("recorded_at").alias("last_batch_at")
+        F.unix_micros(F.max("recorded_at")).alias("last_batch_at")
     )
 
 

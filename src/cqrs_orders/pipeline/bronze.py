@@ -63,7 +63,8 @@ def validate_records(records: DataFrame) -> DataFrame:
     missing = [name for name in EXPECTATIONS if name not in failures]
     assert not missing, f"expectations without a check: {missing}"
     flagged = F.filter(
-        F.array(*[F.when(failures[name], F.lit(name)) for name in EXPECTATIONS]), lambda name: name.isNotNull()
+        F.array(*[F.when(failures[name], F.lit(name)) for name in EXPECTATIONS]),
+        lambda name: name.isNotNull(),
     )
     return parsed.withColumn("failed_expectations", flagged).drop("_variant")
 
@@ -99,9 +100,10 @@ def _failures(variant: Column, event: Column) -> dict[str, Column]:
     """Expectation name -> a never-null boolean column that is true when the record fails it."""
     checks: dict[str, Column] = {}
 
-    def expect(name: str, holds: Column, applies: Column = F.lit(True)) -> Column:
+    def expect(name: str, holds: Column, applies: Column | None = None) -> Column:
         """Register ``name``; it fails where it ``applies`` and does not hold. Returns "it passed"."""
-        applies, holds = F.coalesce(applies, F.lit(False)), F.coalesce(holds, F.lit(False))
+        applies = F.lit(True) if applies is None else F.coalesce(applies, F.lit(False))
+        holds = F.coalesce(holds, F.lit(False))
         checks[name] = applies & ~holds
         return applies & holds
 

@@ -33,8 +33,10 @@ def rebuild(spark, settings: Settings) -> dict:
     bronze_table = settings.table("bronze_events")
     version = bronze_table.delta(spark).history(1).select("version").first()[0]
     reader = spark.read.format("delta").option("versionAsOf", version)
-    bronze = reader.table(bronze_table.qualified_name) if bronze_table.qualified_name else reader.load(
-        bronze_table.path
+    bronze = (
+        reader.table(bronze_table.qualified_name)
+        if bronze_table.qualified_name
+        else reader.load(bronze_table.path)
     )
     history = event_history_rows(bronze)
     conflicts = conflicting_versions(history).withColumn("_conflict", F.lit(True))
@@ -54,5 +56,7 @@ def rebuild(spark, settings: Settings) -> dict:
     checkpoint = settings.checkpoint(SILVER)
     idempotency.reset(checkpoint)  # a new app id too: the new query's batch ids start at 0 again
     idempotency.write_marker(checkpoint, idempotency.STARTING_VERSION_FILE, str(version))
-    counts = {name: settings.table(name).read(spark).count() for name in [*outputs, "gold_daily_order_metrics"]}
+    counts = {
+        name: settings.table(name).read(spark).count() for name in [*outputs, "gold_daily_order_metrics"]
+    }
     return {"bronze_version": version, **counts}

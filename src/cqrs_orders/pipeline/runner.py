@@ -21,7 +21,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from cqrs_orders.config import Settings
-from cqrs_orders.pipeline import idempotency
+from cqrs_orders.envelope import AggregateType
+from cqrs_orders.pipeline import gold, idempotency
 from cqrs_orders.pipeline.bronze import to_bronze, to_quarantine, validate_records
 from cqrs_orders.pipeline.progress import EVENT_TIME_METRIC, ProgressRecorder
 from cqrs_orders.pipeline.silver import apply_batch
@@ -62,13 +63,16 @@ def start_silver(spark, settings: Settings, trigger: dict):
     if starting_version is not None and not idempotency.has_progress(checkpoint):
         reader = reader.option("startingVersion", starting_version)  # resume after a rebuild
     bronze_table = settings.table("bronze_events")
-    bronze = reader.table(bronze_table.qualified_name) if bronze_table.qualified_name else reader.load(
-        bronze_table.path
+    bronze = (
+        reader.table(bronze_table.qualified_name)
+        if bronze_table.qualified_name
+        else reader.load(bronze_table.path)
     )
     observed = bronze.observe(EVENT_TIME_METRIC, F.max("event_time").alias("max_event_time"))
 
     def project(batch: DataFrame, batch_id: int) -> None:
-        apply_batch(batch, batch_id, settings, writer_id)
+        if apply_batch(batch, batch_id, settings, writer_id).get(AggregateType.ORDER.value):
+            gold.refresh(batch.sparkSession, settings)  # a full recompute: exact under replays
 
     return _start(observed, SILVER, checkpoint, trigger, project)
 
@@ -84,7 +88,7 @@ def run_once(spark, settings: Settings) -> dict:
             finished.append(_await(start_bronze(spark, settings, once)))
         else:
             _progress(f"no event log at {settings.event_log_path} yet: nothing to ingest")
-        finished.append(_await(start_silver(spark, settings, once)))  # refreshes gold after each batch
+        finished.append(_await(start_silver(spark, settings, once)))  # gold is refreshed per batch
         recorder.flush([query.id for query in finished])
     for query in finished:
         result[f"{query.name}_input_rows"] = sum(p.numInputRows for p in query.recentProgress)
@@ -94,7 +98,11 @@ def run_once(spark, settings: Settings) -> dict:
 
 
 def run_continuous(
-    spark, settings: Settings, trigger_seconds: float = 5.0, stage: str = "all", stop: threading.Event | None = None
+    spark,
+    settings: Settings,
+    trigger_seconds: float = 5.0,
+    stage: str = "all",
+    stop: threading.Event | None = None,
 ) -> dict:
     """Run the chosen stage(s) until SIGINT/SIGTERM (or ``stop`` is set); stop between micro-batches."""
     if stage not in STAGES:
@@ -111,7 +119,9 @@ def run_continuous(
                     queries.append(start_bronze(spark, settings, trigger))
                 if stage in ("silver", "all") and not stop.is_set():
                     queries.append(start_silver(spark, settings, trigger))
-                _progress(f"running {', '.join(q.name for q in queries)} every {trigger_seconds:g} s; Ctrl-C stops")
+                _progress(
+                    f"running {', '.join(q.name for q in queries)} every {trigger_seconds:g} s; Ctrl-C stops"
+                )
                 while not stop.wait(0.5):
                     failed = [q for q in queries if not q.isActive]
                     if failed:
@@ -149,7 +159,9 @@ def _bronze_batch(settings: Settings, writer_id: str) -> Callable:
         try:
             sizes = {
                 row["valid"]: row["count"]
-                for row in validated.groupBy((F.size("failed_expectations") == 0).alias("valid")).count().collect()
+                for row in validated.groupBy((F.size("failed_expectations") == 0).alias("valid"))
+                .count()
+                .collect()
             }
             for name, rows, present in (
                 ("bronze_events", to_bronze, sizes.get(True)),

@@ -18,7 +18,6 @@ from pyspark.sql import functions as F
 from cqrs_orders.config import Settings, Table
 from cqrs_orders.envelope import AggregateType
 from cqrs_orders.envelope_schema import MONEY_TYPE
-from cqrs_orders.pipeline import gold
 from cqrs_orders.pipeline.idempotency import transaction_id
 
 #: MERGE update rule: the incoming row wins on a higher version, or on the same version with a smaller
@@ -43,7 +42,9 @@ def order_rows(latest_orders: DataFrame) -> DataFrame:
     items = F.transform(
         data["items"],
         lambda item: F.struct(
-            item["sku"].alias("sku"), item["quantity"].alias("quantity"), item["unitPrice"].alias("unit_price")
+            item["sku"].alias("sku"),
+            item["quantity"].alias("quantity"),
+            item["unitPrice"].alias("unit_price"),
         ),
     )
     return latest_orders.select(
@@ -51,9 +52,9 @@ def order_rows(latest_orders: DataFrame) -> DataFrame:
         data["customerId"].alias("customer_id"),
         data["status"].alias("status"),
         items.alias("items"),
-        F.aggregate(data["items"], F.lit(0).cast("bigint"), lambda total, item: total + item["quantity"]).alias(
-            "item_count"
-        ),
+        F.aggregate(
+            data["items"], F.lit(0).cast("bigint"), lambda total, item: total + item["quantity"]
+        ).alias("item_count"),
         _order_total(data["items"]).alias("total_amount"),
         data["currency"].alias("currency"),
         data["createdAt"].alias("created_at"),
@@ -112,11 +113,15 @@ def conflicting_versions(history: DataFrame) -> DataFrame:
 
 
 def apply_batch(batch: DataFrame, batch_id: int, settings: Settings, writer_id: str) -> dict[str, int]:
-    """Project one micro-batch of ``bronze_events`` rows into silver (and refresh gold); exactly once."""
+    """Project one micro-batch of ``bronze_events`` rows into silver, exactly once.
+
+    Returns the batch's row count per aggregate type."""
     session = batch.sparkSession
     batch = batch.persist()
     try:
-        counts = {row["aggregate_type"]: row["count"] for row in batch.groupBy("aggregate_type").count().collect()}
+        counts = {
+            row["aggregate_type"]: row["count"] for row in batch.groupBy("aggregate_type").count().collect()
+        }
         if not counts:
             return {}
         for aggregate_type, table, key, rows in (
@@ -133,8 +138,6 @@ def apply_batch(batch: DataFrame, batch_id: int, settings: Settings, writer_id: 
             insert_new_events(session, history, new_events)
         with transaction_id(session, writer_id, "silver_event_history:conflicts", batch_id):
             flag_version_conflicts(session, history, new_events)
-        if counts.get(AggregateType.ORDER.value):
-            gold.refresh(session, settings)
         return counts
     finally:
         batch.unpersist()
@@ -174,7 +177,9 @@ def flag_version_conflicts(session, history: Table, new_events: DataFrame) -> No
     (
         history.delta(session)
         .alias("t")
-        .merge(session.createDataFrame(conflicts, touched.schema).alias("s"), f"{on} AND NOT t.version_conflict")
+        .merge(
+            session.createDataFrame(conflicts, touched.schema).alias("s"), f"{on} AND NOT t.version_conflict"
+        )
         .whenMatchedUpdate(set={"version_conflict": F.lit(True)})
         .execute()
     )

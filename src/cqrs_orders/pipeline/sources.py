@@ -26,7 +26,9 @@ def read_records(spark, settings: Settings) -> DataFrame:
 
 def as_records(df: DataFrame) -> DataFrame:
     """Exactly the record columns, in order and with the contract types."""
-    return df.select([F.col(f"`{field.name}`").cast(field.dataType).alias(field.name) for field in RECORD_SCHEMA])
+    return df.select(
+        [F.col(f"`{field.name}`").cast(field.dataType).alias(field.name) for field in RECORD_SCHEMA]
+    )
 
 
 def source_exists(spark, settings: Settings) -> bool:

@@ -139,7 +139,9 @@ def ensure_tables(spark, settings: Settings) -> None:
         if table.exists(spark):
             continue
         builder = DeltaTable.createIfNotExists(spark).addColumns(schema)
-        builder = builder.tableName(table.qualified_name) if table.qualified_name else builder.location(table.path)
+        builder = (
+            builder.tableName(table.qualified_name) if table.qualified_name else builder.location(table.path)
+        )
         for key, value in SYNAPSE_COMPATIBLE_PROPERTIES.items():
             builder = builder.property(key, value)
         builder.execute()

@@ -57,7 +57,9 @@ def view_definitions() -> list[ViewDefinition]:
     ]
     for view in definitions:
         if _CREATE + _PREFIX + view.name + " " not in view.sql:
-            raise ConfigurationError(f"{view.name}.sql must create the view ${{catalog}}.${{schema}}.{view.name}.")
+            raise ConfigurationError(
+                f"{view.name}.sql must create the view ${{catalog}}.${{schema}}.{view.name}."
+            )
     order = {name: index for index, name in enumerate(VIEWS)}
     return sorted(definitions, key=lambda view: (order.get(view.name, len(order)), view.name))
 

@@ -7,7 +7,6 @@ was actually drawn and people can hover for exact values.
 from __future__ import annotations
 
 import math
-
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from html import escape

@@ -41,20 +41,23 @@ def collect_report_data(spark, settings: Settings, now: datetime | None = None) 
         daily = [(row.order_date, row.order_count, row.total_revenue) for row in rows]
     if "silver_orders" in names:
         rows = spark.sql(
-            "SELECT status, count(*) AS orders FROM silver_orders GROUP BY status ORDER BY orders DESC, status"
+            "SELECT status, count(*) AS orders FROM silver_orders "
+            "GROUP BY status ORDER BY orders DESC, status"
         ).collect()
         status_mix = [(row.status, row.orders) for row in rows]
     if "ops_projection_lag" in names:
         rows = spark.sql(
-            "SELECT projection, unix_micros(run_at) AS run_micros, event_time_lag_seconds FROM ops_projection_lag "
-            "WHERE event_time_lag_seconds IS NOT NULL ORDER BY run_at"
+            "SELECT projection, unix_micros(run_at) AS run_micros, event_time_lag_seconds "
+            "FROM ops_projection_lag WHERE event_time_lag_seconds IS NOT NULL ORDER BY run_at"
         ).collect()
         for row in rows:
             moment = datetime.fromtimestamp(row.run_micros / 1e6, timezone.utc)
             lag.setdefault(row.projection, []).append((moment, row.event_time_lag_seconds))
     return ReportData(
         generated_at=now or datetime.now(timezone.utc),
-        warehouse=str(settings.warehouse if not settings.catalog else f"{settings.catalog}.{settings.schema}"),
+        warehouse=str(
+            settings.warehouse if not settings.catalog else f"{settings.catalog}.{settings.schema}"
+        ),
         daily=daily,
         status_mix=status_mix,
         lag=lag,
@@ -121,7 +124,8 @@ header p {{ color: #4b5563; margin: 0.2rem 0; }}
 .totals div {{ background: white; border: 1px solid #e5e7eb; border-radius: 8px; padding: 0.6rem 1rem; }}
 .totals b {{ display: block; font-size: 1.4rem; }}
 .charts {{ display: flex; flex-wrap: wrap; gap: 1rem; }}
-figure.chart {{ background: white; border: 1px solid #e5e7eb; border-radius: 8px; margin: 0; padding: 0.8rem; }}
+figure.chart {{ background: white; border: 1px solid #e5e7eb; border-radius: 8px; margin: 0;
+  padding: 0.8rem; }}
 figcaption {{ font-weight: 600; margin-bottom: 0.4rem; }}
 p.empty {{ width: 600px; color: #6b7280; font-style: italic; }}
 </style>
