@@ -64,6 +64,6 @@ def test_freshness_benchmark_sees_every_command_in_silver():
     assert (
         0 < figures["latency_p50_seconds"] <= figures["latency_p99_seconds"] <= figures["latency_max_seconds"]
     )
-    assert figures["latency_max_seconds"] < 120
     assert 4 <= figures["sustained_rate_per_second"] <= 5.5
-    assert figures["median_batch_ms"] is None or figures["median_batch_ms"] > 0
+    assert figures["median_batch_ms"] > 0
+    assert set(figures["median_batch_ms_by_query"]) == {"bronze", "silver"}

@@ -75,7 +75,8 @@ def test_each_command_is_one_atomic_batch_in_its_partition_guarded_by_the_state_
     assert operations[0]["resourceBody"]["state"]["status"] == "Confirmed"
     event, outbox = operations[1]["resourceBody"], operations[2]["resourceBody"]
     assert event["eventId"] == outbox["eventId"] == confirmed.eventIds[0]
-    assert json.loads(outbox["body"])["eventType"] == "OrderConfirmed"
+    assert json.loads(outbox["body"])["eventType"] == event["eventType"] == "OrderConfirmed"
+    assert outbox["body"] == event["body"] and event["commandId"] == "confirm-1"
     assert all(op["resourceBody"]["aggregateId"] == "order-1" for op in operations)
     assert cosmos_settings.secret("COSMOS_KEY").reveal() not in json.dumps(
         [r["headers"] for r in account.requests]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from chispa import assert_df_equality
 
+from cqrs_orders.cli import main
 from cqrs_orders.config import Settings
 from cqrs_orders.errors import ConfigurationError
 from cqrs_orders.query.views import create_views, register_views, view_definitions
@@ -138,16 +139,23 @@ def test_views_over_missing_tables_are_left_out_and_stale_names_dropped(
     assert spark.sql("SELECT count(*) FROM vw_daily_order_metrics").first()[0] == 2
 
 
-def test_create_views_deploys_the_same_files_to_a_catalog_schema(spark, read_warehouse, tmp_path):
+def test_create_views_deploys_the_same_files_to_a_catalog_schema(
+    spark, read_warehouse, tmp_path, monkeypatch, capsys
+):
     """Unity Catalog stand-in: the local session catalog, with the warehouse's tables registered in it."""
-    uc = Settings.from_env(env={"CQRS_CATALOG": "spark_catalog", "CQRS_SCHEMA": "cqrs_uc_test"})
+    uc_env = {"CQRS_CATALOG": "spark_catalog", "CQRS_SCHEMA": "cqrs_uc_test"}
+    uc = Settings.from_env(env=uc_env)
     spark.sql(f"CREATE SCHEMA spark_catalog.cqrs_uc_test LOCATION '{tmp_path}'")
     try:
         for name in ("silver_orders", "silver_customers"):
             location = read_warehouse.table(name).path
             spark.sql(f"CREATE TABLE spark_catalog.cqrs_uc_test.{name} USING delta LOCATION '{location}'")
 
-        assert create_views(spark, uc) == [
+        for variable, value in uc_env.items():
+            monkeypatch.setenv(variable, value)
+        capsys.readouterr()
+        assert main(["create-views"]) == 0
+        assert capsys.readouterr().out.splitlines() == [
             "spark_catalog.cqrs_uc_test.vw_order_summary",
             "spark_catalog.cqrs_uc_test.vw_daily_order_metrics",
         ]  # no lag views: ops_projection_lag does not exist in that schema
@@ -159,4 +167,13 @@ def test_create_views_deploys_the_same_files_to_a_catalog_schema(spark, read_war
         spark.sql("DROP SCHEMA IF EXISTS spark_catalog.cqrs_uc_test CASCADE")
 
     with pytest.raises(ConfigurationError, match="CQRS_CATALOG and CQRS_SCHEMA"):
-        create_views(spark, read_warehouse)
+        create_views(spark, read_warehouse)  # a local warehouse has no schema to create them in
+
+
+def test_the_wheel_ships_the_view_files():
+    import tomllib
+
+    package_data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert "query/sql/*.sql" in package_data["cqrs_orders"], (
+        "create_views on Databricks reads them from the wheel"
+    )

@@ -94,46 +94,7 @@ class CosmosWriteStore(WriteStore):
             if current is None
             else ("replace", ("state", state_doc), {"if_match_etag": current["_etag"]})
         ]
-        for event in commit.events:
-            common = {"aggregateId": partition, "eventId": str(event.eventId), "version": event.version}
-            body = event.to_json()
-            operations.append(
-                (
-                    "create",
-                    (
-                        {
-                            "id": f"event-{event.version:012d}",
-                            "docType": "event",
-                            "eventType": event.eventType,
-                            "commandId": commit.command_id,
-                            "body": body,
-                            **common,
-                        },
-                    ),
-                )
-            )
-            operations.append(
-                (
-                    "create",
-                    ({"id": f"outbox-{event.version:012d}", "docType": "outbox", "body": body, **common},),
-                )
-            )
-        operations.append(
-            (
-                "create",
-                (
-                    {
-                        "id": _command_doc_id(commit.command_id),
-                        "aggregateId": partition,
-                        "docType": "command",
-                        "commandId": commit.command_id,
-                        "fingerprint": commit.fingerprint,
-                        "command": commit.command_json,
-                        "outcome": commit.outcome,
-                    },
-                ),
-            )
-        )
+        operations += [("create", (document,)) for document in _new_documents(commit)]
         try:
             self.container.execute_item_batch(operations, partition_key=partition)
         except (CosmosBatchOperationError, CosmosResourceExistsError, CosmosAccessConditionFailedError):
@@ -164,6 +125,9 @@ class CosmosWriteStore(WriteStore):
                 ]
                 if entries:
                     break
+            # One page can hold several events of one aggregate committed together: keep their versions
+            # in order (across pages the feed's own order already does).
+            entries.sort(key=lambda entry: (entry.aggregate_id, entry.version))
         except CosmosHttpResponseError as error:
             raise _store_error("read the change feed of", error) from error
         return OutboxBatch(entries, token=token)
@@ -197,6 +161,31 @@ class CosmosWriteStore(WriteStore):
             return None
         except CosmosHttpResponseError as error:
             raise _store_error("read", error) from error
+
+
+def _new_documents(commit: Commit) -> list[dict]:
+    """The documents a commit adds next to its state: per event an event and an outbox document, then the
+    command document holding the outcome (its creation fails if the command was already recorded)."""
+    partition, command_id = commit.aggregate_id, commit.command_id
+    documents = []
+    for event in commit.events:
+        body, version = event.to_json(), event.version
+        common = {"aggregateId": partition, "eventId": str(event.eventId), "version": version, "body": body}
+        event_doc = {"id": f"event-{version:012d}", "docType": "event", "eventType": event.eventType}
+        documents.append({**event_doc, "commandId": command_id, **common})
+        documents.append({"id": f"outbox-{version:012d}", "docType": "outbox", **common})
+    documents.append(
+        {
+            "id": _command_doc_id(command_id),
+            "aggregateId": partition,
+            "docType": "command",
+            "commandId": command_id,
+            "fingerprint": commit.fingerprint,
+            "command": commit.command_json,
+            "outcome": commit.outcome,
+        }
+    )
+    return documents
 
 
 def _command_doc_id(command_id: str) -> str:

@@ -129,7 +129,7 @@ class CommandHandler:
             except DuplicateCommand as duplicate:
                 return _replay(duplicate.recorded, fingerprint)
             except VersionConflict:
-                time.sleep(random.uniform(0, 0.002 * 2**attempt))  # de-synchronise the racing writers
+                time.sleep(random.uniform(0, 0.005 * 2**attempt))  # de-synchronise the racing writers
         conflict = ConcurrencyConflict(
             f"{kind.value} {aggregate_id!r} kept changing while this command ran "
             f"({self.max_attempts} attempts); submit it again"

@@ -51,6 +51,16 @@ def register(subcommands, common) -> None:
     )
     report.set_defaults(run=run_report)
 
+    views = subcommands.add_parser(
+        "create-views",
+        parents=[common],
+        help="create or replace the Databricks SQL views in the Unity Catalog schema",
+        description="Run the shipped view files (sql/databricks) against CQRS_CATALOG.CQRS_SCHEMA, with the "
+        "placeholders filled in; views whose tables do not exist yet are skipped. For a bundle job "
+        "(python_wheel_task) after deploys; locally `sql` registers the views by itself.",
+    )
+    views.set_defaults(run=run_create_views)
+
 
 def run_sql(args, settings: Settings) -> int:
     from pyspark.errors import PySparkException
@@ -91,6 +101,15 @@ def _explain(error, known: list[str], settings: Settings) -> str:
         f"The warehouse {settings.warehouse} has no tables yet: run `cqrs-orders project --once` first."
     )  # fmt: skip
     return f"the query failed: {message}\n{hint}"
+
+
+def run_create_views(args, settings: Settings) -> int:
+    from cqrs_orders.query.views import create_views
+    from cqrs_orders.spark import get_spark
+
+    for name in create_views(get_spark("cqrs-orders-create-views"), settings):
+        print(name)
+    return 0
 
 
 def run_report(args, settings: Settings) -> int:

@@ -1,0 +1,1 @@
+"""The read side: the SQL views (``views``) and the read-model query API (``api``)."""

@@ -15,6 +15,7 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any, Protocol
 
+from cqrs_orders.config import running_on_databricks
 from cqrs_orders.errors import QueryError
 
 _SUMMARY_COLUMNS = (
@@ -84,9 +85,10 @@ class SparkBackend:
 
     def __init__(self, spark):
         self._spark = spark
-        # Delta's SQL parser (delta-spark 4.4 on Spark 4.1) drops the values of spark.sql(query, args=...),
-        # failing with UNBOUND_SQL_PARAMETER (delta-io/delta#7640); the legacy binding path still works.
-        spark.conf.set(_LEGACY_PARAMETER_BINDING, "true")
+        if not running_on_databricks():
+            # Delta's SQL parser (delta-spark 4.4 on Spark 4.1) drops the values of spark.sql(query, args=)
+            # with UNBOUND_SQL_PARAMETER (delta-io/delta#7640); the legacy binding path still binds them.
+            spark.conf.set(_LEGACY_PARAMETER_BINDING, "true")
 
     def query(self, statement: str, parameters: dict[str, Parameter]) -> list[dict[str, Any]]:
         from pyspark.errors import PySparkException
