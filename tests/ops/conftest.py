@@ -108,8 +108,10 @@ class Lake:
         row = (body, partition, offset, at, None, ["body_is_json"], at)
         self._append("bronze_quarantine", self.spark.createDataFrame([row], QUARANTINE))
 
-    def project(self, *events: EventEnvelope, at: datetime) -> None:
-        """Silver rows for the given (latest applied) events, plus their event history."""
+    def project(self, *events: EventEnvelope, at: datetime, earlier: tuple[EventEnvelope, ...] = ()) -> None:
+        """Silver rows for the given events (at most one per aggregate: the latest applied), plus the event
+        history of those and of the ``earlier`` events that were applied before them."""
+        assert len({e.aggregateId for e in events}) == len(events), "silver holds one row per aggregate"
         orders = [
             (e.aggregateId, e.data.customerId, "Created", None, None, None, "EUR", None, None, e.version,
              str(e.eventId), e.eventType, e.timestamp, at)
@@ -124,7 +126,7 @@ class Lake:
             self._append("silver_orders", self.spark.createDataFrame(orders, SILVER_ORDERS))
         if customers:
             self._append("silver_customers", self.spark.createDataFrame(customers, SILVER_CUSTOMERS))
-        self.history(*events)
+        self.history(*earlier, *events)
 
     def history(self, *events: EventEnvelope) -> None:
         rows = [

@@ -40,7 +40,7 @@ def scenario(spark, tmp_path_factory, lake_type):
     lake.publish(c1, c2v2, o1v1, o1v2, o2, o3v1, o3v2, o4v1, o4v3)
     lake.ingest(c1, c2v2, o1v1, o1v2, o2, o2, o4v1, o4v3)
     lake.quarantine('{"aggregateType": "Order", "timestamp": "2099-01-01T00:00:00Z"}', at=ago(100))
-    lake.project(c1, c2v2, o1v1, o1v2, o4v1, o4v3, at=ago(165))
+    lake.project(c1, c2v2, o1v2, o4v3, at=ago(165), earlier=(o1v1, o4v1))
     lake.progress("silver", ago(120))
     report = measure_lag(spark, settings, 60, now=NOW, record=False)
     return settings, {p.projection: p for p in report.projections}

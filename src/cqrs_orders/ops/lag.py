@@ -258,10 +258,8 @@ def measure_lag(
         f = figures[projection.table]
         if f.newest_bus is None:
             lag_micros = 0
-        elif f.newest_applied is None:
-            lag_micros = (
-                now_micros - f.oldest_bus
-            )  # nothing applied yet: how long the oldest event has waited
+        elif f.newest_applied is None:  # nothing applied yet: how long the oldest event has waited
+            lag_micros = now_micros - f.oldest_bus
         else:
             lag_micros = f.newest_bus - f.newest_applied
         last = f.last_batch_at if f.last_batch_at is not None else f.last_projected
