@@ -130,3 +130,8 @@ def test_report_of_an_empty_warehouse_says_what_to_run(run, tmp_path):
     assert "no lag measurements yet (run cqrs-orders lag)" in html
     assert html.count("no orders yet (run cqrs-orders project --once)") == 3
     assert 'data-chart="projection-lag" data-marks="0"' in html
+
+
+def test_create_views_outside_unity_catalog_says_what_to_set(run, tmp_path):
+    code, _, err = run("create-views", "--warehouse", str(tmp_path / "w"))
+    assert code == 2 and "needs CQRS_CATALOG and CQRS_SCHEMA" in err

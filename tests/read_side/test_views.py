@@ -177,3 +177,12 @@ def test_the_wheel_ships_the_view_files():
     assert "query/sql/*.sql" in package_data["cqrs_orders"], (
         "create_views on Databricks reads them from the wheel"
     )
+
+
+def test_the_view_and_the_gold_table_share_one_definition(spark, read_warehouse):
+    from cqrs_orders.pipeline.gold import daily_order_metrics
+
+    register_views(spark, read_warehouse)
+    gold = daily_order_metrics(read_warehouse.table("silver_orders").read(spark)).orderBy("order_date")
+    view = spark.sql("SELECT * FROM vw_daily_order_metrics ORDER BY order_date")
+    assert_df_equality(view, gold, ignore_nullable=True)

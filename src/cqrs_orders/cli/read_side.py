@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from cqrs_orders.config import Settings
-from cqrs_orders.errors import QueryError
+from cqrs_orders.errors import ConfigurationError, QueryError
 
 #: ``--json``: timestamps as ISO-8601 UTC with microseconds (``...Z``); decimals stay JSON numbers with
 #: their exact digits (parse with ``json.loads(line, parse_float=Decimal)`` to keep them exact).
@@ -107,6 +107,11 @@ def run_create_views(args, settings: Settings) -> int:
     from cqrs_orders.query.views import create_views
     from cqrs_orders.spark import get_spark
 
+    if not settings.catalog:  # say so before spending ~20 s starting Spark
+        raise ConfigurationError(
+            "create-views needs CQRS_CATALOG and CQRS_SCHEMA (a Unity Catalog schema); locally, "
+            "`cqrs-orders sql` registers the views by itself."
+        )
     for name in create_views(get_spark("cqrs-orders-create-views"), settings):
         print(name)
     return 0
