@@ -20,6 +20,9 @@ _LOCAL_CONF = {
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
     "spark.sql.streaming.stopGracefullyOnShutdown": "true",
+    # Delta's SQL parser on Spark 4.1 drops spark.sql(query, args=...) values (UNBOUND_SQL_PARAMETER,
+    # delta-io/delta#7640); the legacy binding path still binds them as literals, never as SQL text.
+    "spark.sql.legacy.parameterSubstitution.constantsOnly": "true",
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from decimal import Decimal
@@ -89,7 +90,7 @@ class _Charts(HTMLParser):
 def render_in_chromium(page: Path, profile: Path) -> str:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
-        if __import__("os").environ.get("CQRS_SKIP_BROWSER") == "1":
+        if os.environ.get("CQRS_SKIP_BROWSER") == "1":
             pytest.skip("CQRS_SKIP_BROWSER=1 and no chromium")
         pytest.fail("headless Chromium is needed: apt-get install -y chromium (or set CQRS_SKIP_BROWSER=1)")
     done = subprocess.run(

@@ -18,7 +18,6 @@ from pyspark.sql import functions as F
 
 from cqrs_orders.envelope import AGGREGATE_ID_FIELD, EVENT_CATALOG, AggregateType, OrderStatus
 from cqrs_orders.envelope_schema import ENVELOPE_SCHEMA
-from cqrs_orders.pipeline.tables import SCHEMAS
 
 MAX_BODY_BYTES = 1024 * 1024
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
@@ -80,7 +79,7 @@ def to_bronze(validated: DataFrame) -> DataFrame:
         event["aggregateId"].alias("aggregate_id"),
         event["version"].alias("version"),
         event["timestamp"].alias("event_time"),
-        event.cast(SCHEMAS["bronze_events"]["event"].dataType).alias("event"),
+        event.alias("event"),
         F.current_timestamp().alias("ingest_time"),
     )
 

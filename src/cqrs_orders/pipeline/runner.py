@@ -203,9 +203,13 @@ def _stop_on_signals(stop: threading.Event) -> Callable[[], None]:
         _progress(f"{signal.Signals(signum).name} received: stopping after the running micro-batch")
         stop.set()
 
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
     for sig in previous:
         signal.signal(sig, request_stop)
-    return lambda: [signal.signal(sig, handler) for sig, handler in previous.items()] and None
+    return restore
 
 
 def _last_batch(query) -> int | None:

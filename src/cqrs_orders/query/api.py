@@ -15,7 +15,6 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any, Protocol
 
-from cqrs_orders.config import running_on_databricks
 from cqrs_orders.errors import QueryError
 
 _SUMMARY_COLUMNS = (
@@ -77,18 +76,11 @@ class ReadModels:
         )
 
 
-_LEGACY_PARAMETER_BINDING = "spark.sql.legacy.parameterSubstitution.constantsOnly"
-
-
 class SparkBackend:
     """Runs on a Spark session where the logical names resolve (see ``register_views``)."""
 
     def __init__(self, spark):
-        self._spark = spark
-        if not running_on_databricks():
-            # Delta's SQL parser (delta-spark 4.4 on Spark 4.1) drops the values of spark.sql(query, args=)
-            # with UNBOUND_SQL_PARAMETER (delta-io/delta#7640); the legacy binding path still binds them.
-            spark.conf.set(_LEGACY_PARAMETER_BINDING, "true")
+        self._spark = spark  # local sessions bind parameters despite delta-io/delta#7640: see spark.py
 
     def query(self, statement: str, parameters: dict[str, Parameter]) -> list[dict[str, Any]]:
         from pyspark.errors import PySparkException
