@@ -80,6 +80,7 @@ def test_no_broker_configured_says_what_to_set(tmp_path):
 @pytest.mark.parametrize(
     "connection",
     [f"HostName=orders-ns;SharedAccessKey={KEY}", f"Endpoint=https://orders-ns/;SharedAccessKey={KEY}"],
+    ids=["no-endpoint", "not-a-service-bus-endpoint"],  # ids, so test names do not carry the key either
 )
 def test_a_malformed_connection_string_is_rejected_without_echoing_it(tmp_path, connection):
     with pytest.raises(ConfigurationError, match="not an Event Hubs connection string") as raised:

@@ -14,9 +14,12 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 from chispa import assert_df_equality
 
+from cqrs_orders.adapters.event_log import RECORD_SCHEMA
+from cqrs_orders.cli import main
 from cqrs_orders.config import Settings
 from cqrs_orders.ops import measures
-from cqrs_orders.ops.lag import LAG_SCHEMA, find_breaches, measure_lag
+from cqrs_orders.ops.lag import COLUMNS_READ, LAG_SCHEMA, find_breaches, measure_lag
+from cqrs_orders.pipeline.tables import SCHEMAS
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 
@@ -191,7 +194,7 @@ def webhook():
 
 
 def test_a_breach_exits_3_is_recorded_and_alerts_the_webhook(
-    cli, lake, spark, settings, webhook, monkeypatch
+    cli, lake, spark, settings, webhook, monkeypatch, capsys
 ):
     handler, url = webhook
     monkeypatch.setenv("CQRS_ALERT_WEBHOOK_URL", url)
@@ -230,15 +233,16 @@ def test_a_breach_exits_3_is_recorded_and_alerts_the_webhook(
     detail = spark.sql(f"DESCRIBE DETAIL {settings.table('ops_projection_lag').sql_name}").first()
     assert detail.minReaderVersion == 1 and detail.properties.get("delta.enableDeletionVectors") == "false"
 
-    # A webhook that fails is reported (without its secret URL) and the breach still exits 3.
+    # A webhook that fails is reported (without its secret URL) and the breach still fails the run: on
+    # Databricks by raising SystemExit(3), since a wheel task ignores the entry point's return value.
     handler.status = 500
-    failed = cli("lag", "--threshold-seconds", "60")
-    assert failed.exit_code == 3
-    assert (
-        "alert not sent" in failed.stderr
-        and "HTTP 500" in failed.stderr
-        and "secret-token" not in failed.stderr
-    )
+    monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", "17.3")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as failed:
+        main(["lag", "--warehouse", str(settings.warehouse)])
+    assert failed.value.code == 3
+    stderr = capsys.readouterr().err
+    assert "alert not sent" in stderr and "HTTP 500" in stderr and "secret-token" not in stderr
 
     assert len(handler.received) == 2 and recorded.count() == 4  # every run appends its rows
 
@@ -248,3 +252,10 @@ def test_an_empty_warehouse_is_healthy(cli, settings, spark):
     assert result.exit_code == 0, result.stderr
     assert [p["bus_backlog"] for p in json.loads(result.stdout)["projections"]] == [0, 0]
     assert settings.table("ops_projection_lag").read(spark).count() == 2
+
+
+def test_the_columns_the_monitor_reads_match_the_pipeline_tables():
+    for table, columns in COLUMNS_READ.items():
+        for column in columns:
+            assert SCHEMAS[table][column.name].dataType == column.dataType, (table, column.name)
+    assert {"body", "partition", "offset"} <= set(RECORD_SCHEMA.names)

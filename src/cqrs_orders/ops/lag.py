@@ -114,6 +114,16 @@ def _silver_schema(id_column: str) -> StructType:
     )
 
 
+#: The columns the monitor reads, per table (a test holds them against the pipeline's table schemas).
+COLUMNS_READ = {
+    "bronze_events": _BRONZE,
+    "bronze_quarantine": _QUARANTINE,
+    "ops_stream_progress": _PROGRESS,
+    "silver_event_history": _HISTORY,
+    **{p.table: _silver_schema(p.id_column) for p in PROJECTIONS},
+}
+
+
 @dataclass(frozen=True)
 class ProjectionLag:
     """One projection's measures; one row of ``ops_projection_lag``."""
@@ -219,9 +229,9 @@ def measure_lag(
     now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
     read = _Reader(spark, settings)
     bronze, quarantine, progress = (
-        read("bronze_events", _BRONZE),
-        read("bronze_quarantine", _QUARANTINE),
-        read("ops_stream_progress", _PROGRESS),
+        read("bronze_events"),
+        read("bronze_quarantine"),
+        read("ops_stream_progress"),
     )
 
     if settings.source == "kafka":
@@ -238,13 +248,13 @@ def measure_lag(
     bus_backlog = None if end_offsets is None else measures.bus_backlog(end_offsets, ingested)
 
     # Everything else in one Spark job: one row of figures per projection (each part is a 1-row aggregate).
-    history = read("silver_event_history", _HISTORY)
+    history = read("silver_event_history")
     last_batch = measures.last_batch_time(progress, SILVER_QUERY)
     stats = None
     for projection in PROJECTIONS:
         row = _projection_stats(
             projection,
-            read(projection.table, _silver_schema(projection.id_column)),
+            read(projection.table),
             bronze,
             bus_times,
             history,
@@ -346,8 +356,8 @@ class _Reader:
     def __init__(self, spark: SparkSession, settings: Settings):
         self.spark, self.settings = spark, settings
 
-    def __call__(self, name: str, schema: StructType) -> DataFrame:
-        table = self.settings.table(name)
+    def __call__(self, name: str) -> DataFrame:
+        schema, table = COLUMNS_READ[name], self.settings.table(name)
         if table.exists(self.spark):
             return table.read(self.spark).select(*schema.fieldNames())
         return self._empty(schema)

@@ -59,8 +59,8 @@ def transaction_id(session, checkpoint_app_id: str, step: str, batch_id: int) ->
 
 def has_progress(checkpoint: str) -> bool:
     """Whether a streaming query already committed offsets to this checkpoint."""
-    path = _local(checkpoint)
-    return path is not None and (path / "offsets").is_dir() and any((path / "offsets").iterdir())
+    offsets = _require_local(checkpoint) / "offsets"
+    return offsets.is_dir() and any(offsets.iterdir())
 
 
 def reset(checkpoint: str) -> None:
