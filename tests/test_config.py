@@ -1,4 +1,4 @@
-"""Configuration: one warehouse holds everything locally; Unity Catalog names on Databricks; secrets hidden."""
+"""Configuration: one warehouse for everything locally, Unity Catalog names on Databricks, hidden secrets."""
 
 from __future__ import annotations
 
@@ -47,7 +47,9 @@ def test_unknown_table_names_the_known_ones(tmp_path):
 
 
 def test_secrets_come_from_the_environment_and_never_show(tmp_path):
-    settings = Settings.from_env(tmp_path, env={"EVENTHUB_CONNECTION": "Endpoint=sb://x/;SharedAccessKey=s3cr3t"})
+    settings = Settings.from_env(
+        tmp_path, env={"EVENTHUB_CONNECTION": "Endpoint=sb://x/;SharedAccessKey=s3cr3t"}
+    )
     secret = settings.secret("EVENTHUB_CONNECTION")
     assert isinstance(secret, Secret) and secret.reveal().endswith("s3cr3t")
     assert "s3cr3t" not in repr(secret) + str(secret) + repr(settings)

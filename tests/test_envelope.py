@@ -55,7 +55,9 @@ def test_wire_form_uses_utc_z_timestamps_and_numeric_money():
 
 
 def test_customer_event_round_trip():
-    state = CustomerState(customerId="cust-001", name="Ada", email="ada@example.com", createdAt=AT, updatedAt=AT)
+    state = CustomerState(
+        customerId="cust-001", name="Ada", email="ada@example.com", createdAt=AT, updatedAt=AT
+    )
     event = new_event("CustomerRegistered", state, 1, at=AT)
     parsed = EventEnvelope.from_json(event.to_json())
     assert isinstance(parsed.data, CustomerState) and parsed == event
@@ -101,6 +103,6 @@ def test_spark_schema_parses_the_wire_form(spark):
     assert parsed.version == 3
     assert parsed.timestamp == datetime(2025, 1, 15, 10, 30)  # session time zone is UTC
     assert parsed.data.items[0].unitPrice == Decimal("19.99")
-    assert ENVELOPE_SCHEMA["data"].dataType["items"].dataType.elementType["unitPrice"].dataType == T.DecimalType(
-        18, 2
-    )
+    assert ENVELOPE_SCHEMA["data"].dataType["items"].dataType.elementType[
+        "unitPrice"
+    ].dataType == T.DecimalType(18, 2)

@@ -45,7 +45,9 @@ def test_partition_key_is_the_aggregate_id_when_there_is_one():
 
 def test_concurrent_processes_never_share_an_offset(tmp_path):
     path = str(tmp_path / "event_log")
-    workers = [multiprocessing.get_context("spawn").Process(target=_append_many, args=(path, w)) for w in range(3)]
+    workers = [
+        multiprocessing.get_context("spawn").Process(target=_append_many, args=(path, w)) for w in range(3)
+    ]
     for worker in workers:
         worker.start()
     for worker in workers:

@@ -36,7 +36,9 @@ def test_the_session_has_delta_and_kafka(spark, tmp_path):
 def test_unfetchable_jars_end_the_cli_with_one_line(tmp_path):
     failing_maven = tmp_path / "bin" / "mvn"
     failing_maven.parent.mkdir()
-    failing_maven.write_text("#!/bin/sh\necho '[ERROR] Could not transfer artifact: network is unreachable'\nexit 1\n")
+    failing_maven.write_text(
+        "#!/bin/sh\necho '[ERROR] Could not transfer artifact: network is unreachable'\nexit 1\n"
+    )
     failing_maven.chmod(0o755)
     env = {
         **os.environ,

@@ -6,14 +6,29 @@ from __future__ import annotations
 import json
 
 COMMANDS = [
-    {"type": "RegisterCustomer", "commandId": "c-1", "customerId": "cust-1", "name": "Ada", "email": "ada@example.com"},
-    {"type": "RegisterCustomer", "commandId": "c-2", "customerId": "cust-2", "name": "Bob", "email": "bob@example.com"},
+    {
+        "type": "RegisterCustomer",
+        "commandId": "c-1",
+        "customerId": "cust-1",
+        "name": "Ada",
+        "email": "ada@example.com",
+    },
+    {
+        "type": "RegisterCustomer",
+        "commandId": "c-2",
+        "customerId": "cust-2",
+        "name": "Bob",
+        "email": "bob@example.com",
+    },
     {
         "type": "CreateOrder",
         "commandId": "c-3",
         "orderId": "order-1",
         "customerId": "cust-1",
-        "items": [{"sku": "A", "quantity": 2, "unitPrice": 10.25}, {"sku": "B", "quantity": 1, "unitPrice": 5}],
+        "items": [
+            {"sku": "A", "quantity": 2, "unitPrice": 10.25},
+            {"sku": "B", "quantity": 1, "unitPrice": 5},
+        ],
         "currency": "EUR",
     },
     {
@@ -49,10 +64,12 @@ def test_an_order_flows_from_command_to_view(cli, tmp_path, settings):
     ]
     assert [float(r["total_amount"]) for r in rows] == [25.5, 4.5]
 
-    metrics = cli("sql", "--json", "SELECT order_count, unique_customers, total_revenue FROM vw_daily_order_metrics")
-    assert [(m["order_count"], m["unique_customers"], float(m["total_revenue"])) for m in metrics.json_lines()] == [
-        (2, 2, 30.0)
-    ]
+    metrics = cli(
+        "sql", "--json", "SELECT order_count, unique_customers, total_revenue FROM vw_daily_order_metrics"
+    )
+    assert [
+        (m["order_count"], m["unique_customers"], float(m["total_revenue"])) for m in metrics.json_lines()
+    ] == [(2, 2, 30.0)]
 
     # A repeated command is answered with the first outcome and writes nothing new.
     again = cli("submit", json.dumps(COMMANDS[2]))
@@ -90,7 +107,9 @@ def test_duplicates_and_late_older_versions_leave_silver_unchanged(cli, tmp_path
     assert cli("project", "--once").exit_code == 0
     query = "SELECT order_id, status, version, last_event_type FROM silver_orders"
     before = cli("sql", "--json", query).json_lines()
-    assert before == [{"order_id": "order-9", "status": "Shipped", "version": 3, "last_event_type": "OrderShipped"}]
+    assert before == [
+        {"order_id": "order-9", "status": "Shipped", "version": 3, "last_event_type": "OrderShipped"}
+    ]
 
     late = tmp_path / "late.jsonl"
     late.write_text(f"{shipped}\n{confirmed}\n{created}\n")  # a duplicate, then two older versions

@@ -103,9 +103,11 @@ class Table:
         return self.qualified_name or f"delta.`{self.path}`"
 
     def read(self, spark):
-        return spark.read.table(self.qualified_name) if self.qualified_name else spark.read.format(
-            "delta"
-        ).load(self.path)
+        return (
+            spark.read.table(self.qualified_name)
+            if self.qualified_name
+            else spark.read.format("delta").load(self.path)
+        )
 
     def read_stream(self, spark):
         reader = spark.readStream.format("delta")

@@ -36,7 +36,10 @@ _SCALARS = {
 def spark_schema(model: type[BaseModel]) -> T.StructType:
     """The Spark struct for a pydantic model: same field names, every field nullable (JSON may omit it)."""
     return T.StructType(
-        [T.StructField(name, _spark_type(field.annotation), True) for name, field in model.model_fields.items()]
+        [
+            T.StructField(name, _spark_type(field.annotation), True)
+            for name, field in model.model_fields.items()
+        ]
     )
 
 

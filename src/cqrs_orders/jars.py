@@ -95,7 +95,8 @@ def _strip_ansi(text: str) -> str:
 
 def _pom(coordinates: list[str]) -> str:
     deps = "\n".join(
-        f"    <dependency><groupId>{g}</groupId><artifactId>{a}</artifactId><version>{v}</version></dependency>"
+        f"    <dependency><groupId>{g}</groupId><artifactId>{a}</artifactId>"
+        f"<version>{v}</version></dependency>"
         for g, a, v in (c.split(":") for c in coordinates)
     )
     return f"""<project xmlns="http://maven.apache.org/POM/4.0.0">

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from importlib.resources import files
 
-from cqrs_orders import jars
 from cqrs_orders.config import running_on_databricks
 from cqrs_orders.errors import SparkUnavailableError
 
@@ -28,7 +27,13 @@ _LOCAL_CONF = {
 
 def get_spark(app_name: str = "cqrs-orders"):
     """The active session on Databricks (or one already running); else a new local session with Delta."""
-    from pyspark.sql import SparkSession
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise SparkUnavailableError(
+            "PySpark is not installed. Install the local extra: pip install -e '.[local]' "
+            "(on Databricks the runtime provides Spark)."
+        ) from None
 
     if running_on_databricks():
         return SparkSession.builder.getOrCreate()
@@ -41,6 +46,8 @@ def get_spark(app_name: str = "cqrs-orders"):
 def _local_session(app_name: str):
     from pyspark.errors import PySparkRuntimeError
     from pyspark.sql import SparkSession
+
+    from cqrs_orders import jars
 
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # no "hostname resolves to loopback" warning
     log4j = files("cqrs_orders") / "resources" / "log4j2.properties"
@@ -66,6 +73,8 @@ def _local_session(app_name: str):
 
 
 def _with_jars(builder):
+    from cqrs_orders import jars
+
     paths = jars.cached_jars()
     if paths is None:
         try:

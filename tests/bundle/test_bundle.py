@@ -181,7 +181,7 @@ def test_wheel_tasks_name_a_real_entry_point_and_cli_subcommands(configs, tools)
     wheel_tasks = [
         (key, task["python_wheel_task"]) for key, task in tasks(configs["dev"]) if "python_wheel_task" in task
     ]
-    assert len(wheel_tasks) == 3
+    assert len(wheel_tasks) == 4  # bronze, silver, lag, create-views
     for key, wheel_task in wheel_tasks:
         assert re.sub(r"[-_.]+", "_", wheel_task["package_name"]).lower() == normalized, key
         assert wheel_task["entry_point"] in project["scripts"], key

@@ -1,4 +1,4 @@
-"""Fixtures of the pipeline tests: envelope bodies built from the real models, and the warehouse's bus."""
+"""Fixtures of the pipeline tests: event bodies built with the real envelope models."""
 
 from __future__ import annotations
 
@@ -7,11 +7,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from cqrs_orders.adapters.event_log import EventLog, partition_key_of
 from cqrs_orders.envelope import CustomerState, EventEnvelope, LineItem, OrderState, new_event
-
-#: Columns that record *when* the pipeline ran, not what it computed: left out of equality checks.
-RUN_TIME_COLUMNS = ("ingest_time", "projected_at", "recorded_at")
 
 
 class Events:
@@ -68,14 +64,3 @@ def _at(version: int) -> datetime:
 @pytest.fixture(scope="session")
 def events() -> Events:
     return Events()
-
-
-@pytest.fixture
-def bus(settings):
-    """Append bodies to the warehouse's embedded event log, keyed like the relay does."""
-    log = EventLog(settings.event_log_path, partitions=settings.event_log_partitions)
-
-    def append(*bodies: str) -> None:
-        log.append([(partition_key_of(body), body) for body in bodies])
-
-    return append

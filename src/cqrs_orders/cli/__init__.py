@@ -1,7 +1,7 @@
 """``cqrs-orders``: one command line for the write side, the pipeline and the read side.
 
-Each area registers its own subcommands (``command_side``, ``pipeline``, ``read_side``, ``ops``, ``demo``); every
-subcommand takes ``--warehouse``. Exit codes: 0 success, 1 a command was rejected, 2 usage or
+Each area registers its own subcommands (``command_side``, ``pipeline``, ``read_side``, ``ops``,
+``demo``); every subcommand takes ``--warehouse``. Exit codes: 0 success, 1 a command was rejected, 2 usage or
 configuration error (the message says what to do), 3 the lag monitor found a breach, 130 interrupted.
 """
 
@@ -37,8 +37,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run() -> None:
+    """The ``cqrs-orders`` console script and the bundle's wheel tasks: exit with :func:`main`'s code.
+
+    Raising ``SystemExit`` (rather than returning the code) is what fails a Databricks wheel task, which
+    ignores return values, so a lag breach or a rejected command fails its job run.
+    """
+    raise SystemExit(main())
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``cqrs-orders`` console script (and of the bundle's wheel tasks)."""
+    """Run one subcommand and return its exit code (tests call this directly)."""
     args = build_parser().parse_args(argv)
     try:
         settings = Settings.from_env(args.warehouse)

@@ -1,7 +1,5 @@
 """``python -m cqrs_orders.cli``: the same as the ``cqrs-orders`` console script."""
 
-import sys
+from cqrs_orders.cli import run
 
-from cqrs_orders.cli import main
-
-sys.exit(main())
+run()

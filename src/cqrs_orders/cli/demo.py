@@ -68,8 +68,9 @@ def run(args, settings: Settings) -> int:
     ).show(truncate=False)
     print("vw_daily_order_metrics:")
     spark.sql("SELECT * FROM vw_daily_order_metrics ORDER BY order_date").show(truncate=False)
-    print(f"Done in {time.monotonic() - started:.1f} s. Explore: cqrs-orders sql --warehouse {settings.warehouse} "
-          '"SELECT status, count(*) FROM silver_orders GROUP BY status"')  # fmt: skip
+    query = '"SELECT status, count(*) FROM silver_orders GROUP BY status"'
+    explore = f"cqrs-orders sql --warehouse {settings.warehouse} {query}"
+    print(f"Done in {time.monotonic() - started:.1f} s. Explore: {explore}")
     return 0
 
 
@@ -130,7 +131,9 @@ def _submit(settings: Settings, commands: list[dict]) -> tuple[int, int]:
             accepted += 1
         else:
             rejected += 1
-            _progress(f"      rejected {command['type']}: {result['error']['code']} {result['error']['message']}")
+            _progress(
+                f"      rejected {command['type']}: {result['error']['code']} {result['error']['message']}"
+            )
         if done % 100 == 0 or done == len(commands):
             _progress(f"      {done}/{len(commands)} submitted")
     return accepted, rejected
