@@ -12,33 +12,14 @@ from pyspark.sql import functions as F
 from cqrs_orders.adapters.event_log import EventLog
 from cqrs_orders.envelope import CustomerState, EventEnvelope, LineItem, OrderState, OrderStatus, new_event
 from cqrs_orders.envelope_schema import ENVELOPE_SCHEMA
+from cqrs_orders.pipeline.tables import SCHEMAS
 
-SILVER_ORDERS = (
-    "order_id string, customer_id string, status string, "
-    "items array<struct<sku:string,quantity:bigint,unit_price:decimal(18,2)>>, item_count bigint, "
-    "total_amount decimal(18,2), currency string, created_at timestamp, updated_at timestamp, "
-    "version bigint, last_event_id string, last_event_type string, last_event_time timestamp, "
-    "projected_at timestamp"
-)
-SILVER_CUSTOMERS = (
-    "customer_id string, customer_name string, email string, created_at timestamp, updated_at timestamp, "
-    "version bigint, last_event_id string, last_event_type string, last_event_time timestamp, "
-    "projected_at timestamp"
-)
-HISTORY = (
-    "event_id string, event_type string, aggregate_type string, aggregate_id string, version bigint, "
-    "event_time timestamp, correlation_id string, causation_id string, source_partition int, "
-    "source_offset bigint, ingest_time timestamp, version_conflict boolean"
-)
-QUARANTINE = (
-    "body string, partition int, offset bigint, enqueued_time timestamp, partition_key string, "
-    "failed_expectations array<string>, ingest_time timestamp"
-)
-PROGRESS = (
-    "query_name string, run_id string, batch_id bigint, batch_timestamp timestamp, num_input_rows bigint, "
-    "input_rows_per_second double, processed_rows_per_second double, duration_ms bigint, "
-    "max_event_time timestamp, source_end_offset string, source_latest_offset string, recorded_at timestamp"
-)
+#: The contract schemas, from the one place that defines them.
+SILVER_ORDERS = SCHEMAS["silver_orders"]
+SILVER_CUSTOMERS = SCHEMAS["silver_customers"]
+HISTORY = SCHEMAS["silver_event_history"]
+QUARANTINE = SCHEMAS["bronze_quarantine"]
+PROGRESS = SCHEMAS["ops_stream_progress"]
 
 
 def order_event(order_id: str, version: int, at: datetime, customer_id: str = "cust-1") -> EventEnvelope:

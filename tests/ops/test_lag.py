@@ -7,6 +7,7 @@ one of them) and is measured once; the CLI tests build their own small lakes.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -15,7 +16,7 @@ import pytest
 from chispa import assert_df_equality
 
 from cqrs_orders.adapters.event_log import RECORD_SCHEMA
-from cqrs_orders.cli import main
+from cqrs_orders.cli import run
 from cqrs_orders.config import Settings
 from cqrs_orders.ops import measures
 from cqrs_orders.ops.lag import COLUMNS_READ, LAG_SCHEMA, find_breaches, measure_lag
@@ -233,13 +234,13 @@ def test_a_breach_exits_3_is_recorded_and_alerts_the_webhook(
     detail = spark.sql(f"DESCRIBE DETAIL {settings.table('ops_projection_lag').sql_name}").first()
     assert detail.minReaderVersion == 1 and detail.properties.get("delta.enableDeletionVectors") == "false"
 
-    # A webhook that fails is reported (without its secret URL) and the breach still fails the run: on
-    # Databricks by raising SystemExit(3), since a wheel task ignores the entry point's return value.
+    # A webhook that fails is reported (without its secret URL) and the breach still fails the run: the
+    # console script / wheel entry point raises SystemExit(3), which fails a Databricks wheel task.
     handler.status = 500
-    monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", "17.3")
+    monkeypatch.setattr(sys, "argv", ["cqrs-orders", "lag", "--warehouse", str(settings.warehouse)])
     capsys.readouterr()
     with pytest.raises(SystemExit) as failed:
-        main(["lag", "--warehouse", str(settings.warehouse)])
+        run()
     assert failed.value.code == 3
     stderr = capsys.readouterr().err
     assert "alert not sent" in stderr and "HTTP 500" in stderr and "secret-token" not in stderr

@@ -16,28 +16,14 @@ from decimal import Decimal
 import pytest
 
 from cqrs_orders.config import Settings
+from cqrs_orders.ops.lag import LAG_SCHEMA
+from cqrs_orders.pipeline.tables import SCHEMAS as PIPELINE_SCHEMAS
 
-SILVER_ORDERS = (
-    "order_id string, customer_id string, status string, "
-    "items array<struct<sku:string,quantity:bigint,unit_price:decimal(18,2)>>, item_count bigint, "
-    "total_amount decimal(18,2), currency string, created_at timestamp, updated_at timestamp, "
-    "version bigint, last_event_id string, last_event_type string, last_event_time timestamp, "
-    "projected_at timestamp"
-)
-SILVER_CUSTOMERS = (
-    "customer_id string, customer_name string, email string, created_at timestamp, updated_at timestamp, "
-    "version bigint, last_event_id string, last_event_type string, last_event_time timestamp, "
-    "projected_at timestamp"
-)
-OPS_PROJECTION_LAG = (
-    "run_at timestamp, projection string, event_time_lag_seconds double, bus_backlog bigint, "
-    "bronze_backlog bigint, staleness_seconds double, version_gaps bigint, threshold_seconds double, "
-    "healthy boolean, breaches array<string>"
-)
+#: The contract schemas, from the one place that defines them.
 SCHEMAS = {
-    "silver_orders": SILVER_ORDERS,
-    "silver_customers": SILVER_CUSTOMERS,
-    "ops_projection_lag": OPS_PROJECTION_LAG,
+    "silver_orders": PIPELINE_SCHEMAS["silver_orders"],
+    "silver_customers": PIPELINE_SCHEMAS["silver_customers"],
+    "ops_projection_lag": LAG_SCHEMA,
 }
 
 

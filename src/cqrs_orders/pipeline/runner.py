@@ -11,17 +11,18 @@ running until SIGINT/SIGTERM, then stops them between micro-batches.
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import date
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from cqrs_orders.config import Settings
-from cqrs_orders.envelope import AggregateType
 from cqrs_orders.pipeline import gold, idempotency
 from cqrs_orders.pipeline.bronze import to_bronze, to_quarantine, validate_records
 from cqrs_orders.pipeline.progress import EVENT_TIME_METRIC, ProgressRecorder
@@ -30,6 +31,8 @@ from cqrs_orders.pipeline.sources import read_records, source_exists
 from cqrs_orders.pipeline.tables import ensure_tables
 
 BRONZE, SILVER = "bronze", "silver"
+#: In the silver checkpoint: the gold days the running batch touches (see :func:`_gold_dates`).
+GOLD_DATES_FILE = "_cqrs_gold_dates"
 STAGES = ("bronze", "silver", "all")
 #: Tables whose row counts ``run_once`` reports.
 COUNTED_TABLES = (
@@ -71,8 +74,11 @@ def start_silver(spark, settings: Settings, trigger: dict):
     observed = bronze.observe(EVENT_TIME_METRIC, F.max("event_time").alias("max_event_time"))
 
     def project(batch: DataFrame, batch_id: int) -> None:
-        if apply_batch(batch, batch_id, settings, writer_id).get(AggregateType.ORDER.value):
-            gold.refresh(batch.sparkSession, settings)  # a full recompute: exact under replays
+        session = batch.sparkSession
+        batch = batch.localCheckpoint()  # read from bronze once, for the dates and every MERGE
+        dates = _gold_dates(checkpoint, batch_id, gold.order_dates(session, settings, batch))
+        apply_batch(batch, batch_id, settings, writer_id, checkpointed=True)
+        gold.refresh_dates(session, settings, dates)  # a recompute of those days: exact under replays
 
     return _start(observed, SILVER, checkpoint, trigger, project)
 
@@ -175,6 +181,22 @@ def _bronze_batch(settings: Settings, writer_id: str) -> Callable:
             validated.unpersist()
 
     return write
+
+
+def _gold_dates(checkpoint: str, batch_id: int, dates: set) -> set:
+    """``dates`` plus those noted by an earlier run of this same batch, noted durably before silver changes.
+
+    A batch replayed after a crash between its silver MERGE and its gold refresh reads the already changed
+    silver rows, so the days its orders left would be missed without the note.
+    """
+    noted = idempotency.read_marker(checkpoint, GOLD_DATES_FILE)
+    if noted:
+        earlier = json.loads(noted)
+        if earlier["batch_id"] == batch_id:
+            dates = dates | {date.fromisoformat(d) if d else None for d in earlier["dates"]}
+    note = {"batch_id": batch_id, "dates": sorted(d.isoformat() if d else "" for d in dates)}
+    idempotency.write_marker(checkpoint, GOLD_DATES_FILE, json.dumps(note))
+    return dates
 
 
 def _await(query):

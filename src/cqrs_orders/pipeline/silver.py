@@ -79,7 +79,7 @@ def customer_rows(latest_customers: DataFrame) -> DataFrame:
 def event_history_rows(bronze: DataFrame) -> DataFrame:
     """One ``silver_event_history`` row per event id: its first arrival (earliest ingest, then position).
 
-    ``version_conflict`` starts false; :func:`flag_version_conflicts` sets it against the whole history.
+    ``version_conflict`` starts false; :func:`write_event_history` sets it against the whole history.
     """
     first = Window.partitionBy("event_id").orderBy("ingest_time", "partition", "offset")
     return (
@@ -112,12 +112,23 @@ def conflicting_versions(history: DataFrame) -> DataFrame:
     )
 
 
-def apply_batch(batch: DataFrame, batch_id: int, settings: Settings, writer_id: str) -> dict[str, int]:
+#: Delta copies a MERGE source first unless told otherwise. Ours is a local checkpoint of the micro-batch:
+#: computed once, the same rows on every read and not a cached plan (which Delta would insist on copying).
+MATERIALIZE_SOURCE = "spark.databricks.delta.merge.materializeSource"
+
+
+def apply_batch(
+    batch: DataFrame, batch_id: int, settings: Settings, writer_id: str, *, checkpointed: bool = False
+) -> dict[str, int]:
     """Project one micro-batch of ``bronze_events`` rows into silver, exactly once.
 
-    Returns the batch's row count per aggregate type."""
+    ``checkpointed``: the caller already made ``batch`` a local checkpoint. Returns the batch's row count
+    per aggregate type."""
     session = batch.sparkSession
-    batch = batch.persist()
+    if not checkpointed:
+        batch = batch.localCheckpoint()
+    previous = session.conf.get(MATERIALIZE_SOURCE, None)
+    session.conf.set(MATERIALIZE_SOURCE, "none")
     try:
         counts = {
             row["aggregate_type"]: row["count"] for row in batch.groupBy("aggregate_type").count().collect()
@@ -132,15 +143,14 @@ def apply_batch(batch: DataFrame, batch_id: int, settings: Settings, writer_id: 
                 latest = rows(latest_per_aggregate(batch, aggregate_type))
                 with transaction_id(session, writer_id, table, batch_id):
                     merge_latest(session, settings.table(table), latest, key)
-        history = settings.table("silver_event_history")
-        new_events = event_history_rows(batch)
         with transaction_id(session, writer_id, "silver_event_history", batch_id):
-            insert_new_events(session, history, new_events)
-        with transaction_id(session, writer_id, "silver_event_history:conflicts", batch_id):
-            flag_version_conflicts(session, history, new_events)
+            write_event_history(session, settings.table("silver_event_history"), event_history_rows(batch))
         return counts
     finally:
-        batch.unpersist()
+        if previous is None:
+            session.conf.unset(MATERIALIZE_SOURCE)
+        else:
+            session.conf.set(MATERIALIZE_SOURCE, previous)
 
 
 def merge_latest(session, table: Table, latest: DataFrame, key: str) -> None:
@@ -155,32 +165,39 @@ def merge_latest(session, table: Table, latest: DataFrame, key: str) -> None:
     )
 
 
-def insert_new_events(session, history: Table, new_events: DataFrame) -> None:
-    """Insert events whose id the history does not hold yet (a replayed or duplicate event is a no-op)."""
-    (
-        history.delta(session)
-        .alias("t")
-        .merge(new_events.alias("s"), "t.event_id = s.event_id")
-        .whenNotMatchedInsertAll()
-        .execute()
-    )
+def write_event_history(session, history: Table, new_events: DataFrame) -> None:
+    """Insert the events the history does not hold yet and flag version conflicts, in one MERGE.
 
-
-def flag_version_conflicts(session, history: Table, new_events: DataFrame) -> None:
-    """Mark every event of a version that another, different event also claims (both sides)."""
+    A version is in conflict when more than one distinct event claims it, counting the history and the
+    batch; every event of it is flagged (both sides). A replayed or duplicate event inserts nothing. One
+    write, so a crash cannot leave new events in without their flags.
+    """
     keys = ["aggregate_type", "aggregate_id", "version"]
     touched = new_events.select(*keys).distinct()
-    conflicts = conflicting_versions(history.read(session).join(touched, keys, "left_semi")).collect()
-    if not conflicts:  # the usual case: a cheap read instead of a MERGE
+    existing = history.read(session).join(touched, keys, "left_semi")
+    claims = existing.select("event_id", *keys).unionByName(new_events.select("event_id", *keys))
+    conflicts = conflicting_versions(claims).collect()
+    merge = history.delta(session).alias("t")
+    if not conflicts:  # the usual case: an insert-only MERGE, which Delta runs as one anti-join
+        merge.merge(new_events.alias("s"), "t.event_id = s.event_id").whenNotMatchedInsertAll().execute()
         return
-    on = " AND ".join(f"t.{k} = s.{k}" for k in keys)
+    conflicting = session.createDataFrame(conflicts, touched.schema).withColumn("_conflict", F.lit(True))
+    incoming = new_events.drop("version_conflict").join(conflicting, keys, "left")
+    incoming = incoming.withColumn("version_conflict", F.coalesce("_conflict", F.lit(False))).drop(
+        "_conflict"
+    )
+    to_flag = (
+        existing.where(~F.col("version_conflict"))
+        .join(conflicting.drop("_conflict"), keys, "left_semi")
+        .join(new_events.select("event_id"), "event_id", "left_anti")  # one source row per target row
+        .withColumn("version_conflict", F.lit(True))
+    )
     (
-        history.delta(session)
-        .alias("t")
-        .merge(
-            session.createDataFrame(conflicts, touched.schema).alias("s"), f"{on} AND NOT t.version_conflict"
+        merge.merge(incoming.unionByName(to_flag).alias("s"), "t.event_id = s.event_id")
+        .whenMatchedUpdate(
+            condition="s.version_conflict AND NOT t.version_conflict", set={"version_conflict": "true"}
         )
-        .whenMatchedUpdate(set={"version_conflict": F.lit(True)})
+        .whenNotMatchedInsertAll()
         .execute()
     )
 
