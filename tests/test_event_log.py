@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
-import multiprocessing
+import subprocess
+import sys
 
 from cqrs_orders.adapters.event_log import EventLog, partition_key_of
 
-
-def _append_many(path: str, worker: int) -> None:
-    log = EventLog(path)
-    for batch in range(5):
-        log.append([(f"agg-{worker}-{i}", f'{{"n": {batch}}}') for i in range(4)])
+APPEND_MANY = """
+import sys
+from cqrs_orders.adapters.event_log import EventLog
+path, worker = sys.argv[1], sys.argv[2]
+log = EventLog(path)
+for batch in range(5):
+    log.append([(f"agg-{worker}-{i}", f'{{"n": {batch}}}') for i in range(4)])
+"""
 
 
 def test_records_keep_order_and_get_dense_offsets(tmp_path):
@@ -45,14 +49,9 @@ def test_partition_key_is_the_aggregate_id_when_there_is_one():
 
 def test_concurrent_processes_never_share_an_offset(tmp_path):
     path = str(tmp_path / "event_log")
-    workers = [
-        multiprocessing.get_context("spawn").Process(target=_append_many, args=(path, w)) for w in range(3)
-    ]
+    workers = [subprocess.Popen([sys.executable, "-c", APPEND_MANY, path, str(w)]) for w in range(3)]
     for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(timeout=120)
-        assert worker.exitcode == 0
+        assert worker.wait(timeout=120) == 0
     rows = EventLog(path).read().to_pylist()
     assert len(rows) == 3 * 5 * 4
     positions = [(r["partition"], r["offset"]) for r in rows]
