@@ -57,31 +57,37 @@ def cached_jars() -> list[str] | None:
 
 def fetch_with_maven() -> list[str]:
     """Copy the jars and their dependencies into the cache folder with Maven; return their paths."""
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise SparkUnavailableError("Maven (mvn) is not installed")
     folder = cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
     print(f"Fetching the Delta and Kafka jars with Maven into {folder} (first run only)...", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="cqrs-jars-") as work:
-        work_path = Path(work)
-        (work_path / "pom.xml").write_text(_pom(maven_coordinates()))
-        (work_path / "settings.xml").write_text(_settings(work_path / "no-other-repositories"))
-        out = work_path / "jars"
-        result = subprocess.run(
-            [mvn, "-q", "-B", "-gs", "settings.xml", "dependency:copy-dependencies",
-             f"-DoutputDirectory={out}", "-DincludeScope=runtime"],
-            cwd=work, capture_output=True, text=True, check=False,
-        )  # fmt: skip
-        if result.returncode != 0:
-            last = (result.stdout + result.stderr).strip().splitlines()[-1:] or ["(no output)"]
-            raise SparkUnavailableError(f"Maven could not fetch the jars: {_strip_ansi(last[0])}")
+        out = Path(work)
+        copy_with_maven(maven_coordinates(), out)
         shipped = {_artifact(p.name) for p in (Path(pyspark.__file__).parent / "jars").glob("*.jar")}
         for jar in out.glob("*.jar"):
             if _artifact(jar.name) not in shipped:
                 shutil.copy2(jar, folder / jar.name)
     (folder / _MARKER).write_text("\n".join(maven_coordinates()) + "\n")
     return cached_jars() or []
+
+
+def copy_with_maven(coordinates: list[str], output: Path) -> None:
+    """Copy ``group:artifact:version`` jars and their runtime dependencies into ``output`` with Maven."""
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise SparkUnavailableError("Maven (mvn) is not installed")
+    with tempfile.TemporaryDirectory(prefix="cqrs-maven-") as work:
+        work_path = Path(work)
+        (work_path / "pom.xml").write_text(_pom(coordinates))
+        (work_path / "settings.xml").write_text(_settings(work_path / "no-other-repositories"))
+        result = subprocess.run(
+            [mvn, "-q", "-B", "-gs", "settings.xml", "dependency:copy-dependencies",
+             f"-DoutputDirectory={output}", "-DincludeScope=runtime"],
+            cwd=work, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+    if result.returncode != 0:
+        last = (result.stdout + result.stderr).strip().splitlines()[-1:] or ["(no output)"]
+        raise SparkUnavailableError(f"Maven could not fetch the jars: {_strip_ansi(last[0])}")
 
 
 def _artifact(file_name: str) -> str:

@@ -21,7 +21,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from cqrs_orders.jars import _pom, _settings, _strip_ansi
+from cqrs_orders.errors import SparkUnavailableError
+from cqrs_orders.jars import copy_with_maven
 
 KAFKA_VERSION = "4.1.1"
 _COORDINATES = [f"org.apache.kafka:kafka_2.13:{KAFKA_VERSION}"]
@@ -42,28 +43,17 @@ def fetch_jars() -> Path:
     folder = jar_dir()
     if (folder / _MARKER).exists():
         return folder
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise BrokerUnavailable("Maven (mvn) is not installed; it is needed to fetch Kafka's jars.")
     print(
         f"Fetching Kafka {KAFKA_VERSION} jars with Maven into {folder} (first run only)...", file=sys.stderr
     )
     folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="cqrs-kafka-jars-") as work:
-        work_path = Path(work)
-        (work_path / "pom.xml").write_text(_pom(_COORDINATES))
-        (work_path / "settings.xml").write_text(_settings(work_path / "no-other-repositories"))
-        result = subprocess.run(
-            [mvn, "-q", "-B", "-gs", "settings.xml", "dependency:copy-dependencies",
-             f"-DoutputDirectory={folder}", "-DincludeScope=runtime"],
-            cwd=work, capture_output=True, text=True, check=False,
-        )  # fmt: skip
-    if result.returncode != 0:
-        last = (result.stdout + result.stderr).strip().splitlines()[-3:] or ["(no output)"]
+    try:
+        copy_with_maven(_COORDINATES, folder)
+    except SparkUnavailableError as error:
         raise BrokerUnavailable(
-            f"Maven could not fetch {_COORDINATES[0]}: {_strip_ansi(' | '.join(last))}. "
-            "Check that Maven can reach Maven Central, or set CQRS_SKIP_KAFKA=1 to skip the Kafka tests."
-        )
+            f"{error} (for {_COORDINATES[0]}). Check that Maven can reach Maven Central, "
+            "or set CQRS_SKIP_KAFKA=1 to skip the Kafka tests."
+        ) from None
     (folder / _MARKER).write_text("\n".join(_COORDINATES) + "\n")
     return folder
 
