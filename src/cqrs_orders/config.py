@@ -127,6 +127,10 @@ class Table:
             return DeltaTable.forName(spark, self.qualified_name)
         return DeltaTable.forPath(spark, self.path)
 
+    def version(self, spark) -> int:
+        """The table's newest Delta version."""
+        return self.delta(spark).history(1).select("version").first()[0]
+
     def save(self, writer) -> None:
         """Finish a ``DataFrameWriter`` into this table."""
         if self.qualified_name:
@@ -159,6 +163,7 @@ class Settings:
     kafka_bootstrap_servers: str | None = None
     kafka_topic: str = "order-events"
     lag_threshold_seconds: float = 60.0
+    gold_refresh_seconds: float = 30.0  # while streaming, gold trails silver by at most this much
     alert_webhook_url: str | None = None
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -186,6 +191,7 @@ class Settings:
             kafka_bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
             kafka_topic=env.get("KAFKA_TOPIC", env.get("EVENTHUB_NAME", "order-events")),
             lag_threshold_seconds=float(env.get("CQRS_LAG_THRESHOLD_SECONDS", "60")),
+            gold_refresh_seconds=_positive_float(env, "CQRS_GOLD_REFRESH_SECONDS", 30.0),
             alert_webhook_url=env.get("CQRS_ALERT_WEBHOOK_URL") or None,
             env=env,
         )
@@ -226,3 +232,14 @@ def _positive_int(env: Mapping[str, str], key: str, default: int) -> int:
     if not raw.isdigit() or int(raw) < 1:
         raise ConfigurationError(f"{key}={raw!r} must be a positive integer.")
     return int(raw)
+
+
+def _positive_float(env: Mapping[str, str], key: str, default: float) -> float:
+    raw = env.get(key, str(default))
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise ConfigurationError(f"{key}={raw!r} must be a positive number of seconds.")
+    return value

@@ -3,12 +3,16 @@
 One scenario (Spark's streaming queries are slow to start on a busy machine, so each step is run once and
 several tests check it):
 1. ``ingest-events`` puts valid, duplicate, out-of-order and invalid records on the embedded log;
-2. ``cqrs-orders project --continuous`` runs in its own process, is SIGKILLed right after its first silver
-   batch committed and more records arrived (mid-batch, as far as timing allows);
+2. ``cqrs-orders project --continuous`` (one query: bus -> bronze -> silver per micro-batch) runs in its own
+   process, is SIGKILLed right after its first batch committed and more records arrived (mid-batch, as far
+   as timing allows);
 3. ``project --once`` restarts from the checkpoints; the tables must be exactly those of an uninterrupted
    run, computed here by the same pure functions in one batch over the whole log;
 4. ``rebuild`` recomputes silver and gold from bronze: equal to the streamed tables; then a new event is
    projected from the reset checkpoint.
+
+A second, smaller scenario runs the two-query layout (``--stage bronze`` / ``--stage silver``, the
+Databricks job's tasks) and its hand-over to the one-query layout.
 """
 
 from __future__ import annotations
@@ -143,8 +147,8 @@ def scenario(spark, events, tmp_path_factory):
             start_new_session=True,  # its own process group: the kill reaches Spark's JVM too
         )
     try:
-        silver_committed = Path(settings.checkpoint("silver")) / "commits" / "0"
-        first_batch = wait_for(silver_committed, 300, process)
+        first_committed = Path(settings.checkpoint("bronze")) / "commits" / "0"
+        first_batch = wait_for(first_committed, 300, process)
         ingest(
             settings,
             tmp,
@@ -156,7 +160,7 @@ def scenario(spark, events, tmp_path_factory):
             json.dumps({**json.loads(order("order-4")), "timestamp": "yesterday"}),
             order("order-5", created="2025-01-16T08:00:00Z"),
         )
-        # Kill while the next bronze batch runs (its offsets are logged before it starts).
+        # Kill while the next batch runs (its offsets are logged before it starts).
         wait_for(Path(settings.checkpoint("bronze")) / "offsets" / "1", 60, process)
     finally:
         alive = process.poll() is None
@@ -220,7 +224,7 @@ def test_every_record_lands_once_in_bronze_or_quarantine(scenario):
 def test_each_batch_progress_is_recorded(scenario):
     progress = scenario["progress"]
     by_query = {r["query_name"]: r for r in progress.where("num_input_rows > 0").collect()}
-    assert set(by_query) == {"bronze", "silver"}
+    assert set(by_query) == {"bronze_silver"}
     for row in by_query.values():
         assert row["max_event_time"] is not None and row["duration_ms"] >= 0
         assert json.loads(row["source_end_offset"])["reservoirVersion"] >= 1
@@ -233,13 +237,12 @@ def test_rebuild_equals_the_streamed_tables_and_streaming_resumes_after_it(spark
     assert scenario["rebuilt_summary"]["silver_orders"] == 3
 
     resumed, late = scenario["resumed"], scenario["late"]
-    assert resumed["bronze_input_rows"] == 1
-    assert resumed["silver_input_rows"] < resumed["bronze_events"]  # resumed, not replayed from the start
+    assert resumed["bronze_silver_input_rows"] == 1  # resumed, not replayed from the start
     assert resumed["silver_event_history"] == 10
     settings = scenario["settings"]
     order5 = settings.table("silver_orders").read(spark).where("order_id = 'order-5'").first()
     assert (order5["status"], order5["version"], order5["last_event_id"]) == ("Cancelled", 2, late["eventId"])
-    assert_df_equality(  # only the late event's day was recomputed: still equal to a full recompute
+    assert_df_equality(  # gold refreshed at the end of the run: equal to a full recompute
         settings.table("gold_daily_order_metrics").read(spark),
         daily_order_metrics(settings.table("silver_orders").read(spark)),
         ignore_nullable=True,
@@ -258,3 +261,23 @@ def test_every_table_stays_readable_by_synapse(spark, scenario):
             name
         )
         assert detail["properties"]["delta.enableDeletionVectors"] == "false", name
+
+
+def test_the_two_query_layout_gives_the_same_tables_and_hands_over_to_one_query(spark, events, tmp_path):
+    """bronze and silver as separate queries equal one uninterrupted run; ``project --once`` (one query)
+    afterwards first projects what silver's own query had not, then carries on from the bus."""
+    settings = Settings.from_env(warehouse=tmp_path / "warehouse", env={})
+    order = events.order
+    ingest(settings, tmp_path, "first", order("order-1"), order("order-1", 2, "Confirmed", 2), "not json")
+    assert cli(settings, "project", "--once", "--stage", "bronze")[1]["bronze_input_rows"] == 3
+    code, silver = cli(settings, "project", "--once", "--stage", "silver")
+    assert (code, silver["silver_input_rows"], silver["silver_orders"]) == (0, 2, 1)
+    assert_same_tables(snapshot(spark, settings), uninterrupted(spark, settings))
+
+    ingest(settings, tmp_path, "second", order("order-2"))
+    cli(settings, "project", "--once", "--stage", "bronze")  # bronze now holds an event silver has not seen
+    ingest(settings, tmp_path, "third", order("order-3"))
+    code, handed_over = cli(settings, "project", "--once")
+    assert (code, handed_over["silver_input_rows"], handed_over["bronze_silver_input_rows"]) == (0, 1, 1)
+    assert_same_tables(snapshot(spark, settings), uninterrupted(spark, settings))
+    assert not (Path(settings.checkpoint("silver")) / "offsets").exists()  # retired: no second catch-up

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 
 import pytest
 from chispa import assert_df_equality
 
 from cqrs_orders.config import Settings
-from cqrs_orders.pipeline import gold, idempotency
+from cqrs_orders.pipeline import idempotency
 from cqrs_orders.pipeline.bronze import to_bronze, validate_records
-from cqrs_orders.pipeline.gold import daily_order_metrics
-from cqrs_orders.pipeline.runner import _gold_dates
+from cqrs_orders.pipeline.gold import GoldRefresher, daily_order_metrics
 from cqrs_orders.pipeline.silver import apply_batch
 from cqrs_orders.pipeline.tables import RECORD_SCHEMA, SCHEMAS, ensure_tables
 
@@ -208,39 +207,36 @@ def test_daily_metrics_count_every_order_but_cancelled_ones(spark):
     )
 
 
-def test_gold_recomputes_only_the_touched_days_and_equals_a_full_recompute(spark, events, tmp_path):
-    """An order moving to another day and one cancelled (its day left empty): the old days are redone too."""
+def test_gold_is_refreshed_when_silver_changed_and_equals_a_full_recompute(spark, events, tmp_path):
+    """An order moving to another day and one cancelled (its day left empty): gold follows silver exactly,
+    and an unchanged silver costs no refresh."""
     settings = Settings.from_env(warehouse=tmp_path / "warehouse", env={})
     ensure_tables(spark, settings)
+    refresher = GoldRefresher(spark, settings)
     first = [
         events.order("G1", created="2025-01-15T10:00:00Z"),
         events.order("G2", created="2025-01-16T10:00:00Z"),
         events.order("G3", created="2025-01-17T10:00:00Z"),
     ]
     project(spark, settings, 0, *first, writer="gold")
-    gold.refresh(spark, settings)
+    assert refresher.refresh_if_changed() is True
     days = [r["order_date"].isoformat() for r in table(spark, settings, "gold_daily_order_metrics").collect()]
     assert sorted(days) == ["2025-01-15", "2025-01-16", "2025-01-17"]
+    gold_version = settings.table("gold_daily_order_metrics").version(spark)
+    assert refresher.refresh_if_changed() is False  # silver unchanged: gold is not rewritten
+    assert settings.table("gold_daily_order_metrics").version(spark) == gold_version
+
     moved = events.order("G1", 2, "Confirmed", created="2025-01-18T10:00:00Z")
     cancelled = events.order(
         "G2", 2, "Cancelled", event_type="OrderCancelled", created="2025-01-16T10:00:00Z"
     )
-    batch = bronze_batch(spark, moved, cancelled, first_offset=10)
-    dates = gold.order_dates(spark, settings, batch)
-    assert {d.isoformat() for d in dates} == {"2025-01-15", "2025-01-16", "2025-01-18"}
-    apply_batch(batch, 1, settings, "gold")
-    gold.refresh_dates(spark, settings, dates)
+    project(spark, settings, 1, moved, cancelled, writer="gold", first_offset=10)
+    assert refresher.refresh_if_changed() is True
     assert_df_equality(
         settings.table("gold_daily_order_metrics").read(spark),
         daily_order_metrics(settings.table("silver_orders").read(spark)),
         ignore_nullable=True,
         ignore_row_order=True,
     )
-
-
-def test_gold_days_noted_by_a_crashed_run_of_a_batch_are_redone_by_its_replay(tmp_path):
-    checkpoint = str(tmp_path / "checkpoint")
-    day = date(2025, 1, 15)
-    assert _gold_dates(checkpoint, 4, {day}) == {day}
-    assert _gold_dates(checkpoint, 4, {day + timedelta(1), None}) == {day, day + timedelta(1), None}
-    assert _gold_dates(checkpoint, 5, {day}) == {day}  # a new batch starts afresh
+    days = [r["order_date"].isoformat() for r in table(spark, settings, "gold_daily_order_metrics").collect()]
+    assert sorted(days) == ["2025-01-17", "2025-01-18"]

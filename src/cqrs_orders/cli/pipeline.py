@@ -50,7 +50,9 @@ def register(subcommands, common) -> None:
         "--stage",
         choices=("bronze", "silver", "all"),
         default="all",
-        help="with --continuous: run only bus->bronze, only bronze->silver, or both (default all)",
+        help="all (default): one query, bus -> bronze -> silver in each micro-batch (lowest latency); "
+        "bronze / silver: only bus->bronze, or only bronze->silver, each its own query (the Databricks "
+        "job's two tasks)",
     )
     project.set_defaults(run=run_project)
 
@@ -91,8 +93,8 @@ def run_project(args, settings: Settings) -> int:
     _progress("starting Spark")
     spark = get_spark("cqrs-orders-projection")
     if args.once:
-        _progress("projecting everything available (bronze, then silver and gold)")
-        summary = run_once(spark, settings)
+        _progress(f"projecting everything available (stage {args.stage})")
+        summary = run_once(spark, settings, args.stage)
     else:
         summary = run_continuous(spark, settings, args.trigger_seconds, args.stage)
     print(json.dumps(summary))

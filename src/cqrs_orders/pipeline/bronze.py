@@ -54,7 +54,8 @@ EXPECTATIONS = (
 
 
 def validate_records(records: DataFrame) -> DataFrame:
-    """Records plus ``event`` (the parsed envelope) and ``failed_expectations`` (empty when valid).
+    """Records plus ``event`` (the parsed envelope), ``failed_expectations`` (empty when valid) and
+    ``ingest_time`` (when checked: one value per batch, shared by its bronze, quarantine and history rows).
 
     Three projections, on purpose: parse, then extract every variant-derived value once into a column,
     then check. Written as one expression, the guarded checks repeat ``variant_get`` in conditional
@@ -72,7 +73,11 @@ def validate_records(records: DataFrame) -> DataFrame:
         F.array(*[F.when(failures[name], F.lit(name)) for name in EXPECTATIONS]),
         lambda name: name.isNotNull(),
     )
-    return derived.withColumn("failed_expectations", flagged).drop(*_DERIVED)
+    return (
+        derived.withColumn("failed_expectations", flagged)
+        .drop(*_DERIVED)
+        .withColumn("ingest_time", F.current_timestamp())
+    )
 
 
 def to_bronze(validated: DataFrame) -> DataFrame:
@@ -87,14 +92,14 @@ def to_bronze(validated: DataFrame) -> DataFrame:
         event["version"].alias("version"),
         event["timestamp"].alias("event_time"),
         event.alias("event"),
-        F.current_timestamp().alias("ingest_time"),
+        "ingest_time",
     )
 
 
 def to_quarantine(validated: DataFrame) -> DataFrame:
     """The rejected records as ``bronze_quarantine`` rows, with the expectations each one failed."""
     return validated.where(F.size("failed_expectations") > 0).select(
-        *_record_columns(), "failed_expectations", F.current_timestamp().alias("ingest_time")
+        *_record_columns(), "failed_expectations", "ingest_time"
     )
 
 

@@ -1,8 +1,9 @@
 """Gold: daily order metrics, recomputed from ``silver_orders`` so they stay exact under replays.
 
-A day's metrics depend only on the silver orders created that day, so a micro-batch recomputes just the days
-its orders belonged to before and after it (:func:`order_dates`, :func:`refresh_dates`); a rebuild
-recomputes them all (:func:`refresh`).
+Gold is a materialised view of silver: every refresh is a full recompute, so a replayed or duplicated batch
+can never double count. It is kept off the micro-batch path (which only has to make silver fresh): a
+:class:`GoldRefresher` recomputes it when ``silver_orders`` has a new Delta version, at most once per
+``CQRS_GOLD_REFRESH_SECONDS`` while streaming, and once more when a run ends.
 
 The definition is shared with the view ``vw_daily_order_metrics``: orders whose status is not
 ``Cancelled``, grouped by the UTC date of ``created_at``; money as decimal(18,2).
@@ -10,13 +11,13 @@ The definition is shared with the view ``vw_daily_order_metrics``: orders whose 
 
 from __future__ import annotations
 
-from datetime import date
+import sys
+import threading
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from cqrs_orders.config import Settings
-from cqrs_orders.envelope import AggregateType
 from cqrs_orders.envelope_schema import MONEY_TYPE
 
 
@@ -40,32 +41,29 @@ def refresh(spark, settings: Settings) -> None:
     settings.table("gold_daily_order_metrics").save(metrics.write.format("delta").mode("overwrite"))
 
 
-def order_dates(spark, settings: Settings, bronze_batch: DataFrame) -> set[date | None]:
-    """The order dates a batch of ``bronze_events`` rows can change: those of its orders' incoming states
-    and of their current silver rows (read this before the batch is merged: a changed date moves an order
-    out of its old day)."""
-    orders = bronze_batch.where(F.col("aggregate_type") == AggregateType.ORDER.value)
-    incoming = orders.select(F.to_date("event.data.createdAt").alias("order_date"))
-    current = (
-        settings.table("silver_orders")
-        .read(spark)
-        .join(F.broadcast(orders.select(F.col("aggregate_id").alias("order_id"))), "order_id", "left_semi")
-        .select(F.to_date("created_at").alias("order_date"))
-    )
-    return {row["order_date"] for row in incoming.union(current).distinct().collect()}
+class GoldRefresher:
+    """Recomputes gold when ``silver_orders`` changed since the last refresh (see the module docstring)."""
 
+    def __init__(self, spark, settings: Settings):
+        self._spark, self._settings = spark, settings
+        self._refreshed_version: int | None = None
 
-def refresh_dates(spark, settings: Settings, dates: set[date | None]) -> None:
-    """Recompute the gold rows of ``dates`` from the current silver orders (a day left empty is deleted)."""
-    if not dates:
-        return
-    days = sorted(d for d in dates if d is not None)
-    conditions = [f"order_date IN ({', '.join(repr(d.isoformat()) for d in days)})"] if days else []
-    if None in dates:  # orders without created_at form a day of their own, as in the full recompute
-        conditions.append("order_date IS NULL")
-    condition = " OR ".join(conditions)
-    silver = settings.table("silver_orders").read(spark)
-    metrics = daily_order_metrics(silver).where(condition)
-    settings.table("gold_daily_order_metrics").save(
-        metrics.write.format("delta").mode("overwrite").option("replaceWhere", condition)
-    )
+    def refresh_if_changed(self) -> bool:
+        """Refresh gold if silver_orders has a version gold was not computed from; True when it did."""
+        version = self._silver_version()
+        if version == self._refreshed_version:
+            return False
+        refresh(self._spark, self._settings)  # reads silver at `version` or later: never older than noted
+        self._refreshed_version = version
+        return True
+
+    def run(self, stop: threading.Event, interval_seconds: float) -> None:
+        """Refresh every ``interval_seconds`` until ``stop`` is set (a daemon thread's loop)."""
+        while not stop.wait(interval_seconds):
+            try:
+                self.refresh_if_changed()
+            except Exception as error:  # a failed refresh is retried next time; it must not kill the stream
+                print(f"gold refresh failed, retrying in {interval_seconds:g} s: {error}", file=sys.stderr)
+
+    def _silver_version(self) -> int:
+        return self._settings.table("silver_orders").version(self._spark)

@@ -31,7 +31,7 @@ def rebuild(spark, settings: Settings) -> dict:
     """Recompute silver and gold from the latest bronze snapshot; return the bronze version and counts."""
     ensure_tables(spark, settings)
     bronze_table = settings.table("bronze_events")
-    version = bronze_table.delta(spark).history(1).select("version").first()[0]
+    version = bronze_table.version(spark)
     reader = spark.read.format("delta").option("versionAsOf", version)
     bronze = (
         reader.table(bronze_table.qualified_name)

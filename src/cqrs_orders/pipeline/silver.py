@@ -118,23 +118,31 @@ MATERIALIZE_SOURCE = "spark.databricks.delta.merge.materializeSource"
 
 
 def apply_batch(
-    batch: DataFrame, batch_id: int, settings: Settings, writer_id: str, *, checkpointed: bool = False
+    batch: DataFrame,
+    batch_id: int,
+    settings: Settings,
+    writer_id: str,
+    *,
+    checkpointed: bool = False,
+    counts: dict[str, int] | None = None,
 ) -> dict[str, int]:
     """Project one micro-batch of ``bronze_events`` rows into silver, exactly once.
 
-    ``checkpointed``: the caller already made ``batch`` a local checkpoint. Returns the batch's row count
-    per aggregate type."""
+    ``checkpointed``: the caller already made ``batch`` a local checkpoint. ``counts``: the batch's rows
+    per aggregate type, when the caller already knows them (saves a Spark job). Returns those counts."""
     session = batch.sparkSession
     if not checkpointed:
         batch = batch.localCheckpoint()
     previous = session.conf.get(MATERIALIZE_SOURCE, None)
     session.conf.set(MATERIALIZE_SOURCE, "none")
     try:
-        counts = {
-            row["aggregate_type"]: row["count"] for row in batch.groupBy("aggregate_type").count().collect()
-        }
-        if not counts:
-            return {}
+        if counts is None:
+            counts = {
+                row["aggregate_type"]: row["count"]
+                for row in batch.groupBy("aggregate_type").count().collect()
+            }
+        if not any(counts.values()):
+            return counts
         for aggregate_type, table, key, rows in (
             (AggregateType.ORDER.value, "silver_orders", "order_id", order_rows),
             (AggregateType.CUSTOMER.value, "silver_customers", "customer_id", customer_rows),
@@ -166,34 +174,38 @@ def merge_latest(session, table: Table, latest: DataFrame, key: str) -> None:
 
 
 def write_event_history(session, history: Table, new_events: DataFrame) -> None:
-    """Insert the events the history does not hold yet and flag version conflicts, in one MERGE.
+    """Add the events the history does not hold yet and flag version conflicts, in one write.
 
-    A version is in conflict when more than one distinct event claims it, counting the history and the
-    batch; every event of it is flagged (both sides). A replayed or duplicate event inserts nothing. One
-    write, so a crash cannot leave new events in without their flags.
+    The history is read once, for the rows sharing an (aggregate, version) with the batch: they hold both
+    the batch's duplicates (an event's copies share its version) and its rivals. A version is in conflict
+    when more than one distinct event claims it, counting the history and the batch; every event of it is
+    flagged. The usual case (no conflict) is a plain append; with a conflict, one MERGE inserts and flags
+    together, so a crash cannot leave new events in without their flags. Replays change nothing: the
+    caller's transaction id makes Delta skip a write it already committed.
     """
     keys = ["aggregate_type", "aggregate_id", "version"]
     touched = new_events.select(*keys).distinct()
-    existing = history.read(session).join(touched, keys, "left_semi")
-    claims = existing.select("event_id", *keys).unionByName(new_events.select("event_id", *keys))
+    existing = history.read(session).join(touched, keys, "left_semi").localCheckpoint()
+    fresh = new_events.join(existing.select("event_id"), "event_id", "left_anti")
+    claims = existing.select("event_id", *keys).unionByName(fresh.select("event_id", *keys))
     conflicts = conflicting_versions(claims).collect()
-    merge = history.delta(session).alias("t")
-    if not conflicts:  # the usual case: an insert-only MERGE, which Delta runs as one anti-join
-        merge.merge(new_events.alias("s"), "t.event_id = s.event_id").whenNotMatchedInsertAll().execute()
+    if not conflicts:
+        history.save(fresh.write.format("delta").mode("append"))
         return
     conflicting = session.createDataFrame(conflicts, touched.schema).withColumn("_conflict", F.lit(True))
-    incoming = new_events.drop("version_conflict").join(conflicting, keys, "left")
+    incoming = fresh.drop("version_conflict").join(conflicting, keys, "left")
     incoming = incoming.withColumn("version_conflict", F.coalesce("_conflict", F.lit(False))).drop(
         "_conflict"
     )
     to_flag = (
         existing.where(~F.col("version_conflict"))
         .join(conflicting.drop("_conflict"), keys, "left_semi")
-        .join(new_events.select("event_id"), "event_id", "left_anti")  # one source row per target row
         .withColumn("version_conflict", F.lit(True))
     )
     (
-        merge.merge(incoming.unionByName(to_flag).alias("s"), "t.event_id = s.event_id")
+        history.delta(session)
+        .alias("t")
+        .merge(incoming.unionByName(to_flag).alias("s"), "t.event_id = s.event_id")
         .whenMatchedUpdate(
             condition="s.version_conflict AND NOT t.version_conflict", set={"version_conflict": "true"}
         )
