@@ -31,7 +31,7 @@ from deltalake.exceptions import TableNotFoundError
 from cqrs_orders.application.wiring import command_handler
 from cqrs_orders.config import Settings
 
-POLL_SECONDS = 0.05
+POLL_SECONDS = 0.2  # how often silver_orders is checked: the resolution of every latency figure
 STARTUP_TIMEOUT_SECONDS = 300
 _STARTED = time.monotonic()
 
@@ -169,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=50.0, help="commands per second (50)")
     parser.add_argument("--seconds", type=float, default=120.0, help="how long to submit (120)")
     parser.add_argument("--trigger-seconds", type=float, default=1.0, help="projection trigger interval (1)")
-    parser.add_argument("--relay-poll-seconds", type=float, default=0.2, help="relay outbox poll (0.2)")
+    parser.add_argument(
+        "--relay-poll-seconds", type=float, default=1.0, help="relay outbox poll (1.0, the relay's default)"
+    )
     parser.add_argument("--drain-timeout", type=float, default=120.0, help="wait for the last commands (120)")
     parser.add_argument(
         "--keep", metavar="DIR", help="work in DIR and keep it (default: a temp dir, deleted)"

@@ -57,6 +57,7 @@ class EventLog:
         self.partitions = partitions
         self._lock_path = self.path.with_name(self.path.name + ".lock")
         self._cached: tuple[int, dict[int, int]] | None = None  # (table version, next offsets)
+        self._delta: DeltaTable | None = None  # loaded once, then brought up to date incrementally
 
     def partition_for(self, key: str | None, body: str) -> int:
         return zlib.crc32((key if key is not None else body).encode()) % self.partitions
@@ -77,8 +78,13 @@ class EventLog:
                 for name, value in zip(RECORD_SCHEMA.names, (body, partition, offset, now, key), strict=True):
                     columns[name].append(value)
             try:
-                write_deltalake(str(self.path), pa.table(columns, schema=RECORD_SCHEMA), mode="append")
-                version = DeltaTable(str(self.path)).version()
+                data = pa.table(columns, schema=RECORD_SCHEMA)
+                if self._delta is None:
+                    write_deltalake(str(self.path), data, mode="append")  # creates the table
+                    self._delta = DeltaTable(str(self.path))
+                else:
+                    write_deltalake(self._delta, data, mode="append")  # also moves _delta to the new version
+                version = self._delta.version()
             except (DeltaError, OSError) as error:
                 raise EventLogError(f"Could not append to the event log at {self.path}: {error}") from error
             self._cached = (version, next_offsets)
@@ -91,16 +97,24 @@ class EventLog:
 
     def read(self) -> pa.Table:
         """Every record (for tools and tests; Spark streams the table itself)."""
-        table = self._table()
-        if table is None:
-            return RECORD_SCHEMA.empty_table()
-        return _query(table, 'SELECT * FROM log ORDER BY "partition", "offset"')
+        with self._locked():  # the cached table object is shared with append()
+            table = self._table()
+            if table is None:
+                return RECORD_SCHEMA.empty_table()
+            return _query(table, 'SELECT * FROM log ORDER BY "partition", "offset"')
 
     def _table(self) -> DeltaTable | None:
+        """The table at its newest version (other processes append too), or None before the first append.
+
+        Re-loading a log of many small commits costs ~100 ms; catching up from the last one read, a few."""
         try:
-            return DeltaTable(str(self.path))
+            if self._delta is None:
+                self._delta = DeltaTable(str(self.path))
+            else:
+                self._delta.update_incremental()
         except TableNotFoundError:
             return None
+        return self._delta
 
     def _next_offsets(self) -> dict[int, int]:
         table = self._table()

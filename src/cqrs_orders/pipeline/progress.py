@@ -2,8 +2,10 @@
 
 A ``StreamingQueryListener`` receives the progress events; its callbacks run on Spark's listener thread,
 which must never block or fail, so they only queue a row. A daemon thread appends the queued rows to Delta,
-and any error there is reported on stderr without touching the streams. :meth:`ProgressRecorder.flush`
-waits until everything of the watched queries has been written (tests and ``run_once`` use it).
+one commit per ``write_every_seconds`` rather than per micro-batch (a commit costs the streams CPU; each row
+keeps the time it was recorded), and any error there is reported on stderr without touching the streams.
+:meth:`ProgressRecorder.flush` writes at once and waits until everything of the watched queries is written
+(tests and ``run_once`` use it).
 """
 
 from __future__ import annotations
@@ -27,12 +29,16 @@ EVENT_TIME_METRIC = "event_time"
 class ProgressRecorder(StreamingQueryListener):
     """Records the progress of the queries named in ``query_names``; use as a context manager."""
 
-    def __init__(self, spark, settings: Settings, query_names: tuple[str, ...]):
+    def __init__(
+        self, spark, settings: Settings, query_names: tuple[str, ...], write_every_seconds: float = 10.0
+    ):
         self._spark, self._table = spark, settings.table("ops_stream_progress")
         self._names = set(query_names)
         self._rows: queue.Queue = queue.Queue()
         self._terminated: set[str] = set()
         self._changed = threading.Condition()
+        self._write_every = write_every_seconds
+        self._write_now = threading.Event()
         self._writer = threading.Thread(target=self._write_forever, name="ops-stream-progress", daemon=True)
 
     def __enter__(self) -> ProgressRecorder:
@@ -72,11 +78,14 @@ class ProgressRecorder(StreamingQueryListener):
             self._changed.wait_for(
                 lambda: {str(q) for q in query_ids} <= self._terminated, max(0.0, deadline - time.monotonic())
             )
+        self._write_now.set()
         while self._rows.unfinished_tasks and time.monotonic() < deadline:
             time.sleep(0.05)
+        self._write_now.clear()
 
     def _write_forever(self) -> None:
         while (first := self._rows.get()) is not None:
+            self._write_now.wait(self._write_every)  # gather the window's rows: one commit for all of them
             rows = [first]
             while not self._rows.empty():
                 row = self._rows.get_nowait()
