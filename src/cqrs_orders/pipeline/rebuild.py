@@ -4,9 +4,10 @@ For a bug fix in a projection, or a lost silver table: bronze holds every valid 
 and the projection rules (highest version wins, smaller id on a tie, first arrival of an event id) depend on
 the set of events only, so one batch over a bronze snapshot gives exactly what streaming gave.
 
-Afterwards the silver checkpoint is reset and told to resume from the snapshot's version, so the next
-``project`` continues from there instead of re-reading all of bronze (re-reading that one version again
-is harmless: applying an event twice changes nothing). Stop the projection while rebuilding.
+Afterwards the one-query projection simply carries on from the bus. For the two-query layout, silver's own
+checkpoint is reset and told to resume from the snapshot's version, so its next run continues from there
+instead of re-reading all of bronze (re-reading that one version is harmless: applying an event twice
+changes nothing). Stop the projection while rebuilding.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from cqrs_orders.pipeline import idempotency
 from cqrs_orders.pipeline.bronze import to_bronze, to_quarantine, validate_records
 from cqrs_orders.pipeline.gold import GoldRefresher
 from cqrs_orders.pipeline.progress import EVENT_TIME_METRIC, ProgressRecorder
-from cqrs_orders.pipeline.silver import apply_batch
+from cqrs_orders.pipeline.silver import Slice, apply_batch
 from cqrs_orders.pipeline.sources import read_records, source_exists
 from cqrs_orders.pipeline.tables import ensure_tables
 
@@ -189,21 +189,22 @@ def _start(df: DataFrame, name: str, checkpoint: str, trigger: dict, batch: Call
 def _bronze_batch(settings: Settings, writer_id: str, project: bool) -> Callable:
     def write(validated: DataFrame, batch_id: int) -> None:
         validated = validated.localCheckpoint()  # validated once; every write below reads these rows
-        sizes: dict[bool, dict[str, int]] = {True: {}, False: {}}
+        slices: dict[bool, dict[str, Slice]] = {True: {}, False: {}}  # valid? -> aggregate type -> slice
         valid = (F.size("failed_expectations") == 0).alias("valid")
-        for row in validated.groupBy(valid, F.col("event.aggregateType").alias("type")).count().collect():
-            sizes[row["valid"]][row["type"]] = row["count"]
+        grouped = validated.groupBy(valid, F.col("event.aggregateType").alias("type"))
+        for row in grouped.agg(*Slice.columns(F.col("event.aggregateId"))).collect():
+            slices[row["valid"]][row["type"]] = Slice.of(row)
         for name, rows, present in (
-            ("bronze_events", to_bronze, sizes[True]),
-            ("bronze_quarantine", to_quarantine, sizes[False]),
+            ("bronze_events", to_bronze, slices[True]),
+            ("bronze_quarantine", to_quarantine, slices[False]),
         ):
             if present:
                 options = idempotency.append_options(writer_id, name, batch_id)
                 writer = rows(validated).write.format("delta").mode("append").options(**options)
                 settings.table(name).save(writer)
-        if project and sizes[True]:
+        if project and slices[True]:
             bronze = to_bronze(validated)
-            apply_batch(bronze, batch_id, settings, writer_id, checkpointed=True, counts=sizes[True])
+            apply_batch(bronze, batch_id, settings, writer_id, checkpointed=True, slices=slices[True])
 
     return write
 

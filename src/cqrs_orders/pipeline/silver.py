@@ -12,6 +12,8 @@ transaction id (:mod:`.idempotency`), so a batch replayed after a crash changes 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -117,6 +119,34 @@ def conflicting_versions(history: DataFrame) -> DataFrame:
 MATERIALIZE_SOURCE = "spark.databricks.delta.merge.materializeSource"
 
 
+@dataclass(frozen=True)
+class Slice:
+    """One aggregate type's part of a batch: its row count and the range of its aggregate ids."""
+
+    rows: int
+    first_id: str
+    last_id: str
+
+    @staticmethod
+    def columns(aggregate_id: Column) -> list[Column]:
+        """The aggregates that give a :class:`Slice` per group (one Spark job for the whole batch)."""
+        return [
+            F.count(F.lit(1)).alias("rows"),
+            F.min(aggregate_id).alias("first_id"),
+            F.max(aggregate_id).alias("last_id"),
+        ]
+
+    @classmethod
+    def of(cls, row) -> Slice:
+        return cls(row["rows"], row["first_id"], row["last_id"])
+
+
+def batch_slices(batch: DataFrame) -> dict[str, Slice]:
+    """Aggregate type -> :class:`Slice` of a batch of ``bronze_events`` rows."""
+    grouped = batch.groupBy("aggregate_type").agg(*Slice.columns(F.col("aggregate_id")))
+    return {row["aggregate_type"]: Slice.of(row) for row in grouped.collect()}
+
+
 def apply_batch(
     batch: DataFrame,
     batch_id: int,
@@ -124,36 +154,32 @@ def apply_batch(
     writer_id: str,
     *,
     checkpointed: bool = False,
-    counts: dict[str, int] | None = None,
-) -> dict[str, int]:
+    slices: dict[str, Slice] | None = None,
+) -> dict[str, Slice]:
     """Project one micro-batch of ``bronze_events`` rows into silver, exactly once.
 
-    ``checkpointed``: the caller already made ``batch`` a local checkpoint. ``counts``: the batch's rows
-    per aggregate type, when the caller already knows them (saves a Spark job). Returns those counts."""
+    ``checkpointed``: the caller already made ``batch`` a local checkpoint. ``slices``: the batch's
+    :func:`batch_slices`, when the caller already has them (saves a Spark job). Returns the slices."""
     session = batch.sparkSession
     if not checkpointed:
         batch = batch.localCheckpoint()
     previous = session.conf.get(MATERIALIZE_SOURCE, None)
     session.conf.set(MATERIALIZE_SOURCE, "none")
     try:
-        if counts is None:
-            counts = {
-                row["aggregate_type"]: row["count"]
-                for row in batch.groupBy("aggregate_type").count().collect()
-            }
-        if not any(counts.values()):
-            return counts
+        slices = batch_slices(batch) if slices is None else slices
+        if not slices:
+            return slices
         for aggregate_type, table, key, rows in (
             (AggregateType.ORDER.value, "silver_orders", "order_id", order_rows),
             (AggregateType.CUSTOMER.value, "silver_customers", "customer_id", customer_rows),
         ):
-            if counts.get(aggregate_type):
+            if aggregate_type in slices:
                 latest = rows(latest_per_aggregate(batch, aggregate_type))
                 with transaction_id(session, writer_id, table, batch_id):
-                    merge_latest(session, settings.table(table), latest, key)
+                    merge_latest(session, settings.table(table), latest, key, slices[aggregate_type])
         with transaction_id(session, writer_id, "silver_event_history", batch_id):
             write_event_history(session, settings.table("silver_event_history"), event_history_rows(batch))
-        return counts
+        return slices
     finally:
         if previous is None:
             session.conf.unset(MATERIALIZE_SOURCE)
@@ -161,12 +187,19 @@ def apply_batch(
             session.conf.set(MATERIALIZE_SOURCE, previous)
 
 
-def merge_latest(session, table: Table, latest: DataFrame, key: str) -> None:
-    """Upsert ``latest`` (one row per key) where the incoming event wins (:data:`WINS`)."""
+def merge_latest(session, table: Table, latest: DataFrame, key: str, ids: Slice | None = None) -> None:
+    """Upsert ``latest`` (one row per key) where the incoming event wins (:data:`WINS`).
+
+    ``ids``, the range of the incoming keys, bounds the target rows the MERGE looks at: Delta then skips
+    the files whose key statistics lie outside it, so a batch of recent aggregates reads recent files only.
+    """
+    condition = F.col(f"t.{key}") == F.col(f"s.{key}")
+    if ids is not None:
+        condition = condition & F.col(f"t.{key}").between(F.lit(ids.first_id), F.lit(ids.last_id))
     (
         table.delta(session)
         .alias("t")
-        .merge(latest.alias("s"), f"t.{key} = s.{key}")
+        .merge(latest.alias("s"), condition)
         .whenMatchedUpdateAll(condition=WINS)
         .whenNotMatchedInsertAll()
         .execute()
