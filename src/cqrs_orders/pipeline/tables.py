@@ -159,4 +159,7 @@ def ensure_tables(spark, settings: Settings) -> None:
         )
         for key, value in SYNAPSE_COMPATIBLE_PROPERTIES.items():
             builder = builder.property(key, value)
-        builder.property("delta.dataSkippingStatsColumns", STATS_COLUMNS[name]).execute()
+        builder = builder.property("delta.dataSkippingStatsColumns", STATS_COLUMNS[name])
+        # Every micro-batch adds small files; past a few dozen, Delta compacts them right after a write (its
+        # commits carry dataChange=false, so streams reading the table skip them).
+        builder.property("delta.autoOptimize.autoCompact", "true").execute()
