@@ -109,8 +109,8 @@ class Table:
             else spark.read.format("delta").load(self.path)
         )
 
-    def read_stream(self, spark):
-        reader = spark.readStream.format("delta")
+    def read_stream(self, spark, **options: str):
+        reader = spark.readStream.format("delta").options(**options)
         return reader.table(self.qualified_name) if self.qualified_name else reader.load(self.path)
 
     def exists(self, spark) -> bool:

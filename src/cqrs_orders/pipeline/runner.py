@@ -21,7 +21,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -67,16 +68,11 @@ def start_silver(spark, settings: Settings, trigger: dict):
     """Start the bronze_events -> silver query (the two-query layout)."""
     checkpoint = settings.checkpoint(SILVER)
     writer_id = idempotency.app_id(checkpoint)
-    reader = spark.readStream.format("delta")
+    options = {}
     starting_version = idempotency.read_marker(checkpoint, idempotency.STARTING_VERSION_FILE)
     if starting_version is not None and not idempotency.has_progress(checkpoint):
-        reader = reader.option("startingVersion", starting_version)  # resume after a rebuild
-    bronze_table = settings.table("bronze_events")
-    bronze = (
-        reader.table(bronze_table.qualified_name)
-        if bronze_table.qualified_name
-        else reader.load(bronze_table.path)
-    )
+        options["startingVersion"] = starting_version  # resume after a rebuild
+    bronze = settings.table("bronze_events").read_stream(spark, **options)
     observed = bronze.observe(EVENT_TIME_METRIC, F.max("event_time").alias("max_event_time"))
 
     def project(batch: DataFrame, batch_id: int) -> None:
@@ -130,39 +126,26 @@ def run_continuous(
     trigger = {"processingTime": f"{trigger_seconds} seconds"}
     restore = _stop_on_signals(stop)
     queries = []
-    refresher = GoldRefresher(spark, settings) if stage != "bronze" else None
     try:
         with ProgressRecorder(spark, settings, (BRONZE, SILVER, BRONZE_SILVER)) as recorder:
-            try:
-                if stage == "all":
-                    _catch_up_silver(spark, settings)
-                if stage in ("bronze", "all") and _wait_for_source(spark, settings, stop):
-                    queries.append(start_bronze(spark, settings, trigger, project=stage == "all"))
-                if stage == "silver" and not stop.is_set():
-                    queries.append(start_silver(spark, settings, trigger))
-                if refresher and queries:
-                    gold_thread = threading.Thread(
-                        target=refresher.run,
-                        args=(stop, settings.gold_refresh_seconds),
-                        name="gold-refresh",
-                        daemon=True,
-                    )
-                    gold_thread.start()
-                _progress(
-                    f"running {', '.join(q.name for q in queries)} every {trigger_seconds:g} s; Ctrl-C stops"
-                )
-                while not stop.wait(0.5):
-                    failed = [q for q in queries if not q.isActive]
-                    if failed:
-                        raise failed[0].exception() or RuntimeError(f"query {failed[0].name} stopped")
-            finally:
-                stop.set()  # also ends the gold thread
-                for query in queries:
-                    stop_between_batches(query)
+            with _gold_refreshed(spark, settings) if stage != "bronze" else nullcontext():
+                try:
+                    if stage == "all":
+                        _catch_up_silver(spark, settings)
+                    if stage in ("bronze", "all") and _wait_for_source(spark, settings, stop):
+                        queries.append(start_bronze(spark, settings, trigger, project=stage == "all"))
+                    if stage == "silver" and not stop.is_set():
+                        queries.append(start_silver(spark, settings, trigger))
+                    names = ", ".join(q.name for q in queries)
+                    _progress(f"running {names} every {trigger_seconds:g} s; Ctrl-C stops")
+                    while not stop.wait(0.5):
+                        failed = [q for q in queries if not q.isActive]
+                        if failed:
+                            raise failed[0].exception() or RuntimeError(f"query {failed[0].name} stopped")
+                finally:  # before gold's last refresh, so that it sees the last batches
+                    for query in queries:
+                        stop_between_batches(query)
             recorder.flush([q.id for q in queries])
-        if refresher and queries:
-            gold_thread.join()
-            refresher.refresh_if_changed()
     finally:
         restore()
     return {"stopped": [q.name for q in queries], "batches": {q.name: _last_batch(q) for q in queries}}
@@ -222,6 +205,22 @@ def _catch_up_silver(spark, settings: Settings) -> list:
     idempotency.reset(checkpoint)
     idempotency.write_marker(checkpoint, idempotency.STARTING_VERSION_FILE, str(version))
     return [query]
+
+
+@contextmanager
+def _gold_refreshed(spark, settings: Settings) -> Iterator[None]:
+    """Refresh gold on a background thread while the block runs, and once more when it ends normally."""
+    refresher, done = GoldRefresher(spark, settings), threading.Event()
+    thread = threading.Thread(
+        target=refresher.run, args=(done, settings.gold_refresh_seconds), name="gold-refresh", daemon=True
+    )
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+    refresher.refresh_if_changed()
 
 
 def _check_stage(stage: str) -> None:
