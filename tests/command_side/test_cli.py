@@ -73,7 +73,10 @@ def test_relay_follow_publishes_until_signalled(settings, stop_signal):
         stderr=subprocess.PIPE,
         text=True,
     )
-    subprocess.run([*base, "submit", json.dumps(REGISTER), *warehouse], check=True, capture_output=True)
+    submitted = subprocess.run(
+        [*base, "submit", json.dumps(REGISTER), *warehouse], capture_output=True, text=True
+    )
+    assert submitted.returncode == 0, submitted.stderr
     log = EventLog(settings.event_log_path)
     deadline = time.monotonic() + 30
     while sum(log.end_offsets().values()) < 1:

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from cqrs_orders.adapters.sqlite_store import SqliteWriteStore
@@ -122,3 +123,30 @@ def test_writer_processes_conflict_safely(settings, store, given):
     assert sorted(r["version"] for r in accepted) == list(range(2, 2 + len(accepted)))  # no version twice
     assert len(store.load("order-1").state.items) == 2 + len(accepted)  # no lost update
     assert order_versions(store) == list(range(1, 2 + len(accepted)))
+
+
+OPENER = """
+import sys, time
+from pathlib import Path
+from cqrs_orders.adapters.sqlite_store import SqliteWriteStore
+folder, start = Path(sys.argv[1]), float(sys.argv[2])
+for n in range(int(sys.argv[3])):
+    time.sleep(max(0.0, start + n * 0.05 - time.time()))  # every process opens file n at the same moment
+    SqliteWriteStore(folder / f"store-{n}.sqlite").counts()
+"""
+
+
+def test_processes_opening_a_new_store_together_all_succeed(tmp_path):
+    """Creating the file and switching it to WAL race between processes (seen as a flaky ``submit``)."""
+    files, start = 20, time.time() + 3
+    openers = [
+        subprocess.Popen(
+            [sys.executable, "-c", OPENER, str(tmp_path), str(start), str(files)],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
+    errors = [opener.communicate(timeout=120)[1] for opener in openers]
+    assert [opener.returncode for opener in openers] == [0] * 6, errors
+    assert len(list(tmp_path.glob("store-*.sqlite"))) == files

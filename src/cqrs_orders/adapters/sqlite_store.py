@@ -13,6 +13,7 @@ import fcntl
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -222,7 +223,7 @@ class SqliteWriteStore(WriteStore):
                     check_same_thread=False,
                 )
                 connection.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
-                connection.execute("PRAGMA journal_mode = WAL")
+                _switch_to_wal(connection, self.busy_timeout_ms / 1000)
                 connection.execute(f"PRAGMA synchronous = {self.synchronous}")
                 connection.execute("PRAGMA foreign_keys = ON")
             except sqlite3.Error as error:
@@ -250,6 +251,23 @@ class SqliteWriteStore(WriteStore):
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
+
+
+def _switch_to_wal(connection: sqlite3.Connection, timeout_seconds: float) -> None:
+    """Put the file in WAL mode, retrying while another process creates or converts it.
+
+    Switching the journal mode needs an exclusive lock, and SQLite answers "database is locked" at once
+    (without its busy handler) when two processes open a new file together, so the wait happens here.
+    """
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _recorded(row) -> RecordedOutcome | None:
