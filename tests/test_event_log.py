@@ -6,6 +6,9 @@ import json
 import subprocess
 import sys
 
+from deltalake import DeltaTable
+
+from cqrs_orders.adapters import event_log
 from cqrs_orders.adapters.event_log import EventLog, partition_key_of
 
 APPEND_MANY = """
@@ -65,3 +68,14 @@ def test_empty_log_reads_empty(tmp_path):
     log = EventLog(tmp_path / "event_log")
     assert log.read().num_rows == 0 and log.end_offsets() == {}
     assert log.append([]) == []
+
+
+def test_the_log_compacts_its_small_files_and_keeps_every_record(tmp_path, monkeypatch):
+    monkeypatch.setattr(event_log, "COMPACT_EVERY_COMMITS", 3)
+    log = EventLog(tmp_path / "event_log", partitions=1)
+    for n in range(7):
+        log.append([("a", str(n))])
+    live = DeltaTable(str(tmp_path / "event_log")).file_uris()
+    assert len(live) == 2  # seven appends: six compacted into one file, the last one on its own
+    assert [r["body"] for r in log.read().to_pylist()] == [str(n) for n in range(7)]
+    assert log.end_offsets() == {0: 7}

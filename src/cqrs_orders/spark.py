@@ -16,6 +16,9 @@ _LOCAL_CONF = {
     "spark.sql.shuffle.partitions": "4",
     "spark.databricks.delta.snapshotPartitions": "2",
     "spark.default.parallelism": "4",
+    # A micro-batch compiles ~150 distinct classes (our plans plus Delta's own); with the default cache of
+    # 100 they evict each other and every batch compiles all of them again (seconds of CPU per batch).
+    "spark.sql.codegen.cache.maxEntries": "2000",
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
     "spark.sql.streaming.stopGracefullyOnShutdown": "true",

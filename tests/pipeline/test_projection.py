@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 from chispa import assert_df_equality
 
+from cqrs_orders.adapters import event_log
 from cqrs_orders.cli import main
 from cqrs_orders.config import Settings
 from cqrs_orders.envelope import AggregateType
@@ -275,3 +276,17 @@ def test_the_two_query_layout_gives_the_same_tables_and_hands_over_to_one_query(
     assert (code, handed_over["silver_input_rows"], handed_over["bronze_silver_input_rows"]) == (0, 1, 1)
     assert_same_tables(snapshot(spark, settings), uninterrupted(spark, settings))
     assert not (Path(settings.checkpoint("silver")) / "offsets").exists()  # retired: no second catch-up
+
+
+def test_the_stream_reads_each_record_once_across_event_log_compactions(spark, events, tmp_path, monkeypatch):
+    """The embedded log compacts its files every few commits: the stream must skip those rewrites."""
+    monkeypatch.setattr(event_log, "COMPACT_EVERY_COMMITS", 2)
+    settings = Settings.from_env(warehouse=tmp_path / "warehouse", env={})
+    ingest(settings, tmp_path, "first", events.order("order-1"))
+    assert cli(settings, "project", "--once")[1]["bronze_silver_input_rows"] == 1
+    for version in (2, 3, 4):  # three more commits: the log compacts twice on the way
+        ingest(settings, tmp_path, f"v{version}", events.order("order-1", version, "Confirmed", version))
+    assert len(list(settings.event_log_path.glob("*.parquet"))) > 4  # rewritten files are added, not swapped
+    code, summary = cli(settings, "project", "--once")
+    assert (code, summary["bronze_silver_input_rows"], summary["bronze_events"]) == (0, 3, 4)
+    assert_same_tables(snapshot(spark, settings), uninterrupted(spark, settings))
