@@ -12,6 +12,7 @@ import json
 import uuid
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from chispa import assert_df_equality
@@ -20,6 +21,7 @@ from cqrs_orders.config import Settings
 from cqrs_orders.pipeline import idempotency
 from cqrs_orders.pipeline.bronze import to_bronze, validate_records
 from cqrs_orders.pipeline.gold import GoldRefresher, daily_order_metrics
+from cqrs_orders.pipeline.progress import ProgressRecorder
 from cqrs_orders.pipeline.silver import apply_batch
 from cqrs_orders.pipeline.tables import RECORD_SCHEMA, SCHEMAS, ensure_tables
 
@@ -240,3 +242,22 @@ def test_gold_is_refreshed_when_silver_changed_and_equals_a_full_recompute(spark
     )
     days = [r["order_date"].isoformat() for r in table(spark, settings, "gold_daily_order_metrics").collect()]
     assert sorted(days) == ["2025-01-17", "2025-01-18"]
+
+
+def test_writers_beside_the_batches_leave_the_batch_transaction_id_alone(spark, events, tmp_path):
+    """Gold's refresh and the progress recorder run on other threads while a batch holds a transaction id
+    in the session confs: their writes must neither consume it nor be recorded under it."""
+    settings = Settings.from_env(warehouse=tmp_path / "warehouse", env={})
+    ensure_tables(spark, settings)
+    project(spark, settings, 0, events.order("T1"), writer="beside")
+    recorder = ProgressRecorder(spark, settings, ("beside",), write_every_seconds=0)
+    with recorder, idempotency.transaction_id(spark, "batch-app", "silver_orders", 7):
+        assert GoldRefresher(spark, settings).refresh_if_changed() is True
+        recorder._rows.put(("beside", "run-1", 7, *[None] * 8, datetime(2025, 1, 15)))  # as a listener would
+        recorder.flush()
+        assert spark.conf.get(idempotency.TXN_VERSION, None) == "7"  # still there for the batch's MERGE
+    for name in ("gold_daily_order_metrics", "ops_stream_progress"):
+        assert settings.table(name).read(spark).count() == 1, name
+        commits = (Path(settings.table(name).path) / "_delta_log").glob("*.json")
+        txns = [line for commit in commits for line in commit.read_text().splitlines() if '"txn"' in line]
+        assert txns == [], name  # a write recorded under the batch's id would skip the next one under it

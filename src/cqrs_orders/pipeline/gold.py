@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 
 from cqrs_orders.config import Settings
 from cqrs_orders.envelope_schema import MONEY_TYPE
+from cqrs_orders.pipeline.idempotency import isolated_session
 
 
 def daily_order_metrics(silver_orders: DataFrame) -> DataFrame:
@@ -45,7 +46,7 @@ class GoldRefresher:
     """Recomputes gold when ``silver_orders`` changed since the last refresh (see the module docstring)."""
 
     def __init__(self, spark, settings: Settings):
-        self._spark, self._settings = spark, settings
+        self._spark, self._settings = isolated_session(spark), settings  # runs beside the batches
         self._refreshed_version: int | None = None
 
     def refresh_if_changed(self) -> bool:

@@ -57,6 +57,16 @@ def transaction_id(session, checkpoint_app_id: str, step: str, batch_id: int) ->
         session.conf.unset(TXN_VERSION)
 
 
+def isolated_session(session):
+    """A session of the same Spark application with SQL confs of its own, for writers on other threads.
+
+    Gold's refresh and the progress recorder write while a batch may be inside :func:`transaction_id`.
+    Delta takes a write's transaction id from its session's confs (and unsets the version after one use),
+    so sharing the batch's session would tie their writes to the batch's id and strip it from the MERGE.
+    """
+    return session.newSession()
+
+
 def has_progress(checkpoint: str) -> bool:
     """Whether a streaming query already committed offsets to this checkpoint."""
     offsets = _require_local(checkpoint) / "offsets"

@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pyspark.sql.streaming import StreamingQueryListener
 
 from cqrs_orders.config import Settings
+from cqrs_orders.pipeline.idempotency import isolated_session
 from cqrs_orders.pipeline.tables import SCHEMAS
 
 #: Name of the observed metric (``DataFrame.observe``) that carries a batch's maximum event time.
@@ -33,6 +34,7 @@ class ProgressRecorder(StreamingQueryListener):
         self, spark, settings: Settings, query_names: tuple[str, ...], write_every_seconds: float = 10.0
     ):
         self._spark, self._table = spark, settings.table("ops_stream_progress")
+        self._writer_session = isolated_session(spark)  # writes beside the batches
         self._names = set(query_names)
         self._rows: queue.Queue = queue.Queue()
         self._terminated: set[str] = set()
@@ -94,7 +96,7 @@ class ProgressRecorder(StreamingQueryListener):
                     break
                 rows.append(row)
             try:
-                frame = self._spark.createDataFrame(rows, SCHEMAS["ops_stream_progress"])
+                frame = self._writer_session.createDataFrame(rows, SCHEMAS["ops_stream_progress"])
                 self._table.save(frame.write.format("delta").mode("append"))
             except Exception as error:
                 _warn(f"could not record {len(rows)} progress rows: {error}")

@@ -12,6 +12,7 @@ transaction id (:mod:`.idempotency`), so a batch replayed after a crash changes 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame, Window
@@ -140,6 +141,14 @@ class Slice:
     def of(cls, row) -> Slice:
         return cls(row["rows"], row["first_id"], row["last_id"])
 
+    @classmethod
+    def spanning(cls, slices: Iterable[Slice]) -> Slice:
+        """One slice covering ``slices`` (the whole batch, whatever the aggregate types)."""
+        slices = list(slices)
+        return cls(
+            sum(s.rows for s in slices), min(s.first_id for s in slices), max(s.last_id for s in slices)
+        )
+
 
 def batch_slices(batch: DataFrame) -> dict[str, Slice]:
     """Aggregate type -> :class:`Slice` of a batch of ``bronze_events`` rows."""
@@ -178,7 +187,8 @@ def apply_batch(
                 with transaction_id(session, writer_id, table, batch_id):
                     merge_latest(session, settings.table(table), latest, key, slices[aggregate_type])
         with transaction_id(session, writer_id, "silver_event_history", batch_id):
-            write_event_history(session, settings.table("silver_event_history"), event_history_rows(batch))
+            history = settings.table("silver_event_history")
+            write_event_history(session, history, event_history_rows(batch), Slice.spanning(slices.values()))
         return slices
     finally:
         if previous is None:
@@ -206,33 +216,48 @@ def merge_latest(session, table: Table, latest: DataFrame, key: str, ids: Slice 
     )
 
 
-def write_event_history(session, history: Table, new_events: DataFrame) -> None:
+def write_event_history(session, history: Table, new_events: DataFrame, ids: Slice | None = None) -> None:
     """Add the events the history does not hold yet and flag version conflicts, in one write.
 
-    The history is read once, for the rows sharing an (aggregate, version) with the batch: they hold both
-    the batch's duplicates (an event's copies share its version) and its rivals. A version is in conflict
-    when more than one distinct event claims it, counting the history and the batch; every event of it is
-    flagged. The usual case (no conflict) is a plain append; with a conflict, one MERGE inserts and flags
-    together, so a crash cannot leave new events in without their flags. Replays change nothing: the
-    caller's transaction id makes Delta skip a write it already committed.
+    The history rows that matter share an (aggregate, version) with the batch: they hold both the batch's
+    duplicates (an event's copies share its version) and its rivals. ONE job reads them (``ids``, the
+    batch's aggregate id range, lets Delta skip the files outside it) and tells whether any exist and
+    which versions are in conflict (claimed by more than one distinct event, counting the history and the
+    batch). The usual case is then a plain append. With a conflict, one MERGE inserts and flags together,
+    so a crash cannot leave new events in without their flags. Replays change nothing: the caller's
+    transaction id makes Delta skip a write it already committed.
     """
     keys = ["aggregate_type", "aggregate_id", "version"]
-    touched = new_events.select(*keys).distinct()
-    existing = history.read(session).join(touched, keys, "left_semi").localCheckpoint()
-    fresh = new_events.join(existing.select("event_id"), "event_id", "left_anti")
-    claims = existing.select("event_id", *keys).unionByName(fresh.select("event_id", *keys))
-    conflicts = conflicting_versions(claims).collect()
-    if not conflicts:
+    stored = history.read(session)
+    if ids is not None:
+        stored = stored.where(F.col("aggregate_id").between(F.lit(ids.first_id), F.lit(ids.last_id)))
+    stored = stored.join(new_events.select(*keys).distinct(), keys, "left_semi")
+    claims = stored.select("event_id", *keys, F.lit(True).alias("stored")).unionByName(
+        new_events.select("event_id", *keys, F.lit(False).alias("stored"))
+    )
+    per_version = claims.groupBy(*keys).agg(
+        F.count_distinct("event_id").alias("events"), F.max("stored").alias("stored")
+    )
+    summary = per_version.agg(
+        F.max("stored").alias("any_stored"),
+        F.collect_list(F.when(F.col("events") > 1, F.struct(*keys))).alias("conflicts"),
+    ).first()
+    fresh = (
+        new_events.join(stored.select("event_id"), "event_id", "left_anti")
+        if summary["any_stored"]
+        else new_events
+    )
+    if not summary["conflicts"]:
         history.save(fresh.write.format("delta").mode("append"))
         return
-    conflicting = session.createDataFrame(conflicts, touched.schema).withColumn("_conflict", F.lit(True))
-    incoming = fresh.drop("version_conflict").join(conflicting, keys, "left")
-    incoming = incoming.withColumn("version_conflict", F.coalesce("_conflict", F.lit(False))).drop(
-        "_conflict"
+    conflicting = session.createDataFrame(summary["conflicts"], stored.select(*keys).schema)
+    incoming = fresh.drop("version_conflict").join(
+        conflicting.withColumn("version_conflict", F.lit(True)), keys, "left"
     )
+    incoming = incoming.withColumn("version_conflict", F.coalesce("version_conflict", F.lit(False)))
     to_flag = (
-        existing.where(~F.col("version_conflict"))
-        .join(conflicting.drop("_conflict"), keys, "left_semi")
+        stored.where(~F.col("version_conflict"))
+        .join(conflicting, keys, "left_semi")
         .withColumn("version_conflict", F.lit(True))
     )
     (
