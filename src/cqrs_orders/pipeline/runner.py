@@ -22,7 +22,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 
 from pyspark.sql import DataFrame
@@ -178,30 +177,17 @@ def _bronze_batch(settings: Settings, writer_id: str, project: bool) -> Callable
         grouped = validated.groupBy(valid, F.col("event.aggregateType").alias("type"))
         for row in grouped.agg(*Slice.columns(F.col("event.aggregateId"))).collect():
             slices[row["valid"]][row["type"]] = Slice.of(row)
-
-        def append_bronze() -> None:
-            for name, rows, present in (
-                ("bronze_events", to_bronze, slices[True]),
-                ("bronze_quarantine", to_quarantine, slices[False]),
-            ):
-                if present:
-                    options = idempotency.append_options(writer_id, name, batch_id)
-                    writer = rows(validated).write.format("delta").mode("append").options(**options)
-                    settings.table(name).save(writer)
-
-        if not (project and slices[True]):
-            append_bronze()
-            return
-        # Bronze's appends and silver's writes touch different tables: on a thread of their own they
-        # overlap with silver's MERGEs. They carry their transaction ids as writer options, which Delta
-        # prefers to the session confs that silver's MERGEs set meanwhile.
-        with ThreadPoolExecutor(1, thread_name_prefix="bronze-append") as pool:
-            appended = pool.submit(append_bronze)
+        for name, rows, present in (
+            ("bronze_events", to_bronze, slices[True]),
+            ("bronze_quarantine", to_quarantine, slices[False]),
+        ):
+            if present:
+                options = idempotency.append_options(writer_id, name, batch_id)
+                writer = rows(validated).write.format("delta").mode("append").options(**options)
+                settings.table(name).save(writer)
+        if project and slices[True]:
             bronze = to_bronze(validated)
-            try:
-                apply_batch(bronze, batch_id, settings, writer_id, checkpointed=True, slices=slices[True])
-            finally:
-                appended.result()  # wait for it either way: a batch never ends with a write still running
+            apply_batch(bronze, batch_id, settings, writer_id, checkpointed=True, slices=slices[True])
 
     return write
 
