@@ -38,7 +38,7 @@ from cqrs_orders.pipeline.bronze import to_bronze, to_quarantine, validate_recor
 from cqrs_orders.pipeline.gold import daily_order_metrics
 from cqrs_orders.pipeline.runner import COUNTED_TABLES
 from cqrs_orders.pipeline.silver import customer_rows, event_history_rows, latest_per_aggregate, order_rows
-from cqrs_orders.pipeline.tables import PIPELINE_TABLES
+from cqrs_orders.pipeline.tables import AUTO_COMPACTED, PIPELINE_TABLES
 
 RUN_TIME = ("ingest_time", "projected_at")
 PROCESS_ARGS = ("--trigger-seconds", "1", "--warehouse")
@@ -256,6 +256,8 @@ def test_every_table_stays_readable_by_synapse(spark, scenario):
             name
         )
         assert detail["properties"]["delta.enableDeletionVectors"] == "false", name
+        compacts = detail["properties"].get("delta.autoOptimize.autoCompact") == "true"
+        assert compacts == (name in AUTO_COMPACTED), name  # never a MERGE target: see AUTO_COMPACTED
 
 
 def test_the_two_query_layout_gives_the_same_tables_and_hands_over_to_one_query(spark, events, tmp_path):

@@ -145,6 +145,16 @@ STATS_COLUMNS = {
 }
 
 
+#: Append-only tables: every micro-batch adds small files, so Delta compacts them right after a write (its
+#: commits carry dataChange=false, so streams reading the table skip them). Not the MERGE targets: compaction
+#: bin-packs their key ranges into a few large files, and without deletion vectors (Synapse) a MERGE rewrites
+#: every file it touches whole; measured on 2,000,000 orders, a batch of the newest 10,000 took 10-13 s
+#: against one compacted file and 4 s against 8 files of 250,000.
+AUTO_COMPACTED = frozenset(
+    {"bronze_events", "bronze_quarantine", "silver_event_history", "ops_stream_progress"}
+)
+
+
 def ensure_tables(spark, settings: Settings) -> None:
     """Create every pipeline table that does not exist yet (existing tables are left as they are)."""
     from delta.tables import DeltaTable
@@ -160,6 +170,6 @@ def ensure_tables(spark, settings: Settings) -> None:
         for key, value in SYNAPSE_COMPATIBLE_PROPERTIES.items():
             builder = builder.property(key, value)
         builder = builder.property("delta.dataSkippingStatsColumns", STATS_COLUMNS[name])
-        # Every micro-batch adds small files; past a few dozen, Delta compacts them right after a write (its
-        # commits carry dataChange=false, so streams reading the table skip them).
-        builder.property("delta.autoOptimize.autoCompact", "true").execute()
+        if name in AUTO_COMPACTED:
+            builder = builder.property("delta.autoOptimize.autoCompact", "true")
+        builder.execute()
