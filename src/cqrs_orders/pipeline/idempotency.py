@@ -61,8 +61,8 @@ def isolated_session(session):
     """A session of the same Spark application with SQL confs of its own, for writers on other threads.
 
     Gold's refresh and the progress recorder write while a batch may be inside :func:`transaction_id`.
-    Delta takes a write's transaction id from its session's confs (and unsets the version after one use),
-    so sharing the batch's session would tie their writes to the batch's id and strip it from the MERGE.
+    Delta takes a write's transaction id from its session's confs, so in the batch's session their writes
+    would be recorded under the batch's id, and the next of them under that id skipped as already done.
     """
     return session.newSession()
 
