@@ -19,6 +19,7 @@ from cqrs_orders.envelope import AggregateType
 from cqrs_orders.pipeline import gold, idempotency
 from cqrs_orders.pipeline.runner import SILVER
 from cqrs_orders.pipeline.silver import (
+    VERSION_KEY,
     conflicting_versions,
     customer_rows,
     event_history_rows,
@@ -41,7 +42,7 @@ def rebuild(spark, settings: Settings) -> dict:
     )
     history = event_history_rows(bronze)
     conflicts = conflicting_versions(history).withColumn("_conflict", F.lit(True))
-    history = history.join(conflicts, ["aggregate_type", "aggregate_id", "version"], "left").select(
+    history = history.join(conflicts, list(VERSION_KEY), "left").select(
         *[c for c in history.columns if c != "version_conflict"],
         F.coalesce("_conflict", F.lit(False)).alias("version_conflict"),
     )

@@ -105,14 +105,18 @@ def event_history_rows(bronze: DataFrame) -> DataFrame:
     )
 
 
+#: What one event version is: two different events with the same key are a conflict.
+VERSION_KEY = ("aggregate_type", "aggregate_id", "version")
+
+
+def claims_per_version(events: DataFrame, *more: Column) -> DataFrame:
+    """Per :data:`VERSION_KEY`: how many distinct events claim it (``events``), and ``more`` aggregates."""
+    return events.groupBy(*VERSION_KEY).agg(F.count_distinct("event_id").alias("events"), *more)
+
+
 def conflicting_versions(history: DataFrame) -> DataFrame:
-    """(aggregate_type, aggregate_id, version) claimed by more than one distinct event."""
-    return (
-        history.groupBy("aggregate_type", "aggregate_id", "version")
-        .agg(F.count_distinct("event_id").alias("events"))
-        .where("events > 1")
-        .drop("events")
-    )
+    """The :data:`VERSION_KEY` values claimed by more than one distinct event."""
+    return claims_per_version(history).where("events > 1").drop("events")
 
 
 #: Delta copies a MERGE source first unless told otherwise. Ours is a local checkpoint of the micro-batch:
@@ -122,32 +126,25 @@ MATERIALIZE_SOURCE = "spark.databricks.delta.merge.materializeSource"
 
 @dataclass(frozen=True)
 class Slice:
-    """One aggregate type's part of a batch: its row count and the range of its aggregate ids."""
+    """The range of aggregate ids in one aggregate type's part of a batch (present when the part is)."""
 
-    rows: int
     first_id: str
     last_id: str
 
     @staticmethod
     def columns(aggregate_id: Column) -> list[Column]:
         """The aggregates that give a :class:`Slice` per group (one Spark job for the whole batch)."""
-        return [
-            F.count(F.lit(1)).alias("rows"),
-            F.min(aggregate_id).alias("first_id"),
-            F.max(aggregate_id).alias("last_id"),
-        ]
+        return [F.min(aggregate_id).alias("first_id"), F.max(aggregate_id).alias("last_id")]
 
     @classmethod
     def of(cls, row) -> Slice:
-        return cls(row["rows"], row["first_id"], row["last_id"])
+        return cls(row["first_id"], row["last_id"])
 
     @classmethod
     def spanning(cls, slices: Iterable[Slice]) -> Slice:
         """One slice covering ``slices`` (the whole batch, whatever the aggregate types)."""
         slices = list(slices)
-        return cls(
-            sum(s.rows for s in slices), min(s.first_id for s in slices), max(s.last_id for s in slices)
-        )
+        return cls(min(s.first_id for s in slices), max(s.last_id for s in slices))
 
 
 def batch_slices(batch: DataFrame) -> dict[str, Slice]:
@@ -227,7 +224,7 @@ def write_event_history(session, history: Table, new_events: DataFrame, ids: Sli
     so a crash cannot leave new events in without their flags. Replays change nothing: the caller's
     transaction id makes Delta skip a write it already committed.
     """
-    keys = ["aggregate_type", "aggregate_id", "version"]
+    keys = list(VERSION_KEY)
     stored = history.read(session)
     if ids is not None:
         stored = stored.where(F.col("aggregate_id").between(F.lit(ids.first_id), F.lit(ids.last_id)))
@@ -235,13 +232,14 @@ def write_event_history(session, history: Table, new_events: DataFrame, ids: Sli
     claims = stored.select("event_id", *keys, F.lit(True).alias("stored")).unionByName(
         new_events.select("event_id", *keys, F.lit(False).alias("stored"))
     )
-    per_version = claims.groupBy(*keys).agg(
-        F.count_distinct("event_id").alias("events"), F.max("stored").alias("stored")
+    summary = (
+        claims_per_version(claims, F.max("stored").alias("stored"))
+        .agg(
+            F.max("stored").alias("any_stored"),
+            F.collect_list(F.when(F.col("events") > 1, F.struct(*keys))).alias("conflicts"),
+        )
+        .first()
     )
-    summary = per_version.agg(
-        F.max("stored").alias("any_stored"),
-        F.collect_list(F.when(F.col("events") > 1, F.struct(*keys))).alias("conflicts"),
-    ).first()
     fresh = (
         new_events.join(stored.select("event_id"), "event_id", "left_anti")
         if summary["any_stored"]
