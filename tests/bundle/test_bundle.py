@@ -148,6 +148,11 @@ def test_the_jobs_run_as_the_issues_describe(configs):
     assert monitor["email_notifications"]["on_failure"] == emails and isinstance(emails, list)
     assert monitor["tasks"][0]["python_wheel_task"]["parameters"] == ["lag", "--threshold-seconds", "60"]
 
+    maintenance = jobs["maintenance"]
+    assert maintenance["schedule"]["quartz_cron_expression"] == "0 0 3 * * ?"
+    assert maintenance["tasks"][0]["python_wheel_task"]["parameters"] == ["maintain"]
+    assert maintenance["max_concurrent_runs"] == 1
+
     ingest = jobs["command_ingest"]
     assert ingest["parameters"] == [{"name": "command", "default": ""}]
     assert ingest["queue"] == {"enabled": True} and ingest["max_concurrent_runs"] >= 10
@@ -181,7 +186,7 @@ def test_wheel_tasks_name_a_real_entry_point_and_cli_subcommands(configs, tools)
     wheel_tasks = [
         (key, task["python_wheel_task"]) for key, task in tasks(configs["dev"]) if "python_wheel_task" in task
     ]
-    assert len(wheel_tasks) == 4  # bronze, silver, lag, create-views
+    assert len(wheel_tasks) == 5  # bronze, silver, lag, create-views, maintain
     for key, wheel_task in wheel_tasks:
         assert re.sub(r"[-_.]+", "_", wheel_task["package_name"]).lower() == normalized, key
         assert wheel_task["entry_point"] in project["scripts"], key

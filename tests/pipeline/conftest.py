@@ -1,4 +1,4 @@
-"""Fixtures of the pipeline tests: event bodies built with the real envelope models."""
+"""Fixtures of the pipeline tests: event bodies built with the real envelope models, and batches of them."""
 
 from __future__ import annotations
 
@@ -6,8 +6,12 @@ import uuid
 from datetime import datetime, timezone
 
 import pytest
+from pyspark.sql import DataFrame
 
 from cqrs_orders.envelope import CustomerState, EventEnvelope, LineItem, OrderState, new_event
+from cqrs_orders.pipeline.bronze import to_bronze, validate_records
+from cqrs_orders.pipeline.silver import apply_batch
+from cqrs_orders.pipeline.tables import RECORD_SCHEMA
 
 
 class Events:
@@ -64,3 +68,26 @@ def _at(version: int) -> datetime:
 @pytest.fixture(scope="session")
 def events() -> Events:
     return Events()
+
+
+class Batches:
+    """Feeds event bodies through the real bronze validation into silver, as ``foreachBatch`` would."""
+
+    def __init__(self, spark):
+        self.spark = spark
+
+    def bronze(self, *bodies: str, first_offset: int = 0) -> DataFrame:
+        """``bronze_events`` rows of ``bodies`` (partition 0, offsets from ``first_offset``)."""
+        records = self.spark.createDataFrame(
+            [(body, 0, first_offset + i, None, None) for i, body in enumerate(bodies)], RECORD_SCHEMA
+        )
+        return to_bronze(validate_records(records))
+
+    def project(self, settings, batch_id: int, *bodies: str, writer: str, first_offset: int = 0) -> None:
+        """Apply ``bodies`` to silver as micro-batch ``batch_id`` of the writer ``writer``."""
+        apply_batch(self.bronze(*bodies, first_offset=first_offset), batch_id, settings, writer)
+
+
+@pytest.fixture(scope="session")
+def batches(spark) -> Batches:
+    return Batches(spark)

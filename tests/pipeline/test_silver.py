@@ -19,22 +19,9 @@ from chispa import assert_df_equality
 
 from cqrs_orders.config import Settings
 from cqrs_orders.pipeline import idempotency
-from cqrs_orders.pipeline.bronze import to_bronze, validate_records
 from cqrs_orders.pipeline.gold import GoldRefresher, daily_order_metrics
 from cqrs_orders.pipeline.progress import ProgressRecorder
-from cqrs_orders.pipeline.silver import apply_batch
-from cqrs_orders.pipeline.tables import RECORD_SCHEMA, SCHEMAS, ensure_tables
-
-
-def bronze_batch(spark, *bodies: str, first_offset: int = 0):
-    records = spark.createDataFrame(
-        [(body, 0, first_offset + i, None, None) for i, body in enumerate(bodies)], RECORD_SCHEMA
-    )
-    return to_bronze(validate_records(records))
-
-
-def project(spark, settings, batch_id: int, *bodies: str, writer: str, first_offset: int = 0):
-    apply_batch(bronze_batch(spark, *bodies, first_offset=first_offset), batch_id, settings, writer)
+from cqrs_orders.pipeline.tables import SCHEMAS, ensure_tables
 
 
 def table(spark, settings, name: str, aggregate_id: str | None = None):
@@ -60,7 +47,7 @@ def expected_order(spark, body: str, quantity: int):
 
 
 @pytest.fixture(scope="module")
-def run(spark, events, tmp_path_factory):
+def run(spark, events, batches, tmp_path_factory):
     """Three batches, a replay of the last one after a "crash", then a reset checkpoint; facts on the way.
 
     A: three events in one batch, shuffled.  B: versions 3, 1, 2 in three batches.  C: one event three
@@ -88,8 +75,7 @@ def run(spark, events, tmp_path_factory):
     checkpoint = str(root / "checkpoint")
     writer = idempotency.app_id(checkpoint)
     facts = {"stable_app_id": idempotency.app_id(checkpoint) == writer}
-    project(
-        spark,
+    batches.project(
         settings,
         0,
         *bodies["a"],
@@ -101,22 +87,22 @@ def run(spark, events, tmp_path_factory):
         bodies["d_large"],
         writer=writer,
     )
-    project(
-        spark, settings, 1, bodies["b"][1], bodies["c"], bodies["d_small"], writer=writer, first_offset=100
+    batches.project(
+        settings, 1, bodies["b"][1], bodies["c"], bodies["d_small"], writer=writer, first_offset=100
     )
-    project(spark, settings, 2, bodies["b"][2], writer=writer, first_offset=200)
+    batches.project(settings, 2, bodies["b"][2], writer=writer, first_offset=200)
     before_replay = {
         name: table(spark, settings, name).collect() for name in ("silver_orders", "silver_event_history")
     }
     # A crash after the writes of batch 2 but before its checkpoint commit replays batch 2: Delta must skip
     # it. (The replay carries E only to make a wrongly applied write visible; a real replay repeats rows.)
-    project(spark, settings, 2, bodies["e"], writer=writer, first_offset=300)
+    batches.project(settings, 2, bodies["e"], writer=writer, first_offset=300)
     facts["unchanged_by_replay"] = before_replay == {
         name: table(spark, settings, name).collect() for name in ("silver_orders", "silver_event_history")
     }
     idempotency.reset(checkpoint)  # batch ids restart at 0, under a new app id
     facts["new_app_id"] = idempotency.app_id(checkpoint) != writer
-    project(spark, settings, 0, bodies["e"], writer=idempotency.app_id(checkpoint), first_offset=400)
+    batches.project(settings, 0, bodies["e"], writer=idempotency.app_id(checkpoint), first_offset=400)
     return settings, bodies, facts, (small, large)
 
 
@@ -209,7 +195,7 @@ def test_daily_metrics_count_every_order_but_cancelled_ones(spark):
     )
 
 
-def test_gold_is_refreshed_when_silver_changed_and_equals_a_full_recompute(spark, events, tmp_path):
+def test_gold_is_refreshed_when_silver_changed_and_equals_a_full_recompute(spark, events, batches, tmp_path):
     """An order moving to another day and one cancelled (its day left empty): gold follows silver exactly,
     and an unchanged silver costs no refresh."""
     settings = Settings.from_env(warehouse=tmp_path / "warehouse", env={})
@@ -220,7 +206,7 @@ def test_gold_is_refreshed_when_silver_changed_and_equals_a_full_recompute(spark
         events.order("G2", created="2025-01-16T10:00:00Z"),
         events.order("G3", created="2025-01-17T10:00:00Z"),
     ]
-    project(spark, settings, 0, *first, writer="gold")
+    batches.project(settings, 0, *first, writer="gold")
     assert refresher.refresh_if_changed() is True
     days = [r["order_date"].isoformat() for r in table(spark, settings, "gold_daily_order_metrics").collect()]
     assert sorted(days) == ["2025-01-15", "2025-01-16", "2025-01-17"]
@@ -232,7 +218,7 @@ def test_gold_is_refreshed_when_silver_changed_and_equals_a_full_recompute(spark
     cancelled = events.order(
         "G2", 2, "Cancelled", event_type="OrderCancelled", created="2025-01-16T10:00:00Z"
     )
-    project(spark, settings, 1, moved, cancelled, writer="gold", first_offset=10)
+    batches.project(settings, 1, moved, cancelled, writer="gold", first_offset=10)
     assert refresher.refresh_if_changed() is True
     assert_df_equality(
         settings.table("gold_daily_order_metrics").read(spark),
@@ -244,12 +230,12 @@ def test_gold_is_refreshed_when_silver_changed_and_equals_a_full_recompute(spark
     assert sorted(days) == ["2025-01-17", "2025-01-18"]
 
 
-def test_writers_beside_the_batches_leave_the_batch_transaction_id_alone(spark, events, tmp_path):
+def test_writers_beside_the_batches_leave_the_batch_transaction_id_alone(spark, events, batches, tmp_path):
     """Gold's refresh and the progress recorder run on other threads while a batch holds a transaction id
     in the session confs: their writes must neither consume it nor be recorded under it."""
     settings = Settings.from_env(warehouse=tmp_path / "warehouse", env={})
     ensure_tables(spark, settings)
-    project(spark, settings, 0, events.order("T1"), writer="beside")
+    batches.project(settings, 0, events.order("T1"), writer="beside")
     recorder = ProgressRecorder(spark, settings, ("beside",), write_every_seconds=0)
     with recorder, idempotency.transaction_id(spark, "batch-app", "silver_orders", 7):
         assert GoldRefresher(spark, settings).refresh_if_changed() is True

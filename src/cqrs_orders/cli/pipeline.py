@@ -1,4 +1,4 @@
-"""Subcommands of the pipeline: ``ingest-events``, ``project`` and ``rebuild``.
+"""Subcommands of the pipeline: ``ingest-events``, ``project``, ``rebuild`` and ``maintain``.
 
 Progress goes to stderr; stdout gets one JSON summary line, so scripts can read the outcome.
 """
@@ -66,6 +66,25 @@ def register(subcommands, common) -> None:
     )
     rebuild.set_defaults(run=run_rebuild)
 
+    maintain = subcommands.add_parser(
+        "maintain",
+        parents=[common],
+        help="cluster the read models on their keys and VACUUM old files (safe beside `project`)",
+        description="OPTIMIZE silver_orders, silver_customers and silver_event_history ZORDER BY their "
+        "aggregate key into files of at most 32 MiB (what keeps MERGEs small on long runs), then VACUUM "
+        "every pipeline table. A micro-batch that collides with it runs again. Delta's VACUUM prints its "
+        "own lines; the JSON summary is the last line of stdout.",
+    )
+    maintain.add_argument(
+        "--retain-hours",
+        type=float,
+        metavar="N",
+        help="keep removed files this long for time travel and lagging streams (at least 168; default: "
+        "each table's own retention, 7 days)",
+    )
+    maintain.add_argument("--no-vacuum", action="store_true", help="only OPTIMIZE, delete nothing")
+    maintain.set_defaults(run=run_maintain)
+
 
 def run_ingest(args, settings: Settings) -> int:
     from cqrs_orders.adapters.event_log import EventLog, partition_key_of
@@ -109,6 +128,17 @@ def run_rebuild(args, settings: Settings) -> int:
     spark = get_spark("cqrs-orders-rebuild")
     _progress("rebuilding silver and gold from bronze_events")
     print(json.dumps(rebuild(spark, settings)))
+    return 0
+
+
+def run_maintain(args, settings: Settings) -> int:
+    from cqrs_orders.pipeline.maintenance import check_retention, maintain
+    from cqrs_orders.spark import get_spark
+
+    check_retention(args.retain_hours)  # before Spark's start, not after
+    _progress("starting Spark")
+    spark = get_spark("cqrs-orders-maintenance")
+    print(json.dumps(maintain(spark, settings, vacuum=not args.no_vacuum, retain_hours=args.retain_hours)))
     return 0
 
 

@@ -7,10 +7,11 @@
 - ``stage="bronze"`` and ``stage="silver"``: two queries, silver streaming from ``bronze_events`` as a
   Delta source, so each can run (and restart) on its own: the two tasks of the Databricks job.
 
-Every query is a ``foreachBatch`` whose writes are exactly-once (:mod:`.idempotency`). The bus is read with
-the checkpoint ``settings.checkpoint("bronze")`` in both layouts, so switching between them never lands a
-record in bronze twice; silver's own query uses ``settings.checkpoint("silver")``. Gold is recomputed off
-the batch path by a :class:`~.gold.GoldRefresher`.
+Every query is a ``foreachBatch`` whose writes are exactly-once (:mod:`.idempotency`), so a batch that
+loses a race with another Delta writer (``maintain``'s OPTIMIZE) simply runs again (:mod:`.conflicts`).
+The bus is read with the checkpoint ``settings.checkpoint("bronze")`` in both layouts, so switching
+between them never lands a record in bronze twice; silver's own query uses ``settings.checkpoint("silver")``.
+Gold is recomputed off the batch path by a :class:`~.gold.GoldRefresher`.
 
 ``run_once`` processes what is there (availableNow) and returns; ``run_continuous`` keeps the queries
 running until SIGINT/SIGTERM, then stops them between micro-batches.
@@ -31,6 +32,7 @@ from pyspark.sql import functions as F
 from cqrs_orders.config import Settings
 from cqrs_orders.pipeline import idempotency
 from cqrs_orders.pipeline.bronze import to_bronze, to_quarantine, validate_records
+from cqrs_orders.pipeline.conflicts import retry_on_conflict
 from cqrs_orders.pipeline.gold import GoldRefresher
 from cqrs_orders.pipeline.progress import EVENT_TIME_METRIC, ProgressRecorder
 from cqrs_orders.pipeline.silver import Slice, apply_batch
@@ -161,11 +163,14 @@ def stop_between_batches(query, timeout: float = 60.0) -> None:
 
 
 def _start(df: DataFrame, name: str, checkpoint: str, trigger: dict, batch: Callable):
+    def run_batch(frame: DataFrame, batch_id: int) -> None:  # every write in it is idempotent
+        retry_on_conflict(lambda: batch(frame, batch_id), f"{name} batch {batch_id}")
+
     return (
         df.writeStream.queryName(name)
         .option("checkpointLocation", checkpoint)
         .trigger(**trigger)
-        .foreachBatch(batch)
+        .foreachBatch(run_batch)
         .start()
     )
 

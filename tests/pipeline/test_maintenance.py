@@ -1,0 +1,147 @@
+"""``maintain``: OPTIMIZE ZORDER BY the read models' keys and VACUUM, beside a running projection.
+
+The race test makes a real Delta conflict happen on purpose: a MERGE is held inside its transaction (a
+UDF in its source waits on a file) while an OPTIMIZE rewrites the files the MERGE read, and only then is
+the MERGE let go. Delta fails the MERGE's commit; :func:`retry_on_conflict` must run it again, once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+
+import pytest
+from chispa import assert_df_equality
+from delta.exceptions import ConcurrentAppendException
+from pyspark.sql import functions as F
+
+from cqrs_orders.envelope import AggregateType
+from cqrs_orders.errors import ConfigurationError
+from cqrs_orders.pipeline.conflicts import retry_on_conflict
+from cqrs_orders.pipeline.maintenance import CLUSTER_KEYS, maintain
+from cqrs_orders.pipeline.silver import MATERIALIZE_SOURCE, latest_per_aggregate, merge_latest, order_rows
+from cqrs_orders.pipeline.tables import PIPELINE_TABLES, ensure_tables
+
+
+def project_batches(spark, settings, events, batches, count: int) -> None:
+    """``count`` micro-batches of three new orders and one new customer each."""
+    ensure_tables(spark, settings)
+    for batch in range(count):
+        orders = [events.order(f"order-{batch}-{n}", version=1) for n in range(3)]
+        batches.project(settings, batch, *orders, events.customer(f"cust-{batch}"), writer="writer")
+
+
+def test_maintain_clusters_each_read_model_into_one_file_and_keeps_every_row(
+    spark, settings, events, batches
+):
+    project_batches(spark, settings, events, batches, count=2)  # at least one new file per table and batch
+    before = {name: settings.table(name).version(spark) for name in CLUSTER_KEYS}
+
+    result = maintain(spark, settings)
+
+    assert result["vacuumed"] == list(PIPELINE_TABLES)
+    for name, key in CLUSTER_KEYS.items():
+        table = settings.table(name)
+        assert result["optimized"][name]["files_before"] >= 2, name
+        assert result["optimized"][name]["files_after"] == 1, name  # a few KiB: far below 32 MiB
+        as_before = spark.read.format("delta").option("versionAsOf", before[name]).load(table.path)
+        assert_df_equality(as_before, table.read(spark), ignore_row_order=True)
+        history = table.delta(spark).history().where("operation = 'OPTIMIZE'").first()
+        assert json.loads(history["operationParameters"]["zOrderBy"]) == [key]
+        detail = table.delta(spark).detail().first()
+        assert (detail["minReaderVersion"], detail["minWriterVersion"]) == (1, 2), name  # still Synapse's
+        assert detail["properties"]["delta.enableDeletionVectors"] == "false"
+
+
+def test_vacuum_keeping_less_than_seven_days_is_refused_before_anything_runs(spark, settings):
+    with pytest.raises(ConfigurationError, match="168 or more"):
+        maintain(spark, settings, retain_hours=24)
+    assert not settings.warehouse.exists()  # not even the tables were created
+
+
+def test_cli_maintain_prints_its_summary_and_refuses_a_short_retention(cli, settings):
+    refused = cli("maintain", "--retain-hours", "1")
+    assert refused.exit_code == 2 and "Pass 168 or more" in refused.stderr
+
+    result = cli("maintain", "--no-vacuum")
+    assert result.exit_code == 0, result.stderr
+    summary = result.json_lines()[-1]
+    assert summary["vacuumed"] == [] and set(summary["optimized"]) == set(CLUSTER_KEYS)
+    assert "OPTIMIZE silver_orders ZORDER BY (order_id)" in result.stderr
+
+
+def test_a_merge_that_loses_a_race_with_optimize_runs_again_and_lands_once(
+    spark, settings, events, batches, tmp_path
+):
+    project_batches(spark, settings, events, batches, count=2)
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    (gate / "armed").touch()
+    folder = str(gate)
+
+    @F.udf("string")
+    def held_once(value):
+        """The first call (one task only: the rename is atomic) waits until the test releases it."""
+        try:
+            os.rename(os.path.join(folder, "armed"), os.path.join(folder, "started"))
+        except FileNotFoundError:
+            return value
+        deadline = time.monotonic() + 120
+        while not os.path.exists(os.path.join(folder, "released")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return value
+
+    updates = [events.order(f"order-{batch}-0", version=2, status="Confirmed") for batch in range(2)]
+    incoming = order_rows(latest_per_aggregate(batches.bronze(*updates), AggregateType.ORDER.value))
+    incoming = incoming.withColumn("status", held_once("status"))
+    orders = settings.table("silver_orders")
+
+    def optimize_while_the_merge_waits() -> None:
+        while not (gate / "started").exists():
+            time.sleep(0.05)
+        maintain(spark, settings, vacuum=False)
+        (gate / "released").touch()
+
+    attempts = []
+
+    def merge() -> None:
+        attempts.append(time.monotonic())
+        merge_latest(spark, orders, incoming, "order_id")
+
+    optimizer = threading.Thread(target=optimize_while_the_merge_waits)
+    optimizer.start()
+    spark.conf.set(MATERIALIZE_SOURCE, "none")  # as in apply_batch: the source is read inside the MERGE
+    try:
+        retry_on_conflict(merge, "test MERGE", pause_seconds=0.1)
+    finally:
+        spark.conf.unset(MATERIALIZE_SOURCE)
+        (gate / "released").touch()
+        optimizer.join()
+
+    assert len(attempts) == 2
+    operations = [row["operation"] for row in orders.delta(spark).history().collect()]
+    assert operations[:2] == ["MERGE", "OPTIMIZE"]  # newest first: the retried MERGE after the OPTIMIZE
+    assert operations.count("MERGE") == 3  # two batches before, one retried MERGE: nothing twice
+    statuses = orders.read(spark).groupBy("status", "version").count()
+    expected = spark.createDataFrame([("Confirmed", 2, 2), ("Created", 1, 4)], statuses.schema)
+    assert_df_equality(statuses, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_a_conflict_is_retried_up_to_the_last_attempt_and_other_errors_not_at_all():
+    calls = []
+
+    def keeps_conflicting() -> None:
+        calls.append("conflict")
+        raise ConcurrentAppendException("another writer added files this write read")
+
+    def fails() -> None:
+        calls.append("error")
+        raise ValueError("not a conflict")
+
+    with pytest.raises(ConcurrentAppendException):
+        retry_on_conflict(keeps_conflicting, "test", attempts=3, pause_seconds=0)
+    with pytest.raises(ValueError):
+        retry_on_conflict(fails, "test", pause_seconds=0)
+    assert calls == ["conflict"] * 3 + ["error"]
