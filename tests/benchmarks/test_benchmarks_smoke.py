@@ -68,3 +68,16 @@ def test_freshness_benchmark_sees_every_command_in_silver():
     assert 4 <= figures["sustained_rate_per_second"] <= 5.5
     assert figures["median_batch_ms"] > 0
     assert set(figures["median_batch_ms_by_query"]) == {"bronze_silver"}  # one query: bus -> bronze -> silver
+
+
+@pytest.mark.timeout(600)
+def test_maintenance_benchmark_merges_before_and_after_clustering():
+    figures = run_benchmark("maintenance.py", "--rows", "2000", "--batch", "50", "--files", "4", timeout=600)
+
+    assert figures["rows"] == 2000 and figures["files_scattered"] == 4
+    assert figures["merge_scattered_files_rewritten"] == 4  # every file spans the batch's key range
+    assert 1 <= figures["merge_clustered_files_rewritten"] <= figures["files_clustered"]
+    assert figures["maintain_seconds"] > 0
+    assert figures["ratio_scattered_to_clustered"] == pytest.approx(
+        figures["merge_scattered_seconds"] / figures["merge_clustered_seconds"], rel=0.05
+    )
