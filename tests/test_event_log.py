@@ -79,3 +79,17 @@ def test_the_log_compacts_its_small_files_and_keeps_every_record(tmp_path, monke
     assert len(live) == 2  # seven appends: six compacted into one file, the last one on its own
     assert [r["body"] for r in log.read().to_pylist()] == [str(n) for n in range(7)]
     assert log.end_offsets() == {0: 7}
+
+
+def test_vacuum_keeps_what_compactions_replaced_until_it_is_seven_days_old(tmp_path, monkeypatch):
+    monkeypatch.setattr(event_log, "COMPACT_EVERY_COMMITS", 3)
+    log = EventLog(tmp_path / "event_log", partitions=1)
+    for n in range(4):
+        log.append([("a", str(n))])
+    on_disk = sorted((tmp_path / "event_log").glob("*.parquet"))
+    assert len(on_disk) == 5  # four appends and one compaction of three of them
+
+    assert log.vacuum() == 0  # the replaced files are minutes old: a lagging stream may still read them
+    assert sorted((tmp_path / "event_log").glob("*.parquet")) == on_disk
+    assert [r["body"] for r in log.read().to_pylist()] == ["0", "1", "2", "3"]
+    assert EventLog(tmp_path / "empty").vacuum() == 0  # no log yet: nothing to do

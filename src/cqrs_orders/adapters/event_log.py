@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import warnings
 import zlib
 from collections.abc import Iterator, Sequence
@@ -110,6 +111,16 @@ class EventLog:
             warnings.warn(
                 f"Could not compact the event log at {self.path} (will retry): {error}", stacklevel=2
             )
+
+    def vacuum(self, retain_hours: float | None = None) -> int:
+        """Delete the files compactions replaced more than ``retain_hours`` ago (default and minimum: 7
+        days, so a stream that lags less than that still finds them); returns how many were deleted."""
+        with self._locked():
+            table = self._table()
+            if table is None:
+                return 0
+            hours = None if retain_hours is None else math.ceil(retain_hours)
+            return len(table.vacuum(retention_hours=hours, dry_run=False, enforce_retention_duration=True))
 
     def end_offsets(self) -> dict[int, int]:
         """Per partition, the offset the next record will get (Kafka's "end offset")."""

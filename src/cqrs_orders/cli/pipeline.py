@@ -72,8 +72,8 @@ def register(subcommands, common) -> None:
         help="cluster the read models on their keys and VACUUM old files (safe beside `project`)",
         description="OPTIMIZE silver_orders, silver_customers and silver_event_history ZORDER BY their "
         "aggregate key into files of at most 32 MiB (what keeps MERGEs small on long runs), then VACUUM "
-        "every pipeline table. A micro-batch that collides with it runs again. Delta's VACUUM prints its "
-        "own lines; the JSON summary is the last line of stdout.",
+        "every pipeline table and the embedded event log. A micro-batch that collides with it runs again. "
+        "Delta's VACUUM prints its own lines; the JSON summary is the last line of stdout.",
     )
     maintain.add_argument(
         "--retain-hours",
