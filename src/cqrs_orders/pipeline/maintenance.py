@@ -46,7 +46,7 @@ def maintain(spark, settings: Settings, *, vacuum: bool = True, retain_hours: fl
     ``retain_hours``: how long removed files stay for time travel and lagging streams (default: each
     table's ``delta.deletedFileRetentionDuration``, 7 days). Less than :data:`MIN_RETAIN_HOURS` is refused
     before anything runs: a stream or query still reading an older version would lose its files, and
-    Delta 4.4's own check lets anything above 0 hours through.
+    Delta 4.4's own check let a 1-hour retention through when tried (it refuses only 0).
     Returns, per clustered table, the number of files before and after and the seconds it took, and the
     names of the vacuumed tables.
     """
