@@ -58,7 +58,8 @@ def transaction_id(session, checkpoint_app_id: str, step: str, batch_id: int) ->
 
 
 def isolated_session(session):
-    """A session of the same Spark application with SQL confs of its own, for writers on other threads.
+    """A session of the same Spark application with SQL confs of its own: for writers on other threads,
+    and for work that sets confs the caller's session must not keep (``maintain``'s file size).
 
     Gold's refresh and the progress recorder write while a batch may be inside :func:`transaction_id`.
     Delta takes a write's transaction id from its session's confs, so in the batch's session their writes
