@@ -69,9 +69,11 @@ def validate_records(records: DataFrame) -> DataFrame:
     failures = _failures(F.col("event"))
     missing = [name for name in EXPECTATIONS if name not in failures]
     assert not missing, f"expectations without a check: {missing}"
-    flagged = F.filter(
-        F.array(*[F.when(failures[name], F.lit(name)) for name in EXPECTATIONS]),
-        lambda name: name.isNotNull(),
+    # concat of [name]-or-[] arrays, not filter(array(...)): a higher-order function is evaluated without
+    # codegen, and drags every check under it along (measured: 3x the time of the checks themselves).
+    none = F.array().cast("array<string>")
+    flagged = F.concat(
+        *[F.when(failures[name], F.array(F.lit(name))).otherwise(none) for name in EXPECTATIONS]
     )
     return (
         derived.withColumn("failed_expectations", flagged)
@@ -139,12 +141,28 @@ _DERIVED = (
 
 
 def _derived_columns(variant: Column) -> list[Column]:
-    """Every value the checks need from the variant, each computed once."""
+    """Every value the checks need from the variant, each computed once.
+
+    Cheap on purpose (the checks run on every record): an object is told by a cast to the empty struct,
+    which reads no field (a cast to a map copies them all), and the kind of ``data``, an object with a
+    nested item list when valid, is read off that test instead of ``schema_of_variant`` walking it whole.
+    """
+
+    def is_object(path: str) -> Column:
+        return F.try_variant_get(variant, path, "struct<>").isNotNull()
+
+    def kind(path: str) -> Column:
+        return F.schema_of_variant(F.variant_get(variant, path, "variant"))
+
     return [
-        F.try_variant_get(variant, "$", "map<string,variant>").isNotNull().alias("_is_object"),
-        F.try_variant_get(variant, "$.data", "map<string,variant>").isNotNull().alias("_data_is_object"),
+        is_object("$").alias("_is_object"),
+        is_object("$.data").alias("_data_is_object"),
         *[
-            F.schema_of_variant(F.variant_get(variant, f"$.{path}", "variant")).alias(column)
+            (
+                F.when(is_object(f"$.{path}"), F.lit("OBJECT")).otherwise(kind(f"$.{path}"))
+                if path == "data"
+                else kind(f"$.{path}")
+            ).alias(column)
             for path, column in _FIELDS.items()
         ],
         *[
