@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Observation
 from pyspark.sql import functions as F
 
 from cqrs_orders.config import Settings
@@ -177,18 +177,22 @@ def _start(df: DataFrame, name: str, checkpoint: str, trigger: dict, batch: Call
 
 def _bronze_batch(settings: Settings, writer_id: str, project: bool) -> Callable:
     def write(validated: DataFrame, batch_id: int) -> None:
-        validated = validated.localCheckpoint()  # validated once; every write below reads these rows
-        slices: dict[bool, dict[str, Slice]] = {True: {}, False: {}}  # valid? -> aggregate type -> slice
-        valid = (F.size("failed_expectations") == 0).alias("valid")
-        grouped = validated.groupBy(valid, F.col("event.aggregateType").alias("type"))
-        for row in grouped.agg(*Slice.columns(F.col("event.aggregateId"))).collect():
-            slices[row["valid"]][row["type"]] = Slice.of(row)
-        if project and slices[True]:  # silver first: what readers query is fresh a bronze append sooner
+        # Validated once; every write below reads these rows. The job that stores them also observes
+        # what the writes need to know: the valid rows' aggregate id ranges and whether any row failed.
+        observation, valid, event = Observation(), F.size("failed_expectations") == 0, F.col("event")
+        validated = validated.observe(
+            observation,
+            F.count_if(~valid).alias("rejected"),
+            *Slice.metrics(event["aggregateType"], event["aggregateId"], valid),
+        ).localCheckpoint()
+        metrics = observation.get
+        slices = Slice.from_metrics(metrics)
+        if project and slices:  # silver first: what readers query is fresh a bronze append sooner
             bronze = to_bronze(validated)
-            apply_batch(bronze, batch_id, settings, writer_id, checkpointed=True, slices=slices[True])
+            apply_batch(bronze, batch_id, settings, writer_id, checkpointed=True, slices=slices)
         for name, rows, present in (
-            ("bronze_events", to_bronze, slices[True]),
-            ("bronze_quarantine", to_quarantine, slices[False]),
+            ("bronze_events", to_bronze, bool(slices)),
+            ("bronze_quarantine", to_quarantine, metrics["rejected"] > 0),
         ):
             if present:
                 options = idempotency.append_options(writer_id, name, batch_id)

@@ -143,6 +143,25 @@ class Slice:
     def of(cls, row) -> Slice:
         return cls(row["first_id"], row["last_id"])
 
+    @staticmethod
+    def metrics(aggregate_type: Column, aggregate_id: Column, included: Column) -> list[Column]:
+        """Aggregates giving a :class:`Slice` per aggregate type over the ``included`` rows, for
+        ``DataFrame.observe``: the slices then come with a job the batch runs anyway."""
+        columns = []
+        for kind in AggregateType:
+            ids = F.when(included & (aggregate_type == kind.value), aggregate_id)
+            columns += [F.min(ids).alias(f"{kind.value}_first_id"), F.max(ids).alias(f"{kind.value}_last_id")]
+        return columns
+
+    @classmethod
+    def from_metrics(cls, metrics: dict) -> dict[str, Slice]:
+        """Aggregate type -> :class:`Slice` from observed :meth:`metrics` (types without rows left out)."""
+        bounds = {
+            kind.value: (metrics[f"{kind.value}_first_id"], metrics[f"{kind.value}_last_id"])
+            for kind in AggregateType
+        }
+        return {kind: cls(first, last) for kind, (first, last) in bounds.items() if first is not None}
+
     @classmethod
     def spanning(cls, slices: Iterable[Slice]) -> Slice:
         """One slice covering ``slices`` (the whole batch, whatever the aggregate types)."""
