@@ -135,18 +135,9 @@ class Slice:
     last_id: str
 
     @staticmethod
-    def columns(aggregate_id: Column) -> list[Column]:
-        """The aggregates that give a :class:`Slice` per group (one Spark job for the whole batch)."""
-        return [F.min(aggregate_id).alias("first_id"), F.max(aggregate_id).alias("last_id")]
-
-    @classmethod
-    def of(cls, row) -> Slice:
-        return cls(row["first_id"], row["last_id"])
-
-    @staticmethod
     def metrics(aggregate_type: Column, aggregate_id: Column, included: Column) -> list[Column]:
-        """Aggregates giving a :class:`Slice` per aggregate type over the ``included`` rows, for
-        ``DataFrame.observe``: the slices then come with a job the batch runs anyway."""
+        """Aggregates giving a :class:`Slice` per aggregate type over the ``included`` rows: one row for
+        a whole batch, from an aggregation or observed (``DataFrame.observe``) in a job it runs anyway."""
         columns = []
         for kind in AggregateType:
             ids = F.when(included & (aggregate_type == kind.value), aggregate_id)
@@ -155,7 +146,7 @@ class Slice:
 
     @classmethod
     def from_metrics(cls, metrics: dict) -> dict[str, Slice]:
-        """Aggregate type -> :class:`Slice` from observed :meth:`metrics` (types without rows left out)."""
+        """Aggregate type -> :class:`Slice` from the row of :meth:`metrics` (types without rows left out)."""
         bounds = {
             kind.value: (metrics[f"{kind.value}_first_id"], metrics[f"{kind.value}_last_id"])
             for kind in AggregateType
@@ -171,8 +162,9 @@ class Slice:
 
 def batch_slices(batch: DataFrame) -> dict[str, Slice]:
     """Aggregate type -> :class:`Slice` of a batch of ``bronze_events`` rows."""
-    grouped = batch.groupBy("aggregate_type").agg(*Slice.columns(F.col("aggregate_id")))
-    return {row["aggregate_type"]: Slice.of(row) for row in grouped.collect()}
+    every_row = F.lit(True)
+    row = batch.agg(*Slice.metrics(F.col("aggregate_type"), F.col("aggregate_id"), every_row)).first()
+    return Slice.from_metrics(row.asDict())
 
 
 def apply_batch(
