@@ -145,11 +145,12 @@ STATS_COLUMNS = {
 }
 
 
-#: Append-only tables: every micro-batch adds small files, so Delta compacts them right after a write (its
-#: commits carry dataChange=false, so streams reading the table skip them). Not the MERGE targets: compaction
-#: bin-packs their key ranges into a few large files, and without deletion vectors (Synapse) a MERGE rewrites
-#: every file it touches whole; measured on 2,000,000 orders, a batch of the newest 10,000 took 10-13 s
-#: against one compacted file and 3.5-5.5 s against 8 files of 250,000. ``maintain`` clusters them instead.
+#: Append-only tables: every micro-batch adds small files, which Delta packs after a write once 50 of them
+#: have gathered ("small": under the size set in :mod:`cqrs_orders.spark`); its commits carry
+#: dataChange=false, so streams reading the table skip them. Not the MERGE targets: compaction bin-packs
+#: their key ranges into a few large files, and without deletion vectors (Synapse) a MERGE rewrites every
+#: file it touches whole; measured on 2,000,000 orders, a batch of the newest 10,000 took 10-13 s against
+#: one compacted file and 3.5-5.5 s against 8 files of 250,000. ``maintain`` clusters them instead.
 AUTO_COMPACTED = frozenset(
     {"bronze_events", "bronze_quarantine", "silver_event_history", "ops_stream_progress"}
 )
