@@ -3,7 +3,9 @@
 One run, one input: N order events over M orders (each order gets versions 1..k in turn, one *round* of
 versions per event-log append) in a temporary warehouse. Measured, each as events per second:
 
-1. ours: ``cqrs_orders.pipeline.runner.run_once`` (bronze, quarantine, silver, history, gold; availableNow);
+1. ours: ``cqrs_orders.pipeline.runner.run_once`` (bronze, quarantine, silver, history, gold; availableNow),
+   and its bronze stage alone (``run_once(stage="bronze")``: validate, bronze, quarantine) on a second
+   warehouse reading the same log: the part of ours that does what the floor does, plus the checks;
 2. floor: the same records read from the log and appended to a Delta table, no parsing, no MERGE;
 3. naive: the seed note's ``foreachBatch`` MERGE (``whenMatchedUpdateAll``/``whenNotMatchedInsertAll`` on
    the order id), fed one round per micro-batch so no batch holds two events of one order (it fails then);
@@ -85,10 +87,19 @@ def timed(action) -> float:
     return time.perf_counter() - started
 
 
-def measure_ours(spark, settings: Settings) -> float:
+def measure_ours(spark, settings: Settings, stage: str = "all") -> float:
     from cqrs_orders.pipeline.runner import run_once
 
-    return timed(lambda: run_once(spark, settings))
+    return timed(lambda: run_once(spark, settings, stage))
+
+
+def measure_bronze_only(spark, settings: Settings) -> tuple[float, int]:
+    """Our bronze stage alone, on a warehouse of its own reading the same event log: (seconds, rows)."""
+    own = replace(settings, warehouse=settings.warehouse.parent / "bronze-only")
+    own.warehouse.mkdir(parents=True)
+    own.event_log_path.symlink_to(settings.event_log_path, target_is_directory=True)
+    seconds = measure_ours(spark, own, stage="bronze")
+    return seconds, own.table("bronze_events").read(spark).count()
 
 
 def measure_floor(spark, settings: Settings, name: str) -> float:
@@ -303,7 +314,9 @@ def run(args, work: Path) -> dict:
     progress(f"ours: bronze + silver (+ gold) with run_once; floor took {floor:.1f}s")
     ours = measure_ours(spark, settings)
     silver_rows = settings.table("silver_orders").read(spark).count()
-    progress(f"naive MERGE, {rounds} rounds; ours took {ours:.1f}s")
+    progress(f"ours, bronze stage alone; ours took {ours:.1f}s")
+    bronze_only, bronze_only_rows = measure_bronze_only(spark, settings)
+    progress(f"naive MERGE, {rounds} rounds; bronze alone took {bronze_only:.1f}s")
     naive, naive_batches = measure_naive(spark, settings, rounds)
     naive_rows = spark.read.format("delta").load(str(settings.warehouse / "_bench" / "naive_orders")).count()
     progress("MERGE growth")
@@ -322,12 +335,15 @@ def run(args, work: Path) -> dict:
         "generate_seconds": round(generate_seconds, 2),
         "ours_seconds": round(ours, 2),
         "ours_events_per_second": rate(ours),
+        "ours_bronze_only_seconds": round(bronze_only, 2),
+        "ours_bronze_only_events_per_second": rate(bronze_only),
         "floor_seconds": round(floor, 2),
         "floor_events_per_second": rate(floor),
         "naive_merge_seconds": round(naive, 2),
         "naive_merge_events_per_second": rate(naive),
         "naive_merge_batches": naive_batches,
         "ours_silver_rows": silver_rows,
+        "ours_bronze_only_rows": bronze_only_rows,
         "naive_rows": naive_rows,
         "merge_batch_events": args.merge_batch,
         "merge_small_rows": args.small_rows,
@@ -335,6 +351,7 @@ def run(args, work: Path) -> dict:
         **{f"{k}_small_seconds": round(v, 2) for k, v in small.items()},
         **{f"{k}_large_seconds": round(v, 2) for k, v in large.items()},
         "ratio_ours_to_floor": round(ours / floor, 2),
+        "ratio_ours_bronze_only_to_floor": round(bronze_only / floor, 2),
         **{f"ratio_{k}_large_to_small": round(large[k] / small[k], 2) for k in small},
         "ours_within_2x_of_floor": ours <= 2 * floor,
         "recent_merge_large_within_2x_of_small": large["merge_recent"] <= 2 * small["merge_recent"],

@@ -40,14 +40,16 @@ def test_projection_benchmark_prints_every_figure():
     assert figures["events"] == 400 and figures["rounds"] == 2
     assert figures["naive_merge_batches"] == 2  # one round of versions per micro-batch
     assert figures["ours_silver_rows"] == 200 and figures["naive_rows"] == 200
-    for name in ("ours", "floor", "naive_merge"):
+    assert figures["ours_bronze_only_rows"] == 400  # its own warehouse read the whole log
+    for name in ("ours", "ours_bronze_only", "floor", "naive_merge"):
         assert figures[f"{name}_seconds"] > 0
         assert figures[f"{name}_events_per_second"] == pytest.approx(
             400 / figures[f"{name}_seconds"], rel=0.01
         )
-    assert figures["ratio_ours_to_floor"] == pytest.approx(
-        figures["ours_seconds"] / figures["floor_seconds"], rel=0.02
-    )
+    for name in ("ours", "ours_bronze_only"):
+        assert figures[f"ratio_{name}_to_floor"] == pytest.approx(
+            figures[f"{name}_seconds"] / figures["floor_seconds"], rel=0.02
+        )
     for step in ("merge_recent", "merge_spread", "silver_batch_recent", "silver_batch_spread"):
         small, large = figures[f"{step}_small_seconds"], figures[f"{step}_large_seconds"]
         assert small > 0 and large > 0
