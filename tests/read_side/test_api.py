@@ -70,6 +70,22 @@ class ReadModelsContract:
         assert len(read_models.daily_metrics(date(2025, 1, 15), date(2025, 1, 16))) == 2
         assert read_models.daily_metrics(date(2024, 1, 1), date(2024, 12, 31)) == []
 
+    def test_a_customer_is_found_by_id(self, read_models):
+        assert read_models.get_customer("cust-2") == {
+            "customer_id": "cust-2",
+            "customer_name": "Bob",
+            "created_at": utc("2025-01-14T09:00:00"),
+            "updated_at": utc("2025-01-14T09:00:00"),
+        }
+        assert read_models.get_customer("cust-9") is None  # has an order, but was never projected
+
+    def test_freshness_is_the_newest_event_applied_and_the_last_projection(self, read_models):
+        # the hand-made rows carry last_event_time = projected_at = updated_at; o-5 is the newest
+        assert read_models.freshness() == {
+            "last_event_time": utc("2025-01-17T10:00:00"),
+            "projected_at": utc("2025-01-17T10:00:00"),
+        }
+
     def test_values_are_bound_not_executed(self, read_models):
         assert read_models.get_order(INJECTION) is None
         assert read_models.orders_of_customer(f"cust-1{INJECTION[1:]}") == []
@@ -89,6 +105,27 @@ class TestOnSpark(ReadModelsContract):
     def test_on_spark_registers_the_warehouse_first(self, spark, registered):
         spark.catalog.dropTempView("vw_order_summary")
         assert ReadModels.on_spark(spark, registered).get_order("o-5")["status"] == "Delivered"
+
+
+class TestOnDelta(ReadModelsContract):
+    """The same contract on the Delta folders, read by deltalake without Spark (the HTTP server's backend)."""
+
+    @pytest.fixture
+    def read_models(self, read_warehouse):
+        return ReadModels.on_delta(read_warehouse)
+
+    def test_a_missing_table_is_a_query_error_that_says_what_to_run(self, settings):
+        with pytest.raises(QueryError, match="project --once"):
+            ReadModels.on_delta(settings).get_order("o-1")
+
+    def test_a_new_version_of_a_table_is_seen_by_the_next_query(self, spark, write_warehouse, settings):
+        write_warehouse(settings, ("silver_orders", "silver_customers"))
+        read_models = ReadModels.on_delta(settings)
+        assert read_models.get_order("o-1")["status"] == "Created"
+
+        settings.table("silver_orders").delta(spark).delete("order_id = 'o-1'")
+
+        assert read_models.get_order("o-1") is None
 
 
 # --- a local stand-in for the Databricks SQL statement execution API ----------------------------------

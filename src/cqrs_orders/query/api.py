@@ -1,8 +1,9 @@
 """The read-side API: an order, a customer's orders, daily metrics, from the views.
 
-The same SQL runs on local Spark (``spark.sql(query, args=...)``) and on a Databricks SQL warehouse
-(statement execution API with ``parameters=[...]``). Values are always bound as named parameters, never
-formatted into the SQL text, so an id like ``x' OR '1'='1`` is only ever compared, not executed.
+The same SQL runs on local Spark (``spark.sql(query, args=...)``), on a Databricks SQL warehouse
+(statement execution API with ``parameters=[...]``) and, without Spark, on the warehouse's Delta folders
+(:mod:`cqrs_orders.query.delta`, for the HTTP server). Values are always bound as named parameters, never
+formatted into the SQL text as given, so an id like ``x' OR '1'='1`` is only ever compared, not executed.
 Rows come back as dicts with the same Python types from both backends: ``str``, ``int``, ``Decimal`` for
 money, ``datetime.date``, and timezone-aware UTC ``datetime``.
 """
@@ -24,6 +25,16 @@ GET_ORDER = f"SELECT {_SUMMARY_COLUMNS} FROM vw_order_summary WHERE order_id = :
 ORDERS_OF_CUSTOMER = (
     f"SELECT {_SUMMARY_COLUMNS} FROM vw_order_summary WHERE customer_id = :customer_id "
     "ORDER BY created_date, order_id"
+)
+GET_CUSTOMER = (
+    "SELECT customer_id, customer_name, created_at, updated_at FROM silver_customers "
+    "WHERE customer_id = :customer_id"
+)
+#: How far the read models have got: the newest event they applied and when they were last projected.
+FRESHNESS = (
+    "SELECT max(last_event_time) AS last_event_time, max(projected_at) AS projected_at FROM ("
+    "SELECT last_event_time, projected_at FROM silver_orders "
+    "UNION ALL SELECT last_event_time, projected_at FROM silver_customers) AS read_models"
 )
 DAILY_METRICS = (
     "SELECT order_date, order_count, total_revenue, avg_order_value, unique_customers "
@@ -62,12 +73,28 @@ class ReadModels:
         """A Databricks SQL warehouse reading the views deployed in ``catalog.schema``."""
         return cls(SqlWarehouseBackend(workspace_client, warehouse_id, catalog, schema))
 
+    @classmethod
+    def on_delta(cls, settings) -> ReadModels:
+        """The warehouse's Delta folders read in this process with ``deltalake``: no Spark, no JVM."""
+        from cqrs_orders.query.delta import DeltaBackend
+
+        return cls(DeltaBackend.for_warehouse(settings))
+
     def get_order(self, order_id: str) -> dict[str, Any] | None:
         rows = self._backend.query(GET_ORDER, {"order_id": Parameter(order_id, "STRING")})
         return rows[0] if rows else None
 
     def orders_of_customer(self, customer_id: str) -> list[dict[str, Any]]:
         return self._backend.query(ORDERS_OF_CUSTOMER, {"customer_id": Parameter(customer_id, "STRING")})
+
+    def get_customer(self, customer_id: str) -> dict[str, Any] | None:
+        rows = self._backend.query(GET_CUSTOMER, {"customer_id": Parameter(customer_id, "STRING")})
+        return rows[0] if rows else None
+
+    def freshness(self) -> dict[str, datetime | None]:
+        """``last_event_time`` (the newest event applied to the read models) and ``projected_at`` (when the
+        projection last wrote them); both ``None`` while they are empty."""
+        return self._backend.query(FRESHNESS, {})[0]
 
     def daily_metrics(self, start: date, end: date) -> list[dict[str, Any]]:
         """One row per day from ``start`` to ``end`` (both included) that had orders."""

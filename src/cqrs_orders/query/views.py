@@ -37,6 +37,12 @@ class ViewDefinition:
         """The statement as a temporary view over logical names (tables registered as temp views)."""
         return self.sql.replace(_CREATE, "CREATE OR REPLACE TEMPORARY VIEW ", 1).replace(_PREFIX, "")
 
+    def select_sql(self) -> str:
+        """Only the view's query, over logical names: what a reader without views inlines as
+        ``WITH <name> AS (...)`` (:class:`~cqrs_orders.query.delta.DeltaBackend`)."""
+        header = _CREATE + _PREFIX + self.name + " AS"
+        return self.sql.split(header, 1)[1].replace(_PREFIX, "").strip()
+
     def unity_catalog_sql(self, catalog: str, schema: str) -> str:
         """The statement with the Unity Catalog schema filled in."""
         for identifier in (catalog, schema):
