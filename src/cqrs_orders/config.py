@@ -165,6 +165,7 @@ class Settings:
     lag_threshold_seconds: float = 60.0
     gold_refresh_seconds: float = 30.0  # while streaming, gold trails silver by at most this much
     alert_webhook_url: str | None = None
+    sql_warehouse_id: str | None = None  # the HTTP server's read side on Databricks
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -193,6 +194,7 @@ class Settings:
             lag_threshold_seconds=float(env.get("CQRS_LAG_THRESHOLD_SECONDS", "60")),
             gold_refresh_seconds=_positive_float(env, "CQRS_GOLD_REFRESH_SECONDS", 30.0),
             alert_webhook_url=env.get("CQRS_ALERT_WEBHOOK_URL") or None,
+            sql_warehouse_id=env.get("CQRS_SQL_WAREHOUSE_ID") or None,
             env=env,
         )
 

@@ -29,6 +29,8 @@ class PublishError(CqrsOrdersError):
 class WriteStoreError(CqrsOrdersError):
     """The write store failed for a reason other than a rejected command."""
 
+    code = "WRITE_STORE_UNAVAILABLE"
+
 
 class CommandRejected(CqrsOrdersError):
     """A command was refused; nothing was written. ``code`` is stable and machine-readable."""
@@ -64,12 +66,32 @@ class ConcurrencyConflict(CommandRejected):
     code = "CONCURRENCY_CONFLICT"
 
 
+class PayloadTooLarge(CommandRejected):
+    """An HTTP request body over the command size limit, refused before it is read in full."""
+
+    code = "PAYLOAD_TOO_LARGE"
+
+
+class BatchTooLarge(CommandRejected):
+    """An HTTP batch (JSON array) with more commands than the documented limit."""
+
+    code = "BATCH_TOO_LARGE"
+
+
+class UnsupportedMediaType(CommandRejected):
+    """An HTTP request body that is not declared ``application/json``."""
+
+    code = "UNSUPPORTED_MEDIA_TYPE"
+
+
 class AlertError(CqrsOrdersError):
     """An alert (webhook) could not be delivered; the breach it was about still stands."""
 
 
 class QueryError(CqrsOrdersError):
     """A read-side query failed (bad SQL, an unknown table or view, a failed SQL warehouse statement)."""
+
+    code = "READ_SIDE_UNAVAILABLE"
 
 
 class RemoteRunError(CqrsOrdersError):

@@ -1,8 +1,9 @@
 """``cqrs-orders``: one command line for the write side, the pipeline and the read side.
 
 Each area registers its own subcommands (``command_side``, ``pipeline``, ``read_side``, ``ops``,
-``demo``); every subcommand takes ``--warehouse``. Exit codes: 0 success, 1 a command was rejected, 2 usage or
-configuration error (the message says what to do), 3 the lag monitor found a breach, 130 interrupted.
+``demo``, ``serve``); every subcommand takes ``--warehouse``. Exit codes: 0 success, 1 a command was
+rejected, 2 usage or configuration error (the message says what to do), 3 the lag monitor found a breach,
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import argparse
 import sys
 
 from cqrs_orders import __version__
-from cqrs_orders.cli import command_side, demo, ops, pipeline, read_side
+from cqrs_orders.cli import command_side, demo, ops, pipeline, read_side, serve
 from cqrs_orders.config import WAREHOUSE_ENV, Settings
 from cqrs_orders.errors import CqrsOrdersError
 
@@ -32,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subcommands = parser.add_subparsers(dest="subcommand", metavar="COMMAND", required=True)
-    for area in (command_side, pipeline, read_side, ops, demo):
+    for area in (command_side, pipeline, read_side, ops, demo, serve):
         area.register(subcommands, common)
     return parser
 

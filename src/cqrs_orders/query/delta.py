@@ -55,8 +55,9 @@ class DeltaBackend:
 
         sql = self._with_views(_bind(statement, parameters))  # bind first: view bodies hold no placeholders
         builder = QueryBuilder()
-        for name in self._tables_read_by(sql):
-            builder.register(name, self._current(name))
+        with self._lock:  # one thread at a time refreshes the shared tables and takes their snapshots
+            for name in self._tables_read_by(sql):
+                builder.register(name, self._current(name))
         try:
             return pa.table(builder.execute(sql).read_all())
         except Exception as error:  # DataFusion raises plain Exceptions with its message
@@ -87,22 +88,21 @@ class DeltaBackend:
         from deltalake import DeltaTable
         from deltalake.exceptions import TableNotFoundError
 
-        with self._lock:
-            try:
-                table = self._tables.get(name)
-                if table is None:
-                    table = self._tables[name] = DeltaTable(self._locations[name])
-                else:
-                    table.update_incremental()
-                return table
-            except TableNotFoundError:
-                raise QueryError(
-                    f"The read model {name} does not exist yet (no Delta table at {self._locations[name]}); "
-                    "run `cqrs-orders relay` then `cqrs-orders project --once`."
-                ) from None
-            except OSError as error:
-                logger.warning("reading the Delta table %s failed: %s", name, error)
-                raise QueryError(f"The read model {name} could not be read: {error}") from None
+        try:
+            table = self._tables.get(name)
+            if table is None:
+                table = self._tables[name] = DeltaTable(self._locations[name])
+            else:
+                table.update_incremental()
+            return table
+        except TableNotFoundError:
+            raise QueryError(
+                f"The read model {name} does not exist yet (no Delta table at {self._locations[name]}); "
+                "run `cqrs-orders relay` then `cqrs-orders project --once`."
+            ) from None
+        except OSError as error:
+            logger.warning("reading the Delta table %s failed: %s", name, error)
+            raise QueryError(f"The read model {name} could not be read: {error}") from None
 
 
 def _bind(statement: str, parameters: Mapping) -> str:

@@ -1,0 +1,57 @@
+"""``serve``: the HTTP command and query API (:mod:`cqrs_orders.http`) under uvicorn.
+
+Binds 127.0.0.1 by default: on a laptop the API is for this machine only. A Databricks App runs it with
+``--host 0.0.0.0`` behind the platform's authenticating proxy, on the port in ``DATABRICKS_APP_PORT``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from cqrs_orders.config import Settings
+from cqrs_orders.errors import ConfigurationError
+
+PORT_ENV = "DATABRICKS_APP_PORT"
+DEFAULT_PORT = 8000
+
+
+def register(subcommands, common) -> None:
+    """Add this area's subcommands; each sets ``run(args, settings) -> exit code``."""
+    serve = subcommands.add_parser(
+        "serve",
+        parents=[common],
+        help="serve the HTTP API: POST /commands, GET /orders/{id}, GET /customers/{id}/orders, /healthz",
+        description="Run the HTTP API until interrupted: commands through the same handler as `submit`, "
+        "the read models read from the warehouse's Delta tables (no Spark), or from a Databricks SQL "
+        "warehouse when CQRS_SQL_WAREHOUSE_ID is set. The OpenAPI document is at /openapi.json (/docs).",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument(
+        "--port", type=int, metavar="P", help=f"port (default: env {PORT_ENV} if set, else {DEFAULT_PORT})"
+    )
+    serve.add_argument("--access-log", action="store_true", help="log every request (off by default)")
+    serve.set_defaults(run=run_serve)
+
+
+def run_serve(args, settings: Settings) -> int:
+    import uvicorn
+
+    from cqrs_orders.http.wiring import app_for
+
+    port = args.port if args.port is not None else _port_from_env()
+    if not 0 <= port <= 65535:
+        raise ConfigurationError(f"--port {port} is not a TCP port (0-65535).")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = app_for(settings)
+    uvicorn.run(app, host=args.host, port=port, access_log=args.access_log, log_level="info")
+    return 0
+
+
+def _port_from_env() -> int:
+    raw = os.environ.get(PORT_ENV)
+    if not raw:
+        return DEFAULT_PORT
+    if not raw.isdigit():
+        raise ConfigurationError(f"{PORT_ENV}={raw!r} must be a port number.")
+    return int(raw)

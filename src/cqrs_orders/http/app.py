@@ -1,0 +1,230 @@
+"""The routes: ``POST /commands``, ``GET /orders/{orderId}``, ``GET /customers/{customerId}/orders``,
+``GET /healthz``, and FastAPI's ``/openapi.json`` (with ``/docs``).
+
+Everything blocking (the write store, the read models) runs in the thread pool, so a slow commit never stalls
+the event loop and concurrent requests reach the store together (where a store can commit them as a group).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+
+from cqrs_orders import __version__
+from cqrs_orders.application.handler import CommandHandler, CommandResult
+from cqrs_orders.errors import CommandRejected, QueryError, WriteStoreError
+from cqrs_orders.http import encoding, intake
+from cqrs_orders.http.status import (
+    ACCEPTED,
+    MAX_BATCH_COMMANDS,
+    MAX_BODY_BYTES,
+    STATUS_BY_CODE,
+    status_for,
+    table_markdown,
+)
+from cqrs_orders.query.api import ReadModels
+
+logger = logging.getLogger(__name__)
+
+JSON = "application/json"
+
+_DESCRIPTION = f"""The command side and the read models of cqrs-orders over HTTP.
+
+`POST /commands` takes one command (a JSON object, answered with one result) or a batch (a JSON array of at
+most {MAX_BATCH_COMMANDS} commands, run in order and answered with 200 and an array of results). Results are
+those of `cqrs-orders submit`. A retry with the same `commandId` answers the first result. The body, object
+or array, is at most {MAX_BODY_BYTES} bytes and must be sent as `application/json`. A refused request writes
+nothing. Every error answer has the stable `error.code`; the status follows from it by this table:
+
+{table_markdown()}
+
+The GETs read the read models, which trail the write side (CQRS): `freshness.lastEventTime` is the newest
+event they have applied, `freshness.projectedAt` when the projection last wrote them. Money is a decimal
+string, times are ISO-8601 UTC.
+"""
+
+_RESULT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "commandId": {"type": ["string", "null"]},
+        "status": {"enum": ["accepted", "rejected"]},
+        "aggregateId": {"type": ["string", "null"]},
+        "version": {"type": ["integer", "null"]},
+        "eventIds": {"type": "array", "items": {"type": "string"}},
+        "error": {
+            "type": ["object", "null"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+        },
+    },
+}
+_RESULTS_SCHEMA = {"type": "array", "items": _RESULT_SCHEMA}
+_COMMANDS_OPENAPI = {
+    "x-status-by-error-code": STATUS_BY_CODE,
+    "requestBody": {
+        "required": True,
+        "content": {
+            JSON: {
+                "schema": {
+                    "oneOf": [
+                        {"type": "object", "required": ["type"], "description": "one command"},
+                        {"type": "array", "maxItems": MAX_BATCH_COMMANDS, "items": {"type": "object"}},
+                    ]
+                },
+                "example": {
+                    "type": "RegisterCustomer",
+                    "commandId": "c-1",
+                    "customerId": "cust-1",
+                    "name": "Ada",
+                    "email": "ada@example.com",
+                },
+            }
+        },
+    },
+}
+
+
+def _result_response(description: str) -> dict:
+    return {"description": description, "content": {JSON: {"schema": _RESULT_SCHEMA}}}
+
+
+_COMMAND_RESPONSES: dict[int | str, dict] = {
+    200: {
+        "description": "accepted (one command), or a batch's results (an array, whatever their outcomes)",
+        "content": {
+            JSON: {"schema": {"oneOf": [_RESULT_SCHEMA, {"type": "array", "items": _RESULT_SCHEMA}]}}
+        },
+    },
+    404: _result_response("NOT_FOUND"),
+    409: _result_response("ALREADY_EXISTS, CONCURRENCY_CONFLICT"),
+    413: _result_response("PAYLOAD_TOO_LARGE, BATCH_TOO_LARGE"),
+    415: _result_response("UNSUPPORTED_MEDIA_TYPE"),
+    422: _result_response("VALIDATION_ERROR, INVALID_TRANSITION, UNKNOWN_COMMAND"),
+    503: _result_response("WRITE_STORE_UNAVAILABLE"),
+}
+_READ_RESPONSES: dict[int | str, dict] = {
+    404: {"description": "NOT_FOUND: not in the read models (or not projected yet)"},
+    503: {"description": "READ_SIDE_UNAVAILABLE"},
+}
+
+
+def run_commands(handler: CommandHandler, commands: list[str | bytes]) -> list[dict[str, Any]]:
+    """The adapter to the command side: each command through ``handler.handle`` as ``submit`` runs it, in
+    order. If the store fails, that command and the ones after it are answered WRITE_STORE_UNAVAILABLE (not
+    run; a retry with the same commandIds is safe for the ones before)."""
+    results = []
+    for index, raw in enumerate(commands):
+        try:
+            results.append(handler.handle(raw).to_dict())
+        except WriteStoreError as error:
+            logger.warning("the write store failed: %s", error)
+            failed = {"code": error.code, "message": f"the write store failed: {error}; retry later"}
+            results.extend(CommandResult(None, "rejected", error=failed).to_dict() for _ in commands[index:])
+            break
+    return results
+
+
+def create_app(
+    handler: CommandHandler, read_models: ReadModels, *, on_close: Callable[[], None] = lambda: None
+):
+    """The ASGI app over one command handler and one set of read models; ``on_close`` runs at shutdown."""
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        on_close()
+
+    app = FastAPI(title="cqrs-orders", version=__version__, description=_DESCRIPTION, lifespan=lifespan)
+
+    @app.exception_handler(CommandRejected)
+    async def refused(request: Request, error: CommandRejected) -> Response:
+        return _json(status_for(error.code), CommandResult.rejected(None, None, error).to_dict())
+
+    @app.exception_handler(QueryError)
+    async def read_side_down(request: Request, error: QueryError) -> Response:
+        logger.warning("read side: %s", error)
+        return _json(status_for(error.code), {"error": {"code": error.code, "message": str(error)}})
+
+    @app.exception_handler(Exception)
+    async def bug(request: Request, error: Exception) -> Response:
+        logger.exception("unexpected error on %s %s", request.method, request.url.path)
+        message = "an unexpected error; the server log has the details"
+        return _json(status_for("INTERNAL_ERROR"), {"error": {"code": "INTERNAL_ERROR", "message": message}})
+
+    @app.post(
+        "/commands",
+        summary="Run one command (object) or a batch (array)",
+        responses=_COMMAND_RESPONSES,
+        openapi_extra=_COMMANDS_OPENAPI,
+        response_class=Response,
+    )
+    async def post_commands(request: Request) -> Response:
+        intake.check_media_type(request.headers.get("content-type"))
+        commands = intake.split(await intake.read_body(request))
+        results = await run_in_threadpool(run_commands, handler, commands.raw)
+        if commands.batch:
+            return _json(ACCEPTED, results)
+        error = results[0]["error"]
+        return _json(status_for(error["code"] if error else None), results[0])
+
+    @app.get("/orders/{orderId}", summary="One order from the read models", responses=_READ_RESPONSES)
+    async def get_order(orderId: str) -> Response:  # the API's field name
+        order, fresh = await _with_freshness(read_models, read_models.get_order, orderId)
+        if order is None:
+            return _not_found(f"order {orderId!r} is not in the read models (yet)", fresh)
+        return _json(200, {"order": order, "freshness": fresh})
+
+    @app.get(
+        "/customers/{customerId}/orders",
+        summary="A customer's orders from the read models, oldest first",
+        responses=_READ_RESPONSES,
+    )
+    async def get_orders_of_customer(customerId: str) -> Response:  # the API's field name
+        orders, fresh = await _with_freshness(read_models, read_models.orders_of_customer, customerId)
+        if not orders and await run_in_threadpool(read_models.get_customer, customerId) is None:
+            return _not_found(f"customer {customerId!r} is not in the read models (yet)", fresh)
+        return _json(200, {"customerId": customerId, "orders": orders, "freshness": fresh})
+
+    @app.get("/healthz", summary="Are the write store and the read models reachable?")
+    async def healthz() -> Response:
+        checks = await asyncio.gather(
+            run_in_threadpool(_check, "writeStore", lambda: handler.store.load("healthz-probe")),
+            run_in_threadpool(_check, "readModels", read_models.freshness),
+        )
+        healthy = all(ok for _, ok, _ in checks)
+        body = {"status": "ok" if healthy else "unavailable"}
+        body.update({name: detail for name, _, detail in checks})
+        return _json(200 if healthy else 503, body)
+
+    return app
+
+
+async def _with_freshness(read_models: ReadModels, query, key: str):
+    """The query's answer and the read models' freshness, queried side by side."""
+    answer, fresh = await asyncio.gather(
+        run_in_threadpool(query, key), run_in_threadpool(read_models.freshness)
+    )
+    return answer, encoding.freshness(fresh)
+
+
+def _check(name: str, probe: Callable[[], object]) -> tuple[str, bool, str]:
+    try:
+        probe()
+        return name, True, "ok"
+    except Exception as error:  # any failure means unreachable: say which and why
+        logger.warning("healthz: %s is unreachable: %s", name, error)
+        return name, False, f"unreachable: {error}"
+
+
+def _not_found(message: str, fresh: dict) -> Response:
+    return _json(404, {"error": {"code": "NOT_FOUND", "message": message}, "freshness": fresh})
+
+
+def _json(status: int, payload: Any) -> Response:
+    return Response(encoding.to_json(payload), status_code=status, media_type=JSON)

@@ -1,0 +1,51 @@
+"""Build the app from the settings: the command handler ``submit`` uses, and the read models.
+
+Read models: with ``CQRS_SQL_WAREHOUSE_ID`` set (the Databricks App), a SQL warehouse reading the views in
+``CQRS_CATALOG.CQRS_SCHEMA``, authenticated by ``WorkspaceClient()`` from the environment (the app's service
+principal); otherwise the local warehouse's Delta folders, read without Spark.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from cqrs_orders.application import wiring
+from cqrs_orders.config import Settings
+from cqrs_orders.errors import ConfigurationError
+from cqrs_orders.http.app import create_app
+from cqrs_orders.query.api import ReadModels
+
+logger = logging.getLogger(__name__)
+
+
+def read_models(settings: Settings) -> ReadModels:
+    if settings.sql_warehouse_id:
+        if not settings.catalog:
+            raise ConfigurationError(
+                "CQRS_SQL_WAREHOUSE_ID needs CQRS_CATALOG and CQRS_SCHEMA: the schema holding the views."
+            )
+        from databricks.sdk import WorkspaceClient
+
+        try:
+            client = WorkspaceClient()
+        except ValueError as error:  # the SDK's message names the missing host or credentials
+            raise ConfigurationError(f"Cannot authenticate to the Databricks workspace: {error}") from None
+        logger.info("read models: SQL warehouse %s, %s.%s", settings.sql_warehouse_id, settings.catalog,
+                    settings.schema)  # fmt: skip
+        return ReadModels.on_sql_warehouse(
+            client, settings.sql_warehouse_id, settings.catalog, settings.schema
+        )
+    if settings.catalog:
+        raise ConfigurationError(
+            "With CQRS_CATALOG set the read models are Unity Catalog tables: set CQRS_SQL_WAREHOUSE_ID to "
+            "the SQL warehouse that serves them."
+        )
+    logger.info("read models: the Delta tables under %s (no Spark)", settings.warehouse)
+    return ReadModels.on_delta(settings)
+
+
+def app_for(settings: Settings):
+    """The ASGI app for these settings; closes the write store at shutdown."""
+    models = read_models(settings)
+    handler = wiring.command_handler(settings)
+    return create_app(handler, models, on_close=handler.store.close)
