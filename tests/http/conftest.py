@@ -152,3 +152,11 @@ def read_warehouse_without_spark(tmp_path_factory) -> Path:
     warehouse = tmp_path_factory.mktemp("http_read") / "warehouse"
     write_read_models(warehouse)
     return warehouse
+
+
+@pytest.fixture(scope="module")
+def reader(read_warehouse_without_spark) -> Server:
+    """A server over the hand-made read models (its write store is empty)."""
+    started = start_server(read_warehouse_without_spark)
+    yield started
+    stop_server(started)
