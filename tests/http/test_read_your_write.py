@@ -1,0 +1,37 @@
+"""Read your write on the embedded store: POST to the real server, relay and project with the CLI (local
+Spark, in this process), then GET the order back from the same running server."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.spark
+
+
+def test_an_order_posted_is_read_back_after_relay_and_projection(served, settings, cli, spark):
+    server = served(settings.warehouse)
+    with server.client() as client:
+        accepted = client.post("/commands", json=[
+            {"type": "RegisterCustomer", "customerId": "rw-cust", "name": "Ada", "email": "ada@example.com"},
+            {"type": "CreateOrder", "orderId": "rw-1", "customerId": "rw-cust",
+             "items": [{"sku": "A", "quantity": 3, "unitPrice": 2.5}]},
+            {"type": "ConfirmOrder", "orderId": "rw-1"},
+        ]).json()  # fmt: skip
+        assert [r["status"] for r in accepted] == ["accepted"] * 3
+        assert client.get("/orders/rw-1").status_code == 503  # nothing projected yet: no read models
+
+        assert cli("relay").exit_code == 0
+        assert cli("project", "--once").exit_code == 0
+
+        order = client.get("/orders/rw-1")
+        orders = client.get("/customers/rw-cust/orders")
+
+    assert order.status_code == 200
+    body = order.json()
+    assert body["order"] | {"created_date": None, "updated_date": None} == {
+        "order_id": "rw-1", "customer_id": "rw-cust", "customer_name": "Ada", "status": "Confirmed",
+        "total_amount": "7.50", "item_count": 3, "created_date": None, "updated_date": None,
+    }  # fmt: skip
+    assert body["freshness"]["lastEventTime"] >= body["order"]["updated_date"]
+    assert body["freshness"]["projectedAt"] is not None
+    assert orders.status_code == 200 and [o["order_id"] for o in orders.json()["orders"]] == ["rw-1"]
