@@ -1,17 +1,17 @@
 """The read-side API: one contract, run on local Spark and through a real databricks-sdk client.
 
 The SQL-warehouse backend talks to a small local HTTP server that speaks the statement execution API
-(POST /api/2.0/sql/statements, GET /api/2.0/sql/statements/{id}) and answers by running the received
-statement, with the received parameters bound, on the test's Spark session over the hand-made warehouse.
+(``statement_server.py``: POST /api/2.0/sql/statements, GET /api/2.0/sql/statements/{id}) and answers by
+running the received statement, with the received parameters bound, on the test's Spark session over the
+hand-made warehouse.
 """
 
 from __future__ import annotations
 
-import json
-import threading
+import importlib.util
 from datetime import date, datetime, timezone
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -128,7 +128,18 @@ class TestOnDelta(ReadModelsContract):
         assert read_models.get_order("o-1") is None
 
 
-# --- a local stand-in for the Databricks SQL statement execution API ----------------------------------
+# --- the SQL warehouse: a local stand-in of the statement execution API, answering with Spark -------------
+def _load_statement_server():
+    # Test folders are not packages (pytest's importlib mode), so load the sibling module by path.
+    path = Path(__file__).with_name("statement_server.py")
+    spec = importlib.util.spec_from_file_location("_read_side_statement_server", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+stand_in = _load_statement_server()
+
 _TYPE_NAMES = {
     "StringType": "STRING",
     "LongType": "LONG",
@@ -141,113 +152,31 @@ _TYPE_NAMES = {
 }
 
 
-def _cell(value) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, bool):
-        return str(value).lower()
-    return str(value)
+def spark_engine(spark):
+    """Runs each received statement, its parameters bound, on the test's Spark session."""
 
-
-def _bound(parameter: dict):
-    value, kind = parameter.get("value"), parameter.get("type", "STRING")
-    return date.fromisoformat(value) if kind == "DATE" and value is not None else value
-
-
-class StatementServer(ThreadingHTTPServer):
-    def __init__(self, spark):
-        super().__init__(("127.0.0.1", 0), _StatementHandler)
-        self.spark = spark
-        self.requests: list[dict] = []
-        self.defer = False  # answer PENDING first, so the client must poll
-        self.finished: dict[str, dict] = {}
-
-    def execute(self, body: dict) -> dict:
+    def run(statement: str, args: dict):
         from pyspark.errors import PySparkException
 
-        statement_id = f"stmt-{len(self.requests)}"
-        args = {parameter["name"]: _bound(parameter) for parameter in body.get("parameters", [])}
         try:
-            frame = self.spark.sql(body["statement"], args=args)
+            frame = spark.sql(statement, args=args)
             rows = frame.collect()
         except PySparkException as error:
-            message = str(error).splitlines()[0]
-            return {
-                "statement_id": statement_id,
-                "status": {"state": "FAILED", "error": {"message": message}},
-            }
+            raise stand_in.StatementFailed(str(error).splitlines()[0]) from None
         columns = [
-            {
-                "name": field.name,
-                "position": position,
-                "type_name": _TYPE_NAMES[type(field.dataType).__name__],
-                "type_text": field.dataType.simpleString().upper(),
-            }
-            for position, field in enumerate(frame.schema.fields)
+            (field.name, _TYPE_NAMES[type(field.dataType).__name__], field.dataType.simpleString().upper())
+            for field in frame.schema.fields
         ]
-        return {
-            "statement_id": statement_id,
-            "status": {"state": "SUCCEEDED"},
-            "manifest": {
-                "format": "JSON_ARRAY",
-                "schema": {"column_count": len(columns), "columns": columns},
-                "total_row_count": len(rows),
-                "total_chunk_count": 1,
-            },
-            "result": {
-                "chunk_index": 0,
-                "row_offset": 0,
-                "row_count": len(rows),
-                "data_array": [[_cell(value) for value in row] for row in rows],
-            },
-        }
+        return columns, [list(row) for row in rows]
 
-
-class _StatementHandler(BaseHTTPRequestHandler):
-    server: StatementServer
-
-    def do_POST(self):
-        if self.path.rstrip("/") != "/api/2.0/sql/statements":
-            return self._reply(404, {"error_code": "NOT_FOUND", "message": self.path})
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        body["authorization"] = self.headers.get("Authorization")
-        self.server.requests.append(body)
-        response = self.server.execute(body)
-        if self.server.defer:
-            self.server.finished[response["statement_id"]] = response
-            response = {"statement_id": response["statement_id"], "status": {"state": "PENDING"}}
-        self._reply(200, response)
-
-    def do_GET(self):
-        statement_id = self.path.rstrip("/").rsplit("/", 1)[-1]
-        if statement_id not in self.server.finished:
-            return self._reply(404, {"error_code": "NOT_FOUND", "message": statement_id})
-        self._reply(200, self.server.finished[statement_id])
-
-    def _reply(self, status: int, payload: dict) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):  # keep the test output clean
-        pass
+    return run
 
 
 @pytest.fixture(scope="module")
 def statement_server(spark, registered):
-    server = StatementServer(spark)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = stand_in.StatementServer(spark_engine(spark)).start()
     yield server
-    server.shutdown()
-    server.server_close()
+    server.stop()
 
 
 @pytest.fixture
