@@ -3,7 +3,8 @@
 Four ways to run the same work on the embedded SQLite store (each on a fresh warehouse, same settings):
 
 - ``api``: ``POST /commands`` (one command per request) to a real ``cqrs-orders serve`` process on
-  127.0.0.1, from 1 client and from ``--clients`` concurrent clients (threads with keep-alive connections);
+  127.0.0.1, from 1 client and from ``--clients`` concurrent clients (threads, each with its own keep-alive
+  connection);
 - ``handler``: the command handler ``submit`` uses, called in this process from 1 and ``--clients`` threads;
 - ``submit_cli``: ``cqrs-orders submit --file`` with every command in one JSON Lines file (one process, its
   start included).
@@ -20,6 +21,7 @@ same number of threads (aim: at least 0.8).
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import signal
@@ -45,6 +47,7 @@ ITEMS = [
 ]
 CUSTOMER = {"type": "RegisterCustomer", "customerId": "cust-1", "name": "Bench", "email": "b@example.com"}
 CLI = [sys.executable, "-m", "cqrs_orders.cli"]
+_JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 def order_commands(number: int) -> list[dict]:
@@ -108,12 +111,22 @@ def bench_handler(warehouse: Path, orders: int, workers: int) -> dict:
 
 
 def bench_api(url: str, orders: int, clients: int) -> dict:
-    connections: list[httpx.Client] = []
+    """Clients on the standard library's keep-alive ``http.client``: the lightest real HTTP client, so the
+    figures are the server's, not the client's (both share this machine's cores)."""
+    connections: list[http.client.HTTPConnection] = []
+    host, port = url.removeprefix("http://").split(":")
 
     def make_runner():
-        client = httpx.Client(base_url=url, timeout=60)
-        connections.append(client)
-        return lambda command: client.post("/commands", json=command).status_code == 200
+        connection = http.client.HTTPConnection(host, int(port), timeout=60)
+        connections.append(connection)
+
+        def run(command: dict) -> bool:
+            connection.request("POST", "/commands", json.dumps(command).encode(), _JSON_HEADERS)
+            response = connection.getresponse()
+            response.read()
+            return response.status == 200
+
+        return run
 
     try:
         return run_orders(orders, clients, make_runner)

@@ -71,13 +71,22 @@ class Server:
             store.close()
 
 
-def start_server(warehouse: Path, env: dict[str, str] | None = None, *args: str) -> Server:
+def start_server(
+    warehouse: Path, env: dict[str, str] | None = None, *args: str, port_in_env: bool = False
+) -> Server:
+    """Start ``cqrs-orders serve`` on a free port (``--port``, or ``DATABRICKS_APP_PORT`` with
+    ``port_in_env``) and wait until it answers."""
     port = free_port()
+    env = dict(env or base_env())
+    if port_in_env:
+        env["DATABRICKS_APP_PORT"] = str(port)
+    else:
+        args = ("--port", str(port), *args)
     warehouse.parent.mkdir(parents=True, exist_ok=True)
     log = (warehouse.parent / f"serve-{port}.log").open("w+")  # a file, not a pipe: it never fills up
     process = subprocess.Popen(
-        [*CLI, "serve", "--warehouse", str(warehouse), "--port", str(port), *args],
-        env=env or base_env(), stdout=log, stderr=subprocess.STDOUT, text=True,
+        [*CLI, "serve", "--warehouse", str(warehouse), *args],
+        env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     server = Server(url, process, warehouse, log)
@@ -113,11 +122,11 @@ def stop_server(server: Server) -> str:
 
 @pytest.fixture
 def served():
-    """``served(warehouse, env=None, *args) -> Server``; stopped at the end of the test."""
+    """``served(warehouse, env=None, *args, port_in_env=False) -> Server``; stopped at the end of the test."""
     started: list[Server] = []
 
-    def start(warehouse: Path, env: dict[str, str] | None = None, *args: str) -> Server:
-        server = start_server(warehouse, env, *args)
+    def start(warehouse: Path, env: dict[str, str] | None = None, *args: str, port_in_env=False) -> Server:
+        server = start_server(warehouse, env, *args, port_in_env=port_in_env)
         started.append(server)
         return server
 
