@@ -10,7 +10,9 @@ Four ways to run the same work on the embedded SQLite store (each on a fresh war
   start included).
 
 The work per order is CreateOrder -> ConfirmOrder -> ShipOrder, as in ``benchmarks/commands.py``. Latency
-is per command, measured by the caller. Prints ONE JSON line; the headline is
+is per command, measured by the caller. The API and handler runs are repeated in interleaved rounds
+(``--repeat``) and the median run of each is reported, since other work on the machine moves the figures.
+Prints ONE JSON line; the headline is
 ``ratio_api_to_handler`` = API commands/s at ``--clients`` clients / in-process handler commands/s at the
 same number of threads (aim: at least 0.8).
 
@@ -191,36 +193,59 @@ def stop_server(process: subprocess.Popen) -> None:
         process.wait()
 
 
+def api_run(folder: Path, name: str, orders: int, clients: int, server_log) -> dict:
+    """One API run on a fresh warehouse and server (started and warmed up outside the timing)."""
+    process, url = start_server(folder / name / "warehouse", server_log)
+    try:
+        with httpx.Client(base_url=url) as client:  # the customer, and a warm-up
+            assert client.post("/commands", json=CUSTOMER).status_code == 200
+        return bench_api(url, orders, clients)
+    finally:
+        stop_server(process)
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The run with the median commands/s (``runs`` of them, interleaved with the other ways)."""
+    ranked = sorted(runs, key=lambda run: run["commands_per_s"])
+    return {**ranked[len(ranked) // 2], "runs_commands_per_s": [run["commands_per_s"] for run in runs]}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--commands", type=int, default=1200, help="commands per run (whole orders of 3)")
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients / threads (default 16)")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="rounds, each running every way once; the median run is kept"
+    )
     args = parser.parse_args(argv)
     orders = max(args.clients, args.commands // 3)
-    with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
+    ways = ("handler_1", f"handler_{args.clients}", "api_1", f"api_{args.clients}")
+    runs: dict[str, list[dict]] = {way: [] for way in ways}
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-api-") as tmp,
+        open(Path(tmp) / "serve.log", "w") as server_log,
+    ):
         folder = Path(tmp)
-        log(f"benchmarking {orders * 3} commands per run, 1 and {args.clients} clients ...")
-        work = "CreateOrder+ConfirmOrder+ShipOrder per order, one command per request"
-        line: dict = {"benchmark": "api", "work": work, "commands": orders * 3, "clients": args.clients,
-                      "cpus": os.cpu_count()}  # fmt: skip
-        for workers in (1, args.clients):
-            log(f"handler in process, {workers} thread(s) ...")
-            line[f"handler_{workers}"] = bench_handler(
-                folder / f"handler-{workers}" / "warehouse", orders, workers
-            )
-        with (folder / "serve.log").open("w") as server_log:
-            for clients in (1, args.clients):
-                warehouse = folder / f"api-{clients}" / "warehouse"
-                process, url = start_server(warehouse, server_log)
-                try:
-                    with httpx.Client(base_url=url) as client:  # the customer, and a warm-up
-                        assert client.post("/commands", json=CUSTOMER).status_code == 200
-                    log(f"POST /commands, {clients} client(s) ...")
-                    line[f"api_{clients}"] = bench_api(url, orders, clients)
-                finally:
-                    stop_server(process)
+        log(
+            f"benchmarking {orders * 3} commands per run, 1 and {args.clients} clients, "
+            f"{args.repeat} rounds ..."
+        )
+        for round_number in range(args.repeat):  # interleaved: a change in the machine's load hits every way
+            for way in ways:
+                log(f"round {round_number + 1}: {way} ...")
+                kind, workers = way.rsplit("_", 1)
+                name = f"{way}-{round_number}"
+                if kind == "handler":
+                    runs[way].append(bench_handler(folder / name / "warehouse", orders, int(workers)))
+                else:
+                    runs[way].append(api_run(folder, name, orders, int(workers), server_log))
         log("cqrs-orders submit --file ...")
-        line["submit_cli"] = bench_submit_cli(folder / "submit" / "warehouse", orders)
+        submit = bench_submit_cli(folder / "submit" / "warehouse", orders)
+    work = "CreateOrder+ConfirmOrder+ShipOrder per order, one command per request"
+    line: dict = {"benchmark": "api", "work": work, "commands": orders * 3, "clients": args.clients,
+                  "rounds": args.repeat, "cpus": os.cpu_count()}  # fmt: skip
+    line.update({way: median_run(runs[way]) for way in ways})
+    line["submit_cli"] = submit
     handler, api = line[f"handler_{args.clients}"], line[f"api_{args.clients}"]
     line["ratio_api_to_handler"] = round(api["commands_per_s"] / handler["commands_per_s"], 3)
     line["ratio_api_1_to_handler_1"] = round(
