@@ -20,7 +20,6 @@ import pytest
 from cqrs_orders.cli import main
 from cqrs_orders.config import Settings
 
-
 #: Which marker a fixture puts on every test that uses it.
 TIER_OF_FIXTURE = {"spark": "spark", "kafka_broker": "kafka"}
 
@@ -40,8 +39,8 @@ def _spark_only_in_the_spark_tier(request, monkeypatch):
 
         def refuse(*_args, **_kwargs):
             raise AssertionError(
-                f"{request.node.nodeid} starts Spark but does not use the `spark` fixture: add it, so the test "
-                "is marked `spark` and stays out of the fast tier"
+                f"{request.node.nodeid} starts Spark but does not use the `spark` fixture: add it, so the "
+                "test is marked `spark` and stays out of the fast tier"
             )
 
         monkeypatch.setattr(cqrs_orders.spark, "get_spark", refuse)
