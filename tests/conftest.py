@@ -12,6 +12,7 @@ tier that starts Spark anyway fails, so the marks cannot drift from what the tes
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from cqrs_orders.cli import main
 from cqrs_orders.config import Settings
 
 #: Which marker a fixture puts on every test that uses it.
-TIER_OF_FIXTURE = {"spark": "spark", "kafka_broker": "kafka"}
+TIER_OF_FIXTURE = {"spark": "spark", "spark_process": "spark", "kafka_broker": "kafka"}
 
 
 def pytest_collection_modifyitems(items) -> None:
@@ -53,6 +54,12 @@ def spark():
     session = get_spark("cqrs-orders-tests")
     yield session
     session.stop()
+
+
+@pytest.fixture
+def spark_process() -> dict[str, str]:
+    """The environment for a child process that starts its own Spark; using it marks the test ``spark``."""
+    return dict(os.environ)
 
 
 @pytest.fixture
