@@ -45,6 +45,12 @@ def _built(build):
 
 
 @pytest.fixture(scope="session")
+def go_build_module():
+    """The build helpers, for their own tests."""
+    return go_build
+
+
+@pytest.fixture(scope="session")
 def databricks_binary() -> Path:
     return _built(go_build.databricks_cli)
 
