@@ -12,7 +12,8 @@ import tomllib
 
 from cqrs_orders.cli import build_parser
 
-pytestmark = pytest.mark.databricks_cli
+# The first test may build the CLI from its module: ~9 minutes on two cores with a cold Go build cache.
+pytestmark = [pytest.mark.databricks_cli, pytest.mark.timeout(1800)]
 
 DEV_ROOT = "/Workspace/Users/tester@databricks.com/.bundle/cqrs_orders/dev"
 JOBS = {"projection", "lag_monitor", "maintenance", "views", "command_ingest"}
@@ -285,3 +286,17 @@ def test_prod_deploy_starts_the_app_with_its_command_and_environment(prod_deploy
         "COSMOS_KEY": ("from", "cosmos-key"),  # secrets only by reference to the app's resources
         "EVENTHUB_CONNECTION": ("from", "eventhub-connection"),
     }
+
+
+def test_bundle_run_starts_the_dev_app_on_the_developers_schema(dev_deploys, dev_cli, workspace, names):
+    start = len(workspace.entries())
+    dev_cli("bundle", "run", "command_api", *names["deploy_vars"])
+    sent = workspace.requests(start)
+    assert [r["path"] for r in sent if r["method"] == "POST"] == [
+        "/api/2.0/apps/dev-tester-cqrs-api/start",
+        "/api/2.0/apps/dev-tester-cqrs-api/deployments",
+    ]
+    body = sent[[r["path"] for r in sent].index("/api/2.0/apps/dev-tester-cqrs-api/deployments")]["body"]
+    assert body["source_code_path"] == f"{DEV_ROOT}/files/app"
+    env = {e["name"]: e.get("value") or e.get("value_from") for e in body["env_vars"]}
+    assert (env["CQRS_SCHEMA"], env["COSMOS_KEY"]) == ("dev_tester_cqrs_orders", "cosmos-key")
