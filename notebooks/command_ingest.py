@@ -1,18 +1,26 @@
 # Databricks notebook source
 # MAGIC %md
 # MAGIC # Command ingest
-# MAGIC Runs ONE command (the `command` job parameter / widget: a JSON object with a `type`) through the same
-# MAGIC handler as `cqrs-orders submit`, and returns the result JSON with `dbutils.notebook.exit`:
+# MAGIC Runs the `command` job parameter through the same handler as `cqrs-orders submit`: one command (a JSON
+# MAGIC object with a `type`) answers one result, a batch (a JSON array of commands) answers a JSON array with
+# MAGIC one result per command, in order. The answer goes back with `dbutils.notebook.exit`:
 # MAGIC `{"commandId", "status": "accepted"|"rejected", "aggregateId", "version", "eventIds", "error"}`.
-# MAGIC Callers use `cqrs_orders.client.submit_command(workspace_client, job, command)`.
-# MAGIC The write store comes from the job's environment (`CQRS_WRITE_STORE=cosmos`, `COSMOS_*`, secrets).
+# MAGIC Callers use `cqrs_orders.client.submit_command(workspace_client, job, command_or_commands)`.
 # MAGIC
-# MAGIC Locally it runs as a script: `python notebooks/command_ingest.py '<command json>'` prints it.
+# MAGIC Settings come as job parameters (serverless compute has no environment variables): `write_store`,
+# MAGIC `publisher`, `cosmos_endpoint`, `cosmos_database`, `eventhub_name` and `secret_scope`, the scope
+# MAGIC holding `cosmos-key` and `eventhub-connection`. On serverless job compute a notebook task takes no
+# MAGIC libraries, so `wheel_dir` names the bundle's artifact folder and the notebook installs the wheel.
+# MAGIC
+# MAGIC Locally it runs as a script: `python notebooks/command_ingest.py '<command json>'` prints the answer;
+# MAGIC other parameters come from `CQRS_WIDGET_<NAME>` environment variables.
 
 # COMMAND ----------
 
+import glob
 import json
 import os
+import subprocess
 import sys
 
 try:
@@ -43,17 +51,40 @@ except NameError:  # not on Databricks: a tiny stand-in with the two calls this 
 
 # COMMAND ----------
 
-dbutils.widgets.text("command", "", "Command (JSON)")
+#: Widget -> the setting it overrides (the names of cqrs_orders.config.OVERRIDABLE).
+SETTING_WIDGETS = {
+    "write_store": "CQRS_WRITE_STORE",
+    "publisher": "CQRS_PUBLISHER",
+    "cosmos_endpoint": "COSMOS_ENDPOINT",
+    "cosmos_database": "COSMOS_DATABASE",
+    "eventhub_name": "EVENTHUB_NAME",
+    "secret_scope": "CQRS_SECRET_SCOPE",
+}
+dbutils.widgets.text("command", "", "Command (JSON object) or commands (JSON array)")
+dbutils.widgets.text("wheel_dir", "", "Folder of the cqrs_orders wheel to install (serverless)")
+for widget in SETTING_WIDGETS:
+    dbutils.widgets.text(widget, "")
 command = dbutils.widgets.get("command")
+wheel_dir = dbutils.widgets.get("wheel_dir")
+overrides = {setting: dbutils.widgets.get(widget) or None for widget, setting in SETTING_WIDGETS.items()}
+
+# COMMAND ----------
+
+if wheel_dir:  # the newest wheel the bundle deployed (dev wheels carry a timestamped version)
+    wheels = sorted(glob.glob(os.path.join(wheel_dir, "cqrs_orders-*.whl")))
+    if not wheels:
+        raise FileNotFoundError(f"no cqrs_orders wheel in {wheel_dir}: run `databricks bundle deploy`")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", wheels[-1]], check=True)
 
 # COMMAND ----------
 
 from cqrs_orders.application import wiring  # noqa: E402
+from cqrs_orders.application.batch import handle_payload  # noqa: E402
 from cqrs_orders.config import Settings  # noqa: E402
 
-handler = wiring.command_handler(Settings.from_env())
+handler = wiring.command_handler(Settings.from_env(overrides=overrides))
 try:
-    result = handler.handle(command).to_dict()
+    result = handle_payload(handler, command)
 finally:
     handler.store.close()
 

@@ -2,11 +2,17 @@
 
 Each test gets its own warehouse folder, so tables and checkpoints never leak between tests while the
 (slow to start) Spark session is shared by all of them.
+
+Test tiers are derived from fixtures, never hand-kept: a test that uses ``spark`` (directly or through
+another fixture) is marked ``spark``, one that uses ``kafka_broker`` is marked ``kafka``. The fast tier,
+``pytest -m "not spark and not kafka and not browser"``, is everything else; a test outside the ``spark``
+tier that starts Spark anyway fails, so the marks cannot drift from what the tests do.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +20,31 @@ import pytest
 
 from cqrs_orders.cli import main
 from cqrs_orders.config import Settings
+
+#: Which marker a fixture puts on every test that uses it.
+TIER_OF_FIXTURE = {"spark": "spark", "spark_process": "spark", "kafka_broker": "kafka"}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        for fixture, marker in TIER_OF_FIXTURE.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(marker)
+
+
+@pytest.fixture(autouse=True)
+def _spark_only_in_the_spark_tier(request, monkeypatch):
+    """Outside the ``spark`` tier, starting a Spark session is an error that names the missing fixture."""
+    if request.node.get_closest_marker("spark") is None:
+        import cqrs_orders.spark
+
+        def refuse(*_args, **_kwargs):
+            raise AssertionError(
+                f"{request.node.nodeid} starts Spark but does not use the `spark` fixture: add it, so the "
+                "test is marked `spark` and stays out of the fast tier"
+            )
+
+        monkeypatch.setattr(cqrs_orders.spark, "get_spark", refuse)
 
 
 @pytest.fixture(scope="session")
@@ -23,6 +54,12 @@ def spark():
     session = get_spark("cqrs-orders-tests")
     yield session
     session.stop()
+
+
+@pytest.fixture
+def spark_process() -> dict[str, str]:
+    """The environment for a child process that starts its own Spark; using it marks the test ``spark``."""
+    return dict(os.environ)
 
 
 @pytest.fixture

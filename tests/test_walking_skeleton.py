@@ -41,7 +41,7 @@ COMMANDS = [
 ]
 
 
-def test_an_order_flows_from_command_to_view(cli, tmp_path, settings):
+def test_an_order_flows_from_command_to_view(spark, cli, tmp_path, settings):
     commands = tmp_path / "commands.jsonl"
     commands.write_text("\n".join(json.dumps(c) for c in COMMANDS) + "\n")
 
@@ -81,7 +81,7 @@ def test_an_order_flows_from_command_to_view(cli, tmp_path, settings):
     assert rejected.json_lines()[0]["error"]["code"] == "VALIDATION_ERROR"
 
 
-def test_duplicates_and_late_older_versions_leave_silver_unchanged(cli, tmp_path):
+def test_duplicates_and_late_older_versions_leave_silver_unchanged(spark, cli, tmp_path):
     from cqrs_orders.envelope import LineItem, OrderState, new_event
 
     def order_event(version: int, status: str, quantity: int, event_type: str):

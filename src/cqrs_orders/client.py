@@ -1,8 +1,9 @@
 """Submit a command to the command-ingest endpoint on Databricks (a job running notebooks/command_ingest.py).
 
 The job takes the command JSON as its ``command`` job parameter and answers with the same result JSON as
-``cqrs-orders submit``. A ``commandId`` doubles as the Jobs API idempotency token, so a caller retrying
-after a timeout starts no second run.
+``cqrs-orders submit``; a JSON array of commands (a batch: one run for many commands) answers a list with
+one result per command. A ``commandId`` doubles as the Jobs API idempotency token (for a batch, a hash of
+all of them), so a caller retrying after a timeout starts no second run.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ COMMAND_PARAMETER = "command"
 
 
 def submit_command(
-    workspace_client, job: int | str, command: dict | str, *, timeout=timedelta(minutes=10)
-) -> dict:
-    """Run the command-ingest job (``job``: its id, or its unique name) for one command; return the result.
+    workspace_client, job: int | str, command: dict | list | str, *, timeout=timedelta(minutes=10)
+) -> dict | list[dict]:
+    """Run the command-ingest job (``job``: its id, or its unique name); return the result (a list of
+    results for a batch, given as a list or as JSON array text).
 
     ``workspace_client`` is a ``databricks.sdk.WorkspaceClient``. Raises ``RemoteRunError`` if the run
     fails, ``ConfigurationError`` if the job cannot be found.
@@ -61,9 +63,13 @@ def _job_id(workspace_client, job: int | str) -> int:
 
 def _idempotency_token(payload: str) -> str | None:
     try:
-        command_id = json.loads(payload).get("commandId")
+        decoded = json.loads(payload)
+        commands = decoded if isinstance(decoded, list) else [decoded]
+        command_ids = [command.get("commandId") for command in commands]
     except (ValueError, AttributeError):
         return None
-    if not isinstance(command_id, str) or not command_id:
-        return None
-    return command_id if len(command_id) <= 64 else hashlib.sha256(command_id.encode()).hexdigest()
+    if not command_ids or not all(isinstance(i, str) and i for i in command_ids):
+        return None  # a command without an id may be meant to run again: no token
+    if isinstance(decoded, dict) and len(command_ids[0]) <= 64:
+        return command_ids[0]
+    return hashlib.sha256("\n".join(command_ids).encode()).hexdigest()

@@ -38,6 +38,21 @@ TABLES = (
 #: Views created over the tables (``sql/databricks``); resolvable by ``cqrs-orders sql`` like tables.
 VIEWS = ("vw_order_summary", "vw_daily_order_metrics")
 
+#: The settings a command line may override (see ``Settings.from_env``): every non-secret one a job needs.
+OVERRIDABLE = (
+    "CQRS_CATALOG",
+    "CQRS_SCHEMA",
+    "CQRS_CHECKPOINT_ROOT",
+    "CQRS_WRITE_STORE",
+    "CQRS_PUBLISHER",
+    "CQRS_SOURCE",
+    "COSMOS_ENDPOINT",
+    "COSMOS_DATABASE",
+    "EVENTHUB_NAME",
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "CQRS_SECRET_SCOPE",
+)
+
 WriteStoreKind = Literal["sqlite", "cosmos"]
 PublisherKind = Literal["event_log", "eventhubs"]
 SourceKind = Literal["event_log", "kafka"]
@@ -169,9 +184,24 @@ class Settings:
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def from_env(cls, warehouse: str | os.PathLike | None = None, env: Mapping[str, str] | None = None):
-        """Settings from ``--warehouse`` (wins) and the environment."""
+    def from_env(
+        cls,
+        warehouse: str | os.PathLike | None = None,
+        env: Mapping[str, str] | None = None,
+        overrides: Mapping[str, str | None] | None = None,
+    ):
+        """Settings from ``--warehouse`` (wins) and the environment.
+
+        ``overrides`` are settings given on the command line (job task parameters on Databricks, where
+        serverless compute has no environment variables), keyed by the environment variable they replace
+        (``{"CQRS_CATALOG": "main"}``); a ``None`` value means "not given". They win over the environment
+        and go through the same validation, so a flag and its variable can never mean different things.
+        """
         env = dict(os.environ if env is None else env)
+        unknown = set(overrides or ()) - set(OVERRIDABLE)
+        if unknown:
+            raise ConfigurationError(f"Not a setting: {', '.join(sorted(unknown))}.")
+        env.update({key: value for key, value in (overrides or {}).items() if value is not None})
         root = Path(warehouse or env.get(WAREHOUSE_ENV) or DEFAULT_WAREHOUSE).expanduser().resolve()
         catalog, schema = env.get("CQRS_CATALOG"), env.get("CQRS_SCHEMA")
         if bool(catalog) != bool(schema):

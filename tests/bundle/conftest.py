@@ -1,192 +1,144 @@
-"""Load the bundle the way the Databricks CLI does, without a workspace: databricks.yml plus its includes,
-merged per target (target overrides on top), with ``${...}`` references substituted.
+"""Fixtures of the bundle tests: the real Databricks CLI (built from its Go module when not cached) against
+a local fake workspace (the CLI's own ``libs/testserver``), and deploys of the dev and prod targets.
 
-Variables get their default, the target's value or a value given like ``--var``; lookups (``lookup:``) and
-workspace facts (current user) get stand-ins, since resolving them needs a workspace.
+Without a Go toolchain and no cached binaries these tests skip, saying so; CI has Go, so they run there.
 """
 
 from __future__ import annotations
 
-import copy
-import glob
-import json
-import re
-from dataclasses import dataclass
+import importlib.util
+import logging
+import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
-import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-SCHEMA_FILE = Path(__file__).with_name("databricks-bundle.schema.json")
-#: What `databricks bundle deploy --var ...` would pass for the variables that have no default.
-DEPLOY_VARS = {"eventhubs_namespace": "ehns-orders-test", "cosmos_account": "cosmos-orders-test"}
-PROD_VARS = {**DEPLOY_VARS, "service_principal": "11111111-2222-3333-4444-555555555555"}
-CURRENT_USER = {"short_name": "jane_doe", "userName": "jane.doe@example.com"}
-LOOKUP_STAND_IN = "looked-up-id-0000"
-_REFERENCE = re.compile(r"\$\{([A-Za-z0-9_.\-\[\]]+)\}")
+logger = logging.getLogger(__name__)
 
 
-class BundleError(ValueError):
-    """The configuration would not deploy: the CLI would refuse it with this message."""
+def _load(name: str):
+    """A helper module of this folder (test modules cannot import each other under importlib mode)."""
+    spec = importlib.util.spec_from_file_location(f"bundle_{name}", Path(__file__).with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
 
 
-@dataclass
-class Bundle:
-    config: dict  # the merged root configuration (databricks.yml + includes), targets still inside
-    sources: dict[tuple[str, str], Path]  # (resource type, key) -> the YAML file that defines it
+go_build = _load("go_build")
+workspace_module = _load("workspace")
 
-    def targets(self) -> list[str]:
-        return list(self.config.get("targets", {}))
-
-    def merged(self, target: str) -> dict:
-        """The target's configuration with its overrides applied, references still unresolved."""
-        config = copy.deepcopy(self.config)
-        targets = config.pop("targets", {})
-        if target not in targets:
-            raise BundleError(f"unknown target {target!r}")
-        overrides = copy.deepcopy(targets[target] or {})
-        for name, value in (overrides.pop("variables", None) or {}).items():
-            if name not in config.get("variables", {}):
-                raise BundleError(f"target {target} sets undeclared variable {name!r}")
-            config["variables"][name]["default"] = value["default"] if isinstance(value, dict) else value
-        for key in ("mode", "default"):  # consumed by the CLI, not part of the deployed configuration
-            overrides.pop(key, None)
-        _deep_merge(config, overrides)
-        config.setdefault("bundle", {})["target"] = target
-        return config
-
-    def resolved(self, target: str, variables: dict | None = None) -> dict:
-        """The target's configuration with every ``${...}`` reference substituted."""
-        config = self.merged(target)
-        values = {}
-        for name, spec in config.get("variables", {}).items():
-            if variables and name in variables:
-                values[name] = variables[name]
-            elif "default" in spec:
-                values[name] = spec["default"]
-            elif "lookup" in spec:
-                values[name] = LOOKUP_STAND_IN
-            else:
-                raise BundleError(f'no value assigned to required variable {name}; pass --var="{name}=..."')
-        context = {"var": values, "bundle": config["bundle"], "workspace": {"current_user": CURRENT_USER}}
-        context["resources"] = config.get("resources", {})
-        for _ in range(5):  # references may point at values that hold references themselves
-            config = _substitute(config, context)
-            context = {
-                **context,
-                "var": _substitute(values, context),
-                "resources": config.get("resources", {}),
-            }
-        config["bundle"].pop("target")  # the CLI's own bookkeeping, not a schema field
-        left = _REFERENCE.search(json.dumps(config))
-        if left:
-            raise BundleError(f"reference {left.group(0)} does not resolve")
-        return config
+#: What `databricks bundle deploy --var ...` must pass: the variables without a default.
+DEPLOY_VARS = ["--var=eventhubs_namespace=ehns-orders-test", "--var=cosmos_account=cosmos-orders-test"]
+#: The fake workspace's identities: a token starting with dbapi1 is its service principal.
+USER_TOKEN, SERVICE_PRINCIPAL_TOKEN = "dev-user-token", "dbapi1-prod-service-principal"
+USER = "tester@databricks.com"
+SERVICE_PRINCIPAL = "aaaaaaaa-bbbb-4ccc-dddd-eeeeeeeeeeee"
+PROD_VARS = [*DEPLOY_VARS, f"--var=service_principal={SERVICE_PRINCIPAL}"]
 
 
-def load_bundle(root: Path = ROOT) -> Bundle:
-    root_file = root / "databricks.yml"
-    config = yaml.safe_load(root_file.read_text())
-    sources = {}
-    for pattern in config.get("include", []):
-        for path in sorted(glob.glob(str(root / pattern))):
-            included = yaml.safe_load(Path(path).read_text()) or {}
-            for resource_type, resources in (included.get("resources") or {}).items():
-                for key in resources:
-                    if (resource_type, key) in sources:
-                        raise BundleError(f"resource {resource_type}.{key} is defined twice")
-                    sources[(resource_type, key)] = Path(path)
-            _deep_merge(config, included)
-    for resource_type, resources in (config.get("resources") or {}).items():
-        for key in resources:
-            sources.setdefault((resource_type, key), root_file)
-    return Bundle(config, sources)
-
-
-def bundle_json_schema() -> dict:
-    """The official bundle JSON schema, its ``\\p{L}``/``\\p{N}`` classes rewritten for Python's ``re``."""
-    return _rewrite_patterns(json.loads(SCHEMA_FILE.read_text()))
-
-
-def python_pattern(pattern: str) -> str:
-    """``\\p{L}`` (a letter) and ``\\p{N}`` (a digit) as Python ``re`` classes, inside ``[...]`` too."""
-    pattern = pattern.replace(r"[\p{L}\p{N}]", r"[^\W_]")  # letter or digit: word characters minus '_'
-    return pattern.replace(r"\p{L}", r"[^\W\d_]").replace(r"\p{N}", r"\d")
-
-
-def _rewrite_patterns(node):
-    if isinstance(node, dict):
-        return {
-            key: python_pattern(value)
-            if key == "pattern" and isinstance(value, str)
-            else _rewrite_patterns(value)
-            for key, value in node.items()
-        }
-    if isinstance(node, list):
-        return [_rewrite_patterns(item) for item in node]
-    return node
-
-
-def _deep_merge(base: dict, overlay: dict) -> None:
-    for key, value in overlay.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _deep_merge(base[key], value)
-        else:
-            base[key] = copy.deepcopy(value)
-
-
-def _lookup(context: dict, path: str):
-    node = context
-    for part in path.split("."):
-        if not isinstance(node, dict) or part not in node:
-            if path.startswith("resources.") and path.endswith((".id", ".url")):
-                return f"<{path} after deploy>"
-            raise BundleError(f"reference ${{{path}}} does not resolve")
-        node = node[part]
-    return node
-
-
-def _substitute(node, context):
-    if isinstance(node, dict):
-        return {key: _substitute(value, context) for key, value in node.items()}
-    if isinstance(node, list):
-        return [_substitute(item, context) for item in node]
-    if isinstance(node, str):
-        whole = _REFERENCE.fullmatch(node)
-        if whole:  # a whole-value reference keeps the value's type (lists of complex variables)
-            return _lookup(context, whole.group(1))
-        return _REFERENCE.sub(lambda match: str(_lookup(context, match.group(1))), node)
-    return node
+def _built(build):
+    try:
+        return build()
+    except go_build.GoMissing as missing:
+        pytest.skip(f"the real Databricks CLI cannot be built here: {missing}")
 
 
 @pytest.fixture(scope="session")
-def bundle() -> Bundle:
-    return load_bundle()
+def go_build_module():
+    """The build helpers, for their own tests."""
+    return go_build
 
 
 @pytest.fixture(scope="session")
-def configs(bundle) -> dict[str, dict]:
-    """Each target's resolved configuration, with the variables a deploy must pass (``--var``)."""
-    return {
-        target: bundle.resolved(target, PROD_VARS if target == "prod" else DEPLOY_VARS)
-        for target in bundle.targets()
-    }
+def databricks_binary() -> Path:
+    return _built(go_build.databricks_cli)
 
 
 @pytest.fixture(scope="session")
-def tools() -> SimpleNamespace:
-    """This module's helpers, for tests (test modules cannot import a conftest under importlib mode)."""
-    return SimpleNamespace(
-        BundleError=BundleError,
-        load_bundle=load_bundle,
-        python_pattern=python_pattern,
-        DEPLOY_VARS=DEPLOY_VARS,
-        ROOT=ROOT,
+def workspace(tmp_path_factory, databricks_binary):
+    """One fake workspace server for the session (each token is a separate workspace on it)."""
+    server = workspace_module.Workspace(
+        _built(go_build.workspace_server), tmp_path_factory.mktemp("workspace")
     )
+    yield server
+    server.stop()
+
+
+def _cli(tmp_path_factory, databricks_binary, workspace, token: str):
+    cli = workspace_module.Cli(databricks_binary, workspace, token, tmp_path_factory.mktemp(token))
+    # `lookup: warehouse:` resolves the dashboard's warehouse by name, so the workspace must have it.
+    cli("warehouses", "create", "--json", '{"name": "Serverless Starter Warehouse"}', "--no-wait")
+    return cli
 
 
 @pytest.fixture(scope="session")
-def json_schema() -> dict:
-    return bundle_json_schema()
+def dev_cli(tmp_path_factory, databricks_binary, workspace):
+    """The CLI as a developer (tester@databricks.com), in a bundle copy of its own."""
+    return _cli(tmp_path_factory, databricks_binary, workspace, USER_TOKEN)
+
+
+@pytest.fixture(scope="session")
+def prod_cli(tmp_path_factory, databricks_binary, workspace):
+    """The CLI as the prod service principal, which deploys prod (apps cannot run as someone else)."""
+    return _cli(tmp_path_factory, databricks_binary, workspace, SERVICE_PRINCIPAL_TOKEN)
+
+
+class Deploy:
+    """What one `bundle deploy` sent: its requests, and the jobs it left, read back with the CLI."""
+
+    def __init__(self, cli, requests: list[dict]):
+        self.cli, self.requests = cli, requests
+
+    def calls(self, method: str, prefix: str) -> list[dict]:
+        return [r for r in self.requests if r["method"] == method and r["path"].startswith(prefix)]
+
+    def jobs(self) -> dict[str, dict]:
+        """Every job in the workspace, by bundle resource key, as `databricks jobs get` shows it."""
+        listed = self.cli("jobs", "list", "--output", "json").json()
+        jobs = {}
+        for job in listed:
+            settings = self.cli("jobs", "get", str(job["job_id"]), "--output", "json").json()["settings"]
+            key = settings["name"].split("cqrs_orders_", 1)[1]
+            assert key not in jobs, f"two jobs named {settings['name']}"
+            jobs[key] = settings
+        return jobs
+
+
+def _deploy(cli, workspace, *args: str) -> Deploy:
+    start = len(workspace.entries())
+    cli("bundle", "deploy", *args)
+    return Deploy(cli, workspace.requests(start))  # the session's deploys run one after another
+
+
+@pytest.fixture(scope="session")
+def dev_deploys(dev_cli, workspace) -> tuple[Deploy, Deploy]:
+    """Two dev deploys in a row: the second must update what the first created."""
+    first = _deploy(dev_cli, workspace, *DEPLOY_VARS)
+    second = _deploy(dev_cli, workspace, *DEPLOY_VARS)
+    return first, second
+
+
+@pytest.fixture(scope="session")
+def prod_deploys(prod_cli, workspace) -> tuple[Deploy, Deploy]:
+    """Two prod deploys: the CLI creates a started app on the first, deploys its code on later ones."""
+    first = _deploy(prod_cli, workspace, "--target", "prod", *PROD_VARS)
+    second = _deploy(prod_cli, workspace, "--target", "prod", *PROD_VARS)
+    return first, second
+
+
+@pytest.fixture(scope="session")
+def prod_deploy(prod_deploys) -> Deploy:
+    return prod_deploys[0]
+
+
+@pytest.fixture(scope="session")
+def names():
+    """The identities and variables the tests deploy with."""
+    return {
+        "user": USER,
+        "service_principal": SERVICE_PRINCIPAL,
+        "deploy_vars": DEPLOY_VARS,
+        "prod_vars": PROD_VARS,
+        "root": workspace_module.ROOT,
+    }

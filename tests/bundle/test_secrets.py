@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SCANNED = ["databricks.yml", "resources", "notebooks", "src", "sql"]
+SCANNED = ["databricks.yml", "resources", "notebooks", "src", "sql", "app"]
 TEXT_SUFFIXES = {".yml", ".yaml", ".json", ".py", ".sql", ".sh", ".md", ".toml", ".cfg", ".ini", ".txt", ""}
 
 #: What a leaked credential looks like: a name and a pattern that only matches a real-looking value.

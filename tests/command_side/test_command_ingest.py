@@ -163,3 +163,32 @@ def test_submit_command_errors(workspace, settings):
     (settings.warehouse / "write_store.sqlite").mkdir()  # the write store cannot be opened: the run fails
     with pytest.raises(RemoteRunError, match="ended FAILED"):
         submit_command(client, 42, REGISTER)
+
+
+def test_the_notebook_takes_a_batch_and_answers_one_result_per_command(settings):
+    batch = [REGISTER, {"type": "Teleport"}, {**REGISTER, "commandId": "reg-2", "customerId": "cust-2"}]
+    done = run_notebook(json.dumps(batch), settings.warehouse)
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout)
+    assert [(r["commandId"], r["status"]) for r in results] == [
+        ("reg-1", "accepted"),
+        (None, "rejected"),
+        ("reg-2", "accepted"),
+    ]
+    assert results[1]["error"]["code"] == "UNKNOWN_COMMAND"  # one rejection does not stop the others
+    # A retried batch is answered from the recorded outcomes: same versions, nothing written twice.
+    assert json.loads(run_notebook(json.dumps(batch), settings.warehouse).stdout) == results
+    too_many = json.loads(run_notebook("[]", settings.warehouse).stdout)
+    assert too_many[0]["error"]["code"] == "VALIDATION_ERROR"
+
+
+def test_submit_command_sends_a_batch_as_one_run(workspace):
+    client, state = workspace
+    batch = [REGISTER, {**REGISTER, "commandId": "reg-2", "customerId": "cust-2"}]
+    results = submit_command(client, 42, batch)
+    assert [(r["commandId"], r["version"]) for r in results] == [("reg-1", 1), ("reg-2", 1)]
+    [run_now] = [body for method, path, body in state["requests"] if path == "/api/2.2/jobs/run-now"]
+    assert json.loads(run_now["job_parameters"]["command"]) == batch
+    token = run_now["idempotency_token"]
+    assert len(token) == 64 and token not in ("reg-1", "reg-2")  # one token for the whole batch
+    assert submit_command(client, 42, json.dumps(batch)) == results and len(state["runs"]) == 1

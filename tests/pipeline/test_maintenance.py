@@ -65,7 +65,7 @@ def test_vacuum_keeping_less_than_seven_days_is_refused_before_anything_runs(spa
     assert not settings.warehouse.exists()  # not even the tables were created
 
 
-def test_cli_maintain_prints_its_summary_and_refuses_a_short_retention(cli, settings):
+def test_cli_maintain_prints_its_summary_and_refuses_a_short_retention(spark, cli, settings):
     refused = cli("maintain", "--retain-hours", "1")
     assert refused.exit_code == 2 and "Pass 168 or more" in refused.stderr
 

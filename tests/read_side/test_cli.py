@@ -123,7 +123,7 @@ def test_report_is_self_contained_and_its_charts_draw_in_chromium(run, read_ware
     }
 
 
-def test_report_of_an_empty_warehouse_says_what_to_run(run, tmp_path):
+def test_report_of_an_empty_warehouse_says_what_to_run(spark, run, tmp_path):
     page = tmp_path / "report.html"
     code, _, err = run("report", "--warehouse", str(tmp_path / "empty"), "--out", str(page))
     assert code == 0, err

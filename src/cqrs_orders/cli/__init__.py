@@ -1,9 +1,9 @@
 """``cqrs-orders``: one command line for the write side, the pipeline and the read side.
 
 Each area registers its own subcommands (``command_side``, ``pipeline``, ``read_side``, ``ops``,
-``demo``, ``serve``); every subcommand takes ``--warehouse``. Exit codes: 0 success, 1 a command was
-rejected, 2 usage or configuration error (the message says what to do), 3 the lag monitor found a breach,
-130 interrupted.
+``demo``, ``serve``); every subcommand takes ``--warehouse`` and the settings options below. Exit codes:
+0 success, 1 a command was rejected, 2 usage or configuration error (the message says what to do), 3 the
+lag monitor found a breach, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -18,6 +18,23 @@ from cqrs_orders.errors import CqrsOrdersError
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_LAG_BREACH, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
+#: Settings every subcommand takes as options, each overriding its environment variable. On Databricks the
+#: bundle passes them as task parameters (serverless compute has no environment variables); secrets are
+#: never options: they come from the environment or the secret scope named by ``--secret-scope``.
+SETTING_OPTIONS = (
+    ("--catalog", "CQRS_CATALOG", "Unity Catalog catalog of the tables (with --schema)"),
+    ("--schema", "CQRS_SCHEMA", "Unity Catalog schema of the tables (with --catalog)"),
+    ("--checkpoint-root", "CQRS_CHECKPOINT_ROOT", "folder (or volume path) of the streaming checkpoints"),
+    ("--write-store", "CQRS_WRITE_STORE", "sqlite | cosmos"),
+    ("--publisher", "CQRS_PUBLISHER", "event_log | eventhubs"),
+    ("--source", "CQRS_SOURCE", "event_log | kafka"),
+    ("--cosmos-endpoint", "COSMOS_ENDPOINT", "Cosmos DB account endpoint URL"),
+    ("--cosmos-database", "COSMOS_DATABASE", "Cosmos DB database of the write store"),
+    ("--eventhub-name", "EVENTHUB_NAME", "the event hub (Kafka topic) carrying the events"),
+    ("--kafka-bootstrap-servers", "KAFKA_BOOTSTRAP_SERVERS", "a plaintext broker instead of Event Hubs"),
+    ("--secret-scope", "CQRS_SECRET_SCOPE", "Databricks secret scope holding the secrets"),
+)
+
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -27,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"folder holding the write store, event log, Delta tables and checkpoints "
         f"(env {WAREHOUSE_ENV}, default ./warehouse)",
     )
+    for flag, env_name, text in SETTING_OPTIONS:
+        common.add_argument(flag, metavar="VALUE", help=f"{text} (env {env_name})")
     parser = argparse.ArgumentParser(
         prog="cqrs-orders",
         description="CQRS on the lakehouse: submit commands, relay events, project read models, query them.",
@@ -36,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     for area in (command_side, pipeline, read_side, ops, demo, serve):
         area.register(subcommands, common)
     return parser
+
+
+def setting_overrides(args: argparse.Namespace) -> dict[str, str | None]:
+    """The settings given as options, keyed by the environment variable each one overrides."""
+    return {env: getattr(args, flag[2:].replace("-", "_"), None) for flag, env, _ in SETTING_OPTIONS}
 
 
 def run() -> None:
@@ -51,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run one subcommand and return its exit code (tests call this directly)."""
     args = build_parser().parse_args(argv)
     try:
-        settings = Settings.from_env(args.warehouse)
+        settings = Settings.from_env(args.warehouse, overrides=setting_overrides(args))
         return int(args.run(args, settings) or EXIT_OK)
     except CqrsOrdersError as error:
         print(f"cqrs-orders {args.subcommand}: {error}", file=sys.stderr)

@@ -6,9 +6,9 @@ Binds 127.0.0.1 by default: on a laptop the API is for this machine only. A Data
 
 from __future__ import annotations
 
-import logging
 import os
 
+from cqrs_orders.cli import logs
 from cqrs_orders.config import Settings
 from cqrs_orders.errors import ConfigurationError
 
@@ -42,7 +42,7 @@ def run_serve(args, settings: Settings) -> int:
     port = args.port if args.port is not None else _port_from_env()
     if not 0 <= port <= 65535:
         raise ConfigurationError(f"--port {port} is not a TCP port (0-65535).")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure()  # the project's one logging setup: the server's lines on stderr, with uvicorn's
     app = app_for(settings)
     uvicorn.run(app, host=args.host, port=port, access_log=args.access_log, log_level="info")
     return 0
