@@ -1,11 +1,8 @@
 """Read your write on the embedded store: POST to the real server, relay and project with the CLI (local
-Spark, in this process), then GET the order back from the same running server."""
+Spark, in this process), then GET the order back from the same running server. (Using the ``spark`` fixture
+puts it in the spark tier.)"""
 
 from __future__ import annotations
-
-import pytest
-
-pytestmark = pytest.mark.spark
 
 
 def test_an_order_posted_is_read_back_after_relay_and_projection(served, settings, cli, spark):
