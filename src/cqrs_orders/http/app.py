@@ -132,7 +132,7 @@ def run_commands(handler: CommandHandler, commands: list[str | bytes]) -> list[d
 
 def create_app(
     handler: CommandHandler, read_models: ReadModels, *, on_close: Callable[[], None] = lambda: None
-):
+) -> FastAPI:
     """The ASGI app over one command handler and one set of read models; ``on_close`` runs at shutdown."""
 
     @asynccontextmanager
