@@ -1,22 +1,23 @@
 """``cqrs-orders``: one command line for the write side, the pipeline and the read side.
 
 Each area registers its own subcommands (``command_side``, ``pipeline``, ``read_side``, ``ops``,
-``demo``, ``serve``); every subcommand takes ``--warehouse`` and the settings options below. Exit codes:
-0 success, 1 a command was rejected, 2 usage or configuration error (the message says what to do), 3 the
-lag monitor found a breach, 130 interrupted.
+``demo``, ``serve``); every subcommand takes ``--warehouse``, ``--verbose``/``--quiet`` and the settings
+options below. Exit codes are :class:`~cqrs_orders.exit_codes.ExitCode`. Results go to stdout; progress and
+errors are logged to stderr (:mod:`.logs`).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
 
 from cqrs_orders import __version__
-from cqrs_orders.cli import command_side, demo, ops, pipeline, read_side, serve
+from cqrs_orders.cli import command_side, demo, logs, ops, pipeline, read_side, serve
 from cqrs_orders.config import WAREHOUSE_ENV, Settings
 from cqrs_orders.errors import CqrsOrdersError
+from cqrs_orders.exit_codes import ExitCode
 
-EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_LAG_BREACH, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+log = logging.getLogger(__name__)
 
 #: Settings every subcommand takes as options, each overriding its environment variable. On Databricks the
 #: bundle passes them as task parameters (serverless compute has no environment variables); secrets are
@@ -46,6 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for flag, env_name, text in SETTING_OPTIONS:
         common.add_argument(flag, metavar="VALUE", help=f"{text} (env {env_name})")
+    loudness = common.add_mutually_exclusive_group()
+    loudness.add_argument(
+        "-v", "--verbose", dest="verbosity", action="store_const", const=1, default=0,
+        help="also log debug lines, with the logger names",
+    )  # fmt: skip
+    loudness.add_argument(
+        "-q", "--quiet", dest="verbosity", action="store_const", const=-1, help="log warnings and errors only"
+    )
     parser = argparse.ArgumentParser(
         prog="cqrs-orders",
         description="CQRS on the lakehouse: submit commands, relay events, project read models, query them.",
@@ -74,12 +83,13 @@ def run() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand and return its exit code (tests call this directly)."""
     args = build_parser().parse_args(argv)
+    logs.configure(args.verbosity)
     try:
         settings = Settings.from_env(args.warehouse, overrides=setting_overrides(args))
-        return int(args.run(args, settings) or EXIT_OK)
+        return int(args.run(args, settings) or ExitCode.OK)
     except CqrsOrdersError as error:
-        print(f"cqrs-orders {args.subcommand}: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        log.error("cqrs-orders %s: %s", args.subcommand, error)
+        return ExitCode.USAGE
     except KeyboardInterrupt:
-        print(f"cqrs-orders {args.subcommand}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        log.error("cqrs-orders %s: interrupted", args.subcommand)
+        return ExitCode.INTERRUPTED

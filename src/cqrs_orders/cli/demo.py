@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import random
-import sys
 import time
 from decimal import Decimal
 
 from cqrs_orders.config import TABLES, Settings
 
 #: Lifecycle steps applied to a share of the generated orders, so the read models show every status.
+log = logging.getLogger(__name__)
+
 _LIFECYCLES = (
     (),
     ("ConfirmOrder",),
@@ -38,13 +40,13 @@ def run(args, settings: Settings) -> int:
     started = time.monotonic()
     commands = generate_commands(args.customers, args.orders, random.Random(args.seed))
     accepted, rejected = _submit(settings, commands)
-    _progress(f"[2/4] relaying the outbox to the event log at {settings.event_log_path}")
+    log.info(f"[2/4] relaying the outbox to the event log at {settings.event_log_path}")
     from cqrs_orders.application import wiring
 
     published = wiring.relay(settings).drain()
-    _progress(f"      {published} events published")
+    log.info(f"      {published} events published")
 
-    _progress("[3/4] projecting bronze -> silver -> gold with Spark (first start takes ~20 s)")
+    log.info("[3/4] projecting bronze -> silver -> gold with Spark (first start takes ~20 s)")
     from cqrs_orders.pipeline.runner import run_once
     from cqrs_orders.query.views import register_views
     from cqrs_orders.spark import get_spark
@@ -52,7 +54,7 @@ def run(args, settings: Settings) -> int:
     spark = get_spark("cqrs-orders-demo")
     run_once(spark, settings)
 
-    _progress("[4/4] querying the read models")
+    log.info("[4/4] querying the read models")
     register_views(spark, settings)
     print(f"Warehouse: {settings.warehouse}")
     print(f"Commands: {accepted} accepted, {rejected} rejected; events published: {published}")
@@ -122,7 +124,7 @@ def _distinct_skus(items: list[dict]) -> list[dict]:
 def _submit(settings: Settings, commands: list[dict]) -> tuple[int, int]:
     from cqrs_orders.application import wiring
 
-    _progress(f"[1/4] submitting {len(commands)} commands to the write store at {settings.write_store_path}")
+    log.info(f"[1/4] submitting {len(commands)} commands to the write store at {settings.write_store_path}")
     handler = wiring.command_handler(settings)
     accepted = rejected = 0
     for done, command in enumerate(commands, start=1):
@@ -131,16 +133,12 @@ def _submit(settings: Settings, commands: list[dict]) -> tuple[int, int]:
             accepted += 1
         else:
             rejected += 1
-            _progress(
+            log.info(
                 f"      rejected {command['type']}: {result['error']['code']} {result['error']['message']}"
             )
         if done % 100 == 0 or done == len(commands):
-            _progress(f"      {done}/{len(commands)} submitted")
+            log.info(f"      {done}/{len(commands)} submitted")
     return accepted, rejected
-
-
-def _progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def _positive(text: str) -> int:

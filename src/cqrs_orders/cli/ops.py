@@ -2,16 +2,17 @@
 
 The exit code is the alarm: on Databricks a breach fails the lag monitor job's run, which fires the
 bundle's ``email_notifications.on_failure``. An optional webhook alert goes out too; if it cannot be
-delivered that is said on stderr, and the exit code still reports the breach.
+delivered that is logged as a warning, and the exit code still reports the breach.
 """
 
 from __future__ import annotations
 
-import sys
+import logging
 
 from cqrs_orders.errors import AlertError, ConfigurationError
+from cqrs_orders.exit_codes import ExitCode
 
-EXIT_OK, EXIT_LAG_BREACH = 0, 3
+log = logging.getLogger(__name__)
 
 
 def register(subcommands, common) -> None:
@@ -43,16 +44,16 @@ def run_lag(args, settings) -> int:
     threshold = settings.lag_threshold_seconds if args.threshold_seconds is None else args.threshold_seconds
     if threshold < 0:
         raise ConfigurationError(f"The lag threshold must be 0 or more seconds, not {threshold:g}.")
-    print("cqrs-orders lag: measuring projection lag ...", file=sys.stderr)
+    log.info("measuring projection lag ...")
     report = measure_lag(get_spark("cqrs-orders-lag"), settings, threshold)
     print(report.to_json() if args.json else report.to_text())
     if report.healthy:
-        return EXIT_OK
+        return ExitCode.OK
     url = webhook_url(settings)
     if url:
         try:
             send_webhook(url, report.alert_text())
-            print("cqrs-orders lag: breach alert sent to the webhook", file=sys.stderr)
+            log.info("breach alert sent to the webhook")
         except AlertError as error:  # an alert that fails must never hide the breach itself
-            print(f"cqrs-orders lag: alert not sent: {error}", file=sys.stderr)
-    return EXIT_LAG_BREACH
+            log.warning("alert not sent: %s", error)
+    return ExitCode.LAG_BREACH

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 
-from cqrs_orders.cli import logs
 from cqrs_orders.config import Settings
 from cqrs_orders.errors import ConfigurationError
 
@@ -42,9 +41,10 @@ def run_serve(args, settings: Settings) -> int:
     port = args.port if args.port is not None else _port_from_env()
     if not 0 <= port <= 65535:
         raise ConfigurationError(f"--port {port} is not a TCP port (0-65535).")
-    logs.configure()  # the project's one logging setup: the server's lines on stderr, with uvicorn's
     app = app_for(settings)
-    uvicorn.run(app, host=args.host, port=port, access_log=args.access_log, log_level="info")
+    # uvicorn's own lines follow -v/-q like ours (the CLI configured the cqrs_orders loggers already)
+    level = {-1: "warning", 0: "info", 1: "debug"}[getattr(args, "verbosity", 0)]
+    uvicorn.run(app, host=args.host, port=port, access_log=args.access_log, log_level=level)
     return 0
 
 
