@@ -27,7 +27,8 @@ HOSTILE_LINES = {
     "invalid UTF-8": b'{"type": "RegisterCustomer", "name": "\xff\xfe"}',
     "deep nesting": b"[" * 200_000,
     "deep object nesting": b'{"a":' * 40_000,
-    "lone surrogate": b'{"type": "RegisterCustomer", "customerId": "x\\ud800", "name": "A", "email": "a@b.io"}',
+    "lone surrogate": b'{"type": "RegisterCustomer", "customerId": "x\\ud800", "name": "A", '
+    b'"email": "a@b.io"}',
 }
 
 
@@ -82,11 +83,15 @@ def test_readable_unicode_stays_accepted(given):
 
 
 def test_duplicate_keys_are_refused_not_resolved(reject):
-    text = '{"type": "RegisterCustomer", "customerId": "cust-1", "customerId": "cust-2", "name": "A", ' \
+    text = (
+        '{"type": "RegisterCustomer", "customerId": "cust-1", "customerId": "cust-2", "name": "A", '
         '"email": "a@b.io"}'
+    )
     reject(text, "VALIDATION_ERROR", "customerId", "more than once")
-    nested = '{"type": "CreateOrder", "customerId": "c", "items": [{"sku": "A", "sku": "B", "quantity": 1, ' \
+    nested = (
+        '{"type": "CreateOrder", "customerId": "c", "items": [{"sku": "A", "sku": "B", "quantity": 1, '
         '"unitPrice": 1}]}'
+    )
     reject(nested, "VALIDATION_ERROR", "sku", "more than once")
 
 

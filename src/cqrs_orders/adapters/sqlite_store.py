@@ -134,6 +134,11 @@ class SqliteWriteStore(WriteStore):
                 raise outcome
         return outcomes
 
+    def waiting(self) -> int:
+        """Requests queued for (or in) a group right now (for tests and diagnostics)."""
+        with self._queue_lock:
+            return len(self._queue)
+
     def _run(self, works: Sequence[Work]) -> list:
         request = _Request(list(works), threading.Condition(self._queue_lock))
         with self._queue_lock:
@@ -167,21 +172,23 @@ class SqliteWriteStore(WriteStore):
             with self._queue_lock:
                 if not group:  # failed before the group was taken: it is this caller's request alone
                     group = [self._queue[0]]
+                answer = failure
                 if failure is not None and not isinstance(failure, Exception):  # e.g. KeyboardInterrupt
                     answer = WriteStoreError(f"The group commit on {self.path} was interrupted; retry")
-                else:
-                    answer = failure
+                elif isinstance(failure, sqlite3.Error):  # e.g. disk full or I/O error at COMMIT
+                    answer = WriteStoreError(f"The write store at {self.path} failed: {failure}; retry")
                 for request in group:
                     self._queue.popleft()
                     request.done = True
                     if answer is not None:
                         request.outcomes = [answer] * len(request.works)
                     request.wake.notify()
+                if failure is None:
+                    self.committed[0] += 1
+                    self.committed[1] += size
                 if self._queue:
                     self._queue[0].wake.notify()  # the next head leads the next group
         if failure is None:
-            self.committed[0] += 1
-            self.committed[1] += size
             logger.debug("group commit: %d commands in %d requests", size, len(group))
         elif not isinstance(failure, Exception):
             raise failure  # KeyboardInterrupt and the like still stop this thread
@@ -287,10 +294,11 @@ class SqliteWriteStore(WriteStore):
                 ) from error
             try:
                 yield db
+                db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # a failed COMMIT may have rolled back already
+                    db.execute("ROLLBACK")
                 raise
-            db.execute("COMMIT")
 
 
 @dataclass(eq=False)
