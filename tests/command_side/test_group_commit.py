@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 import pytest
 
 from cqrs_orders.adapters.sqlite_store import SqliteWriteStore
+from cqrs_orders.application.handler import CommandHandler
 from cqrs_orders.application.ports import Commit
 from cqrs_orders.envelope import AggregateType, CustomerState, new_event
 
@@ -195,3 +196,17 @@ def test_a_sigkill_during_submit_file_leaves_a_prefix_of_whole_commands(settings
     assert set(committed) == {f"c-{n}" for n in range(len(committed))}  # a prefix of the file
     assert len(committed) >= answered  # every printed result is in it
     assert set(committed.values()) == {3}  # of whole commands
+
+
+def test_the_writers_snapshot_cache_sees_what_other_connections_wrote(settings, handler, store, given):
+    """The group writer keeps parsed snapshots between groups; a write by anyone else (another process, here
+    another store on the same file) must void them, or the next command would decide on a stale version."""
+    given.customer()
+    given.order()
+    assert given.step("ConfirmOrder").version == 2  # order-1 is now cached at version 2
+    other = SqliteWriteStore(settings.write_store_path)
+    assert CommandHandler(other).handle({"type": "ShipOrder", "orderId": "order-1"}).version == 3
+    other.close()
+    delivered = handler.handle({"type": "DeliverOrder", "orderId": "order-1"})
+    assert (delivered.status, delivered.version) == ("accepted", 4), delivered
+    assert store.load("order-1").state.status.value == "Delivered"

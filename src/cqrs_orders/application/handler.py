@@ -109,22 +109,29 @@ class CommandHandler:
             command = validate_command(decoded)
         except CommandRejected as error:
             return CommandResult.rejected(declared_id, None, error)
-        fingerprint = hashlib.sha256(command.model_dump_json().encode()).hexdigest()
         given_id = command.commandId
         if given_id is None:
             command = command.model_copy(update={"commandId": str(uuid.uuid4())})
-        command = with_target(command)
-        return _Prepared(self, command, fingerprint, given_id is not None)
+        targeted = with_target(command)
+        # The fingerprint is over the command as given (so a retry matches however its target was filled);
+        # that is the stored text too unless filling the target changed it: one serialisation, not two.
+        given_json = command.model_dump_json()
+        command_json = given_json if targeted is command else targeted.model_dump_json()
+        fingerprint = hashlib.sha256(given_json.encode()).hexdigest()
+        return _Prepared(self, targeted, command_json, fingerprint, given_id is not None)
 
 
 class _Prepared:
     """One validated command, ready to run inside the store's transaction (``run`` is the unit of work)."""
 
-    __slots__ = ("aggregate_id", "command", "fingerprint", "handler", "kind", "replayable")
+    __slots__ = ("aggregate_id", "command", "command_json", "fingerprint", "handler", "kind", "replayable")
 
-    def __init__(self, handler: CommandHandler, command: Command, fingerprint: str, replayable: bool):
+    def __init__(
+        self, handler: CommandHandler, command: Command, command_json: str, fingerprint: str, replayable: bool
+    ):
         self.handler = handler
         self.command = command
+        self.command_json = command_json
         self.fingerprint = fingerprint
         self.replayable = replayable  # the caller chose the commandId, so a retry may repeat it
         self.kind, self.aggregate_id = target_of(command)
@@ -136,7 +143,6 @@ class _Prepared:
             recorded = tx.recorded_outcome(command.commandId, aggregate_id)
             if recorded is not None:
                 return _replay(recorded, self.fingerprint)
-        command_json = None
         for attempt in range(handler.max_attempts):
             current = tx.load(aggregate_id)
             customer = None
@@ -149,11 +155,10 @@ class _Prepared:
                 return CommandResult.rejected(command.commandId, aggregate_id, error)
             event_ids = [str(event.eventId) for event in events]
             result = CommandResult(command.commandId, "accepted", aggregate_id, events[-1].version, event_ids)
-            command_json = command_json or command.model_dump_json()
             commit = Commit(
                 command_id=command.commandId,
                 fingerprint=self.fingerprint,
-                command_json=command_json,
+                command_json=self.command_json,
                 aggregate_type=self.kind,
                 aggregate_id=aggregate_id,
                 base_version=current.version if current else 0,

@@ -199,9 +199,7 @@ def decode_command(raw: str | bytes | dict) -> dict:
     try:
         decoded = json.loads(raw, object_pairs_hook=_object_without_duplicates)
     except _DuplicateKey as duplicate:
-        raise ValidationError(
-            f"{duplicate.key}: given more than once; give each field once"
-        ) from None
+        raise ValidationError(f"{duplicate.key}: given more than once; give each field once") from None
     except RecursionError:
         raise ValidationError("command is nested too deeply to be a command") from None
     except ValueError as error:
