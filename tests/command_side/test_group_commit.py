@@ -105,6 +105,10 @@ def test_a_command_failing_half_way_is_rolled_back_alone(store):
     assert store.load("cust-a").version == 1 and store.load("cust-b").version == 1
     assert store.counts() == {"aggregates": 2, "events": 2, "commands": 2, "outbox_pending": 2}
     assert store.committed[1] == 3  # the schema's group, then this group of three works
+    with pytest.raises(RuntimeError, match="half way"):
+        store.execute([half_then_fail])  # alone in its group: no savepoint, the transaction is rolled back
+    assert store.load("cust-bad") is None and store.counts()["commands"] == 2
+    assert store.execute([lambda tx: tx.load("cust-a").version]) == [1]
 
 
 RETRIER = """

@@ -98,6 +98,9 @@ SNAPSHOT_CACHE_SIZE = 10_000
 
 _Snapshots = OrderedDict  # aggregate id -> Snapshot | None (known absent), least recently used first
 
+#: The longest a group waits for callers it expects (see ``SqliteWriteStore._gather``).
+MAX_GATHER_SECONDS = 0.002
+
 #: Commands per group: enough to amortise one fsync over a whole ``submit --file`` chunk, small enough
 #: that a group's transaction (and the wait of its last caller) stays short.
 MAX_GROUP_COMMANDS = 1000
@@ -125,6 +128,9 @@ class SqliteWriteStore(WriteStore):
         self._write_lock = threading.Lock()
         self._queue: deque[_Request] = deque()
         self._queue_lock = threading.Lock()
+        self._arrivals = threading.Condition(self._queue_lock)
+        self._expected = 1  # requests the next group waits for (see _gather)
+        self._gather_seconds = 0.0
         self._writer: sqlite3.Connection | None = None  # the groups' connection, used by one leader at a time
         self._snapshots: _Snapshots = OrderedDict()
         self._snapshots_at: int | None = None
@@ -185,6 +191,7 @@ class SqliteWriteStore(WriteStore):
         request = _Request(list(works), threading.Condition(self._queue_lock))
         with self._queue_lock:
             self._queue.append(request)
+            self._arrivals.notify()  # a leader gathering its group counts this one in
             while not request.done and self._queue[0] is not request:
                 request.wake.wait()
             if request.done:
@@ -204,16 +211,25 @@ class SqliteWriteStore(WriteStore):
                 if seen != self._snapshots_at:
                     self._snapshots.clear()
                 with self._queue_lock:  # whoever queued while the lock was awaited joins this group
+                    self._gather()
                     size = 0
                     for request in self._queue:
                         if group and size + len(request.works) > MAX_GROUP_COMMANDS:
                             break
                         group.append(request)
                         size += len(request.works)
-                session = _Session(db, self._snapshots)
+                # A lone command needs no savepoint: the transaction is its savepoint.
+                lone = size == 1
+                session = _Session(db, self._snapshots, savepoints=not lone)
                 for request in group:
                     request.outcomes = [session.run(work) for work in request.works]
+                if lone and isinstance(group[0].outcomes[0], Exception):
+                    raise _Undone
                 self._snapshots_at = seen  # this writer's own commit does not change its data_version
+                committing = time.perf_counter()
+            commit_seconds = time.perf_counter() - committing
+        except _Undone:  # rolled back with its lone failed work, whose error is that caller's answer
+            size = 0
         except BaseException as error:  # the group's transaction failed: nobody in it was committed
             failure = error
             self._snapshots.clear()
@@ -233,15 +249,33 @@ class SqliteWriteStore(WriteStore):
                     if answer is not None:
                         request.outcomes = [answer] * len(request.works)
                     request.wake.notify()
-                if failure is None:
+                if failure is None and size:
                     self.committed[0] += 1
                     self.committed[1] += size
+                    # Its callers will most likely be back, beside those already queued: the next group
+                    # waits a moment for that many, at most as long as a commit takes here.
+                    self._expected = len(group) + len(self._queue)
+                    self._gather_seconds = min(commit_seconds, MAX_GATHER_SECONDS)
                 if self._queue:
                     self._queue[0].wake.notify()  # the next head leads the next group
         if failure is None:
             logger.debug("group commit: %d commands in %d requests", size, len(group))
         elif not isinstance(failure, Exception):
             raise failure  # KeyboardInterrupt and the like still stop this thread
+
+    def _gather(self) -> None:
+        """Wait (queue lock held, write lock held) until as many requests are queued as the last group saw
+        callers, or at most as long as a commit takes: with a few busy callers, each group then holds
+        nearly all of them instead of alternating between big and small groups. A lone caller expects
+        only itself and never waits."""
+        if len(self._queue) >= self._expected:
+            return
+        deadline = time.monotonic() + self._gather_seconds
+        while len(self._queue) < self._expected:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._arrivals.wait(remaining)
 
     # --- outbox ------------------------------------------------------------------------------------
     def pending(self, limit: int) -> OutboxBatch:
@@ -367,6 +401,10 @@ class SqliteWriteStore(WriteStore):
                 raise
 
 
+class _Undone(Exception):
+    """A group of one failed command: roll the transaction back instead of committing it."""
+
+
 @dataclass(eq=False)
 class _Request:
     """One caller's units of work, waiting in the queue; ``done`` once their group committed (or failed)."""
@@ -387,11 +425,12 @@ class _Session:
     write: a command that is rejected never wrote and needs none.
     """
 
-    __slots__ = ("_db", "_saved", "_snapshots", "_touched")
+    __slots__ = ("_db", "_saved", "_savepoints", "_snapshots", "_touched")
 
-    def __init__(self, db: sqlite3.Connection, snapshots: _Snapshots):
+    def __init__(self, db: sqlite3.Connection, snapshots: _Snapshots, *, savepoints: bool = True):
         self._db = db
         self._snapshots = snapshots
+        self._savepoints = savepoints
         self._saved = False
         self._touched: list[str] = []
 
@@ -439,7 +478,7 @@ class _Session:
             current = row[0] if row else 0
         if current != commit.base_version:
             raise VersionConflict(aggregate_id)
-        if not self._saved:
+        if self._savepoints and not self._saved:
             db.execute("SAVEPOINT command")
             self._saved = True
         last = commit.events[-1]
