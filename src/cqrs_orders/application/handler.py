@@ -106,19 +106,19 @@ class CommandHandler:
         try:
             decoded = decode_command(raw)
             declared_id = _declared_command_id(decoded)
+            replayable = decoded.get("commandId") is not None
+            if not replayable:  # an id of our own, validated with the rest (cheaper than a copy after)
+                decoded = {**decoded, "commandId": str(uuid.uuid4())}
             command = validate_command(decoded)
         except CommandRejected as error:
             return CommandResult.rejected(declared_id, None, error)
-        given_id = command.commandId
-        if given_id is None:
-            command = command.model_copy(update={"commandId": str(uuid.uuid4())})
         targeted = with_target(command)
         # The fingerprint is over the command as given (so a retry matches however its target was filled);
         # that is the stored text too unless filling the target changed it: one serialisation, not two.
         given_json = command.model_dump_json()
         command_json = given_json if targeted is command else targeted.model_dump_json()
         fingerprint = hashlib.sha256(given_json.encode()).hexdigest()
-        return _Prepared(self, targeted, command_json, fingerprint, given_id is not None)
+        return _Prepared(self, targeted, command_json, fingerprint, replayable)
 
 
 class _Prepared:
