@@ -189,10 +189,12 @@ class SqliteWriteStore(WriteStore):
             return len(self._queue)
 
     def _run(self, works: Sequence[Work]) -> list:
-        request = _Request(list(works), threading.Condition(self._queue_lock))
+        request = _Request(list(works))
         with self._queue_lock:
             self._queue.append(request)
             self._arrivals.notify()  # a leader gathering its group counts this one in
+            if self._queue[0] is not request:  # someone else leads: wait for them (a lone caller never does)
+                request.wake = threading.Condition(self._queue_lock)
             while not request.done and self._queue[0] is not request:
                 request.wake.wait()
             if request.done:
@@ -249,7 +251,8 @@ class SqliteWriteStore(WriteStore):
                     request.done = True
                     if answer is not None:
                         request.outcomes = [answer] * len(request.works)
-                    request.wake.notify()
+                    if request.wake is not None:
+                        request.wake.notify()
                 if failure is None and size:
                     self.committed[0] += 1
                     self.committed[1] += size
@@ -257,7 +260,7 @@ class SqliteWriteStore(WriteStore):
                     # waits a moment for that many, at most as long as a commit takes here.
                     self._expected = len(group) + len(self._queue)
                     self._gather_seconds = min(commit_seconds, MAX_GATHER_SECONDS)
-                if self._queue:
+                if self._queue and self._queue[0].wake is not None:
                     self._queue[0].wake.notify()  # the next head leads the next group
         if failure is None:
             logger.debug("group commit: %d commands in %d requests", size, len(group))
@@ -411,7 +414,7 @@ class _Request:
     """One caller's units of work, waiting in the queue; ``done`` once their group committed (or failed)."""
 
     works: list[Work]
-    wake: threading.Condition
+    wake: threading.Condition | None = None  # made only by a caller that has to wait
     done: bool = False
     outcomes: list = field(default_factory=list)
 
