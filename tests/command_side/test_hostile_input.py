@@ -128,3 +128,13 @@ def test_a_store_with_corrupted_pages_is_refused_at_open(settings, cli):
     result = cli("submit", register(999).decode())
     assert result.exit_code == 2 and result.stdout == ""
     assert result.stderr.count("\n") == 1 and str(settings.write_store_path) in result.stderr
+
+
+def test_a_line_far_over_the_size_limit_is_refused_without_holding_it(settings):
+    """A 24 MB line (no newline for a long while) is answered as too large, and the lines around it run."""
+    payload = register(0) + b"\n" + b'{"type": "' + b"x" * (24 << 20) + b'"}\n' + register(1) + b"\n"
+    done = submit_bytes(settings, payload, stdin=True)
+    assert b"Traceback" not in done.stderr
+    results = [json.loads(line) for line in done.stdout.decode().splitlines()]
+    assert [r["status"] for r in results] == ["accepted", "rejected", "accepted"]
+    assert "limit" in results[1]["error"]["message"]

@@ -76,13 +76,17 @@ def _chunks(name: str):
 
     Bytes, not text: a line that is not UTF-8 is that line's validation error, not the end of the run.
     ``read1`` returns what a pipe holds without waiting for more, so a producer writing commands one at
-    a time to stdin gets each answer as soon as it is durable, while a file is read in large chunks.
+    a time to stdin gets each answer as soon as it is durable, while a file is read in large chunks. A line
+    over the size limit is answered as soon as it is known to be, and the rest of it is skipped unread
+    into memory.
     """
+    from cqrs_orders.domain.commands import MAX_COMMAND_BYTES
+
     try:
         handle = sys.stdin.buffer if name == "-" else open(name, "rb")  # noqa: SIM115
     except OSError as error:
         raise ConfigurationError(f"Cannot read the commands file {name}: {error.strerror}") from error
-    tail = b""
+    tail, oversized = b"", False
     with handle:
         while True:
             try:
@@ -91,8 +95,16 @@ def _chunks(name: str):
                 raise ConfigurationError(f"Cannot read the commands file {name}: {error.strerror}") from error
             if not data:
                 break
+            if oversized:  # the rest of a line already answered as too large: skip to its end
+                end = data.find(b"\n")
+                if end < 0:
+                    continue
+                data, oversized = data[end + 1 :], False
             lines = (tail + data).split(b"\n")
             tail = lines.pop()
+            if len(tail) > MAX_COMMAND_BYTES:  # too large whatever follows: answer it now, hold none of it
+                lines.append(tail[: MAX_COMMAND_BYTES + 1])
+                tail, oversized = b"", True
             lines = [line for line in lines if line.strip()]
             for start in range(0, len(lines), CHUNK_COMMANDS):
                 yield lines[start : start + CHUNK_COMMANDS]
