@@ -523,7 +523,7 @@ class _Session:
                         event.version,
                         event.eventType,
                         commit.command_id,
-                        event.to_json(),
+                        event.to_json(state if event is last else None),
                     ),
                 )
         except sqlite3.IntegrityError as error:  # unreachable under the write lock; kept as the backstop

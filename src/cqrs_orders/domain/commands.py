@@ -197,7 +197,7 @@ def decode_command(raw: str | bytes | dict) -> dict:
                 f"{error.object[error.start]:#04x}: {error.reason})"
             ) from None
     try:
-        decoded = json.loads(raw, object_pairs_hook=_object_without_duplicates)
+        decoded = _DECODER.decode(raw)
     except _DuplicateKey as duplicate:
         raise ValidationError(f"{duplicate.key}: given more than once; give each field once") from None
     except RecursionError:
@@ -226,6 +226,10 @@ def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict:
                 raise _DuplicateKey(_short(key))
             seen.add(key)
     return decoded
+
+
+#: One decoder for every command (``json.loads`` with a hook would build a new one per call).
+_DECODER = json.JSONDecoder(object_pairs_hook=_object_without_duplicates)
 
 
 def validate_command(decoded: dict) -> Command:
