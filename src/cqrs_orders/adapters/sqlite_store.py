@@ -19,13 +19,13 @@ import logging
 import sqlite3
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from json.encoder import encode_basestring_ascii
 from pathlib import Path
 
+from cqrs_orders.adapters.group_commit import GroupCommitQueue
 from cqrs_orders.application.ports import (
     Commit,
     DuplicateCommand,
@@ -110,11 +110,10 @@ MAX_GROUP_COMMANDS = 1000
 class SqliteWriteStore(WriteStore):
     """Thread-safe, multi-process-safe write store in one SQLite file, with group commit.
 
-    Callers of :meth:`execute` queue up; the caller at the head of the queue becomes the group's leader: it
-    takes the write lock, runs every queued unit of work (its own and its followers') in turn, each in its
-    own ``SAVEPOINT``, and commits them with one ``COMMIT`` (one fsync). Only then is any caller of the
-    group answered, so an answer always means durable. The leader design (after LevelDB's write queue)
-    needs no background thread: a lone caller leads its own group with no hand-off at all.
+    Callers of :meth:`execute` queue up (:mod:`~cqrs_orders.adapters.group_commit`); the caller at the head
+    of the queue takes the write lock, runs every queued unit of work (its own and its followers') in turn,
+    each in its own ``SAVEPOINT``, and commits them with one ``COMMIT`` (one fsync). Only then is any caller
+    of the group answered, so an answer always means durable.
     """
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL", busy_timeout_ms: int = 30_000):
@@ -127,16 +126,14 @@ class SqliteWriteStore(WriteStore):
         # Writers of this process queue here, FIFO-ish and without sleeping; SQLite's busy handler (which
         # polls with sleeps of up to 100 ms) then only arbitrates between processes.
         self._write_lock = threading.Lock()
-        self._queue: deque[_Request] = deque()
-        self._queue_lock = threading.Lock()
-        self._arrivals = threading.Condition(self._queue_lock)
-        self._expected = 1  # requests the next group waits for (see _gather)
-        self._gather_seconds = 0.0
+        self._groups = GroupCommitQueue(
+            max_commands=MAX_GROUP_COMMANDS, max_gather_seconds=MAX_GATHER_SECONDS
+        )
         self._writer: sqlite3.Connection | None = None  # the groups' connection, used by one leader at a time
         self._snapshots: _Snapshots = OrderedDict()
         self._snapshots_at: int | None = None
         #: (groups, commands) committed by this instance: how well group commit is grouping.
-        self.committed = [0, 0]
+        self.committed = self._groups.committed
         self.path.parent.mkdir(parents=True, exist_ok=True)
         existed = self.path.exists() and self.path.stat().st_size > 0
         if existed:
@@ -185,27 +182,14 @@ class SqliteWriteStore(WriteStore):
 
     def waiting(self) -> int:
         """Requests queued for (or in) a group right now (for tests and diagnostics)."""
-        with self._queue_lock:
-            return len(self._queue)
+        return self._groups.waiting()
 
     def _run(self, works: Sequence[Work]) -> list:
-        request = _Request(list(works))
-        with self._queue_lock:
-            self._queue.append(request)
-            self._arrivals.notify()  # a leader gathering its group counts this one in
-            if self._queue[0] is not request:  # someone else leads: wait for them (a lone caller never does)
-                request.wake = threading.Condition(self._queue_lock)
-            while not request.done and self._queue[0] is not request:
-                request.wake.wait()
-            if request.done:
-                return request.outcomes
-        self._lead()
-        return request.outcomes
+        return self._groups.run(works, self._commit_group)
 
-    def _lead(self) -> None:
-        """Run and commit the group at the head of the queue (this caller's request is its first)."""
-        group: list[_Request] = []
-        failure: BaseException | None = None
+    def _commit_group(self, take) -> float | None:
+        """The leader's transaction: every work of the group in turn, each in its own savepoint, then one
+        COMMIT. Returns how long the commit took, or ``None`` if nothing was committed."""
         try:
             with self._transaction(self._writer_connection()) as db:
                 # The cached snapshots are current unless another connection (another process, a relay
@@ -213,16 +197,9 @@ class SqliteWriteStore(WriteStore):
                 seen = db.execute("PRAGMA data_version").fetchone()[0]
                 if seen != self._snapshots_at:
                     self._snapshots.clear()
-                with self._queue_lock:  # whoever queued while the lock was awaited joins this group
-                    self._gather()
-                    size = 0
-                    for request in self._queue:
-                        if group and size + len(request.works) > MAX_GROUP_COMMANDS:
-                            break
-                        group.append(request)
-                        size += len(request.works)
+                group = take()
                 # A lone command needs no savepoint: the transaction is its savepoint.
-                lone = size == 1
+                lone = len(group) == 1 and len(group[0].works) == 1
                 session = _Session(db, self._snapshots, savepoints=not lone)
                 for request in group:
                     request.outcomes = [session.run(work) for work in request.works]
@@ -230,56 +207,15 @@ class SqliteWriteStore(WriteStore):
                     raise _Undone
                 self._snapshots_at = seen  # this writer's own commit does not change its data_version
                 committing = time.perf_counter()
-            commit_seconds = time.perf_counter() - committing
+            return time.perf_counter() - committing
         except _Undone:  # rolled back with its lone failed work, whose error is that caller's answer
-            size = 0
-        except BaseException as error:  # the group's transaction failed: nobody in it was committed
-            failure = error
+            return None
+        except BaseException as error:
             self._snapshots.clear()
             self._snapshots_at = None
-        finally:
-            with self._queue_lock:
-                if not group:  # failed before the group was taken: it is this caller's request alone
-                    group = [self._queue[0]]
-                answer = failure
-                if failure is not None and not isinstance(failure, Exception):  # e.g. KeyboardInterrupt
-                    answer = WriteStoreError(f"The group commit on {self.path} was interrupted; retry")
-                elif isinstance(failure, sqlite3.Error):  # e.g. disk full or I/O error at COMMIT
-                    answer = WriteStoreError(f"The write store at {self.path} failed: {failure}; retry")
-                for request in group:
-                    self._queue.popleft()
-                    request.done = True
-                    if answer is not None:
-                        request.outcomes = [answer] * len(request.works)
-                    if request.wake is not None:
-                        request.wake.notify()
-                if failure is None and size:
-                    self.committed[0] += 1
-                    self.committed[1] += size
-                    # Its callers will most likely be back, beside those already queued: the next group
-                    # waits a moment for that many, at most as long as a commit takes here.
-                    self._expected = len(group) + len(self._queue)
-                    self._gather_seconds = min(commit_seconds, MAX_GATHER_SECONDS)
-                if self._queue and self._queue[0].wake is not None:
-                    self._queue[0].wake.notify()  # the next head leads the next group
-        if failure is None:
-            logger.debug("group commit: %d commands in %d requests", size, len(group))
-        elif not isinstance(failure, Exception):
-            raise failure  # KeyboardInterrupt and the like still stop this thread
-
-    def _gather(self) -> None:
-        """Wait (queue lock held, write lock held) until as many requests are queued as the last group saw
-        callers, or at most as long as a commit takes: with a few busy callers, each group then holds
-        nearly all of them instead of alternating between big and small groups. A lone caller expects
-        only itself and never waits."""
-        if len(self._queue) >= self._expected:
-            return
-        deadline = time.monotonic() + self._gather_seconds
-        while len(self._queue) < self._expected:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            self._arrivals.wait(remaining)
+            if isinstance(error, sqlite3.Error):  # e.g. disk full or an I/O error at COMMIT
+                raise WriteStoreError(f"The write store at {self.path} failed: {error}; retry") from error
+            raise
 
     # --- outbox ------------------------------------------------------------------------------------
     def pending(self, limit: int) -> OutboxBatch:
@@ -407,16 +343,6 @@ class SqliteWriteStore(WriteStore):
 
 class _Undone(Exception):
     """A group of one failed command: roll the transaction back instead of committing it."""
-
-
-@dataclass(eq=False)
-class _Request:
-    """One caller's units of work, waiting in the queue; ``done`` once their group committed (or failed)."""
-
-    works: list[Work]
-    wake: threading.Condition | None = None  # made only by a caller that has to wait
-    done: bool = False
-    outcomes: list = field(default_factory=list)
 
 
 class _Session:
