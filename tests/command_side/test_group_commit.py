@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timezone
 
@@ -19,6 +20,7 @@ from cqrs_orders.adapters.sqlite_store import SqliteWriteStore
 from cqrs_orders.application.handler import CommandHandler
 from cqrs_orders.application.ports import Commit
 from cqrs_orders.envelope import AggregateType, CustomerState, new_event
+from cqrs_orders.errors import WriteStoreError
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 
@@ -214,3 +216,36 @@ def test_the_writers_snapshot_cache_sees_what_other_connections_wrote(settings, 
     delivered = handler.handle({"type": "DeliverOrder", "orderId": "order-1"})
     assert (delivered.status, delivered.version) == ("accepted", 4), delivered
     assert store.load("order-1").state.status.value == "Delivered"
+
+
+def test_a_group_that_cannot_commit_answers_everyone_in_it_with_an_error(settings, store):
+    """When the group's transaction itself fails, no work in it is committed and every caller in it is told
+    (a follower gets a WriteStoreError, the leader its own exception); the next group commits as usual."""
+    good, other = customer_commit("cust-a"), customer_commit("cust-b")
+    answers: dict[str, object] = {}
+
+    def interrupted(tx):
+        raise KeyboardInterrupt  # not one command's failure: it stops the whole transaction
+
+    def call(name, works):
+        try:
+            answers[name] = store.execute(works)
+        except BaseException as error:
+            answers[name] = error
+
+    blocker = sqlite3.connect(store.path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # both callers queue up while the write lock is taken
+    leader = threading.Thread(target=call, args=("leader", [lambda tx: tx.append(good), interrupted]))
+    follower = threading.Thread(target=call, args=("follower", [lambda tx: tx.append(other)]))
+    for thread, queued in ((leader, 1), (follower, 2)):
+        thread.start()
+        while store.waiting() < queued:
+            time.sleep(0.001)
+    blocker.execute("ROLLBACK")
+    for thread in (leader, follower):
+        thread.join(timeout=30)
+    assert isinstance(answers["leader"], KeyboardInterrupt)
+    assert isinstance(answers["follower"], WriteStoreError), answers["follower"]
+    assert store.load("cust-a") is None and store.load("cust-b") is None  # nothing of the group
+    store.execute([lambda tx: tx.append(other)])
+    assert store.load("cust-b").version == 1
