@@ -52,7 +52,7 @@ def whole_commands(path) -> dict[str, int]:
     db = sqlite3.connect(path)
     rows = db.execute(
         "SELECT c.command_id, (SELECT count(*) FROM aggregates a WHERE a.aggregate_id = e.aggregate_id) "
-        "+ (e.event_id IS NOT NULL) + (e.event_id IS NOT NULL AND e.published_at IS NULL) "
+        "+ (e.event_id IS NOT NULL) + (e.seq > (SELECT published_through FROM outbox_position)) "
         "FROM commands c LEFT JOIN events e ON e.command_id = c.command_id"
     ).fetchall()
     orphans = db.execute(

@@ -49,10 +49,11 @@ SCHEMA_VERSION = 2
 
 # Laid out for few pages written per command (each page is a WAL frame written and synced at commit): no
 # AUTOINCREMENT (no sqlite_sequence page; events are never deleted, so rowids still only grow), no index on
-# the random event id, and the outbox as a column of the event with a partial index holding only the
-# unpublished ones. Rows append at the end of rowid tables; WITHOUT ROWID was measured worse here (rows of
-# ~0.5 KB with random keys split pages often). (aggregate_id, version) and command_id stay unique: the last
-# line of defence against a lost update or a double write.
+# the random event id, and no outbox table: the outbox is every event after the relay's position, one row
+# (the relay publishes in seq order and acknowledges what it published, so a position is all it needs).
+# Rows append at the end of rowid tables; WITHOUT ROWID was measured worse here (rows of ~0.5 KB with random
+# keys split pages often). (aggregate_id, version) and command_id stay unique: the last line of defence
+# against a lost update or a double write.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS aggregates (
     aggregate_id   TEXT PRIMARY KEY,
@@ -68,10 +69,14 @@ CREATE TABLE IF NOT EXISTS events (
     event_type   TEXT NOT NULL,
     command_id   TEXT NOT NULL,
     body         TEXT NOT NULL,
-    published_at TEXT,
     UNIQUE (aggregate_id, version)
 );
-CREATE INDEX IF NOT EXISTS events_unpublished ON events (seq) WHERE published_at IS NULL;
+CREATE TABLE IF NOT EXISTS outbox_position (
+    id                INTEGER PRIMARY KEY CHECK (id = 1),
+    published_through INTEGER NOT NULL,
+    published_at      TEXT
+);
+INSERT OR IGNORE INTO outbox_position (id, published_through) VALUES (1, 0);
 CREATE TABLE IF NOT EXISTS commands (
     command_id  TEXT PRIMARY KEY,
     fingerprint TEXT NOT NULL,
@@ -81,16 +86,23 @@ CREATE TABLE IF NOT EXISTS commands (
 );
 """
 
-#: From the first layout: the outbox table becomes the events' ``published_at`` (its other tables keep their
-#: rowid layout; they work the same, with a page or two more per command).
+#: From the first layout: the outbox table becomes the position before its first unpublished event (an
+#: event published out of order after it is published again: delivery is at least once anyway). The other
+#: tables keep their layout; they work the same, with a page or two more per command.
 _MIGRATE_FROM_0 = """
-ALTER TABLE events ADD COLUMN published_at TEXT;
-UPDATE events SET published_at = coalesce(
-    (SELECT o.published_at FROM outbox o WHERE o.event_id = events.event_id), 'before-outbox-migration'
-) WHERE NOT EXISTS (SELECT 1 FROM outbox o WHERE o.event_id = events.event_id AND o.published_at IS NULL);
+CREATE TABLE outbox_position (
+    id                INTEGER PRIMARY KEY CHECK (id = 1),
+    published_through INTEGER NOT NULL,
+    published_at      TEXT
+);
+INSERT INTO outbox_position (id, published_through) VALUES (1, coalesce(
+    (SELECT min(e.seq) - 1 FROM events e JOIN outbox o ON o.event_id = e.event_id
+     WHERE o.published_at IS NULL),
+    (SELECT max(seq) FROM events),
+    0
+));
 DROP TRIGGER IF EXISTS events_to_outbox;
 DROP TABLE outbox;
-CREATE INDEX IF NOT EXISTS events_unpublished ON events (seq) WHERE published_at IS NULL;
 """
 
 
@@ -223,7 +235,7 @@ class SqliteWriteStore(WriteStore):
             self._connection()
             .execute(
                 "SELECT seq, aggregate_id, event_id, version, body FROM events "
-                "WHERE published_at IS NULL ORDER BY seq LIMIT ?",
+                "WHERE seq > (SELECT published_through FROM outbox_position) ORDER BY seq LIMIT ?",
                 (limit,),
             )
             .fetchall()
@@ -231,11 +243,13 @@ class SqliteWriteStore(WriteStore):
         return OutboxBatch([OutboxEntry(*row[1:]) for row in rows], token=[row[0] for row in rows])
 
     def acknowledge(self, batch: OutboxBatch) -> None:
+        """Move the position past the batch (``pending`` hands out events in seq order from it)."""
         if not batch.token:
             return
         with self._transaction() as db:
-            db.executemany(
-                "UPDATE events SET published_at = ? WHERE seq = ?", [(_now(), seq) for seq in batch.token]
+            db.execute(
+                "UPDATE outbox_position SET published_through = max(published_through, ?), published_at = ?",
+                (max(batch.token), _now()),
             )
 
     @contextlib.contextmanager
@@ -256,7 +270,7 @@ class SqliteWriteStore(WriteStore):
             for t in ("aggregates", "events", "commands")
         }
         counts["outbox_pending"] = db.execute(
-            "SELECT count(*) FROM events WHERE published_at IS NULL"
+            "SELECT count(*) FROM events WHERE seq > (SELECT published_through FROM outbox_position)"
         ).fetchone()[0]
         return counts
 
@@ -439,7 +453,7 @@ class _Session:
                     "UPDATE aggregates SET version = ?, state = ? WHERE aggregate_id = ?",
                     (last.version, state, aggregate_id),
                 )
-            for event in commit.events:  # unpublished: in the outbox
+            for event in commit.events:  # after the relay's position: in the outbox
                 db.execute(
                     "INSERT INTO events (event_id, aggregate_id, version, event_type, command_id, body) "
                     "VALUES (?, ?, ?, ?, ?, ?)",
