@@ -4,9 +4,10 @@ doing the same work on SQLite, with the same durability (WAL, ``synchronous=FULL
 
 The work per order is CreateOrder -> ConfirmOrder -> ShipOrder (our lifecycle needs the confirmation before
 shipping), JSON in: once in a single thread, then spread over 4 and 16 threads (each thread its own orders),
-and a ``cqrs-orders submit --file`` import of a JSON Lines file. Each of our runs is followed at once by the
-library's run of the same shape, so both see the same machine. Prints ONE JSON line: every figure, and every
-ratio of ours to the library's (the file import against the library's one-thread rate: it has no bulk path).
+and a ``cqrs-orders submit --file`` import of a JSON Lines file. Each threaded run is cut into slices that
+the two sides take in turn (ours, theirs, theirs, ours, ...), so a shared machine that speeds up or slows
+down weighs on both alike. Prints ONE JSON line: every figure, and every ratio of ours to the library's (the
+file import against the library's one-thread rate: it has no bulk path).
 
     python benchmarks/commands.py                # full size: 3000 commands per run, a 10,000-command file
     python benchmarks/commands.py --commands 30 --file-commands 30   # a quick check
@@ -80,8 +81,8 @@ class EsOrders(Application):
 
 
 # --- measuring ---------------------------------------------------------------------------------------
-def run_orders(orders: int, threads: int, do_order: Callable[[int, list[float]], None]) -> dict:
-    """Run ``do_order(n, latencies)`` for every order, on ``threads`` threads; figures over all commands."""
+def run_orders(orders: range, threads: int, do_order: Callable[[int, list[float]], None]):
+    """Run ``do_order(n, latencies)`` for every order on ``threads`` threads: (latencies, elapsed seconds)."""
     latencies: list[float] = []
     lock = threading.Lock()
 
@@ -92,12 +93,15 @@ def run_orders(orders: int, threads: int, do_order: Callable[[int, list[float]],
         with lock:
             latencies.extend(mine)
 
-    shares = [range(start, orders, threads) for start in range(threads)]
+    shares = [orders[start::threads] for start in range(threads)]
     started = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(worker, shares))
-    elapsed = time.perf_counter() - started
-    latencies.sort()
+    return latencies, time.perf_counter() - started
+
+
+def figures(latencies: list[float], elapsed: float) -> dict:
+    latencies = sorted(latencies)
     return {
         "commands": len(latencies),
         "seconds": round(elapsed, 3),
@@ -114,8 +118,9 @@ def timed(latencies: list[float], action: Callable[[], object]) -> object:
     return outcome
 
 
-def bench_cqrs_orders(folder: Path, orders: int, threads: int, synchronous: str, tag: str) -> dict:
-    store = SqliteWriteStore(folder / f"cqrs-{tag}.sqlite", synchronous=synchronous)
+def bench_cqrs_orders(folder: Path, orders: range, threads: int, tag: str):
+    """(latencies, elapsed, groups, commands in them) of our handler on a fresh store."""
+    store = SqliteWriteStore(folder / f"cqrs-{tag}.sqlite", synchronous="FULL")
     handler = CommandHandler(store)
     assert handler.handle(REGISTER).accepted
 
@@ -126,18 +131,16 @@ def bench_cqrs_orders(folder: Path, orders: int, threads: int, synchronous: str,
                 raise RuntimeError(f"benchmark command rejected: {result.error}")
 
     groups_before, commands_before = store.committed
-    figures = run_orders(orders, threads, do_order)
+    latencies, elapsed = run_orders(orders, threads, do_order)
     groups, commands = store.committed[0] - groups_before, store.committed[1] - commands_before
-    figures["commands_per_group"] = round(commands / max(groups, 1), 2)
     counts = store.counts()
-    assert (
-        counts["events"] == orders * 3 + 1 and counts["outbox_pending"] == counts["events"]
-    )  # all in the outbox
+    assert counts["events"] == len(orders) * 3 + 1 and counts["outbox_pending"] == counts["events"], counts
     store.close()
-    return figures
+    return latencies, elapsed, groups, commands
 
 
-def bench_eventsourcing(folder: Path, orders: int, threads: int, tag: str) -> dict:
+def bench_eventsourcing(folder: Path, orders: range, threads: int, tag: str):
+    """(latencies, elapsed) of the library doing the same orders on a fresh SQLite file."""
     app = EsOrders(
         env={
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
@@ -151,9 +154,35 @@ def bench_eventsourcing(folder: Path, orders: int, threads: int, tag: str) -> di
         timed(latencies, lambda: app.confirm_order(order_id))
         timed(latencies, lambda: app.ship_order(order_id))
 
-    figures = run_orders(orders, threads, do_order)
+    latencies, elapsed = run_orders(orders, threads, do_order)
     app.close()
-    return figures
+    return latencies, elapsed
+
+
+def compare(folder: Path, orders: int, threads: int, rounds: int, run: str) -> tuple[dict, dict]:
+    """Both sides, in ``rounds`` slices taken in turn (ours, theirs, theirs, ours, ...): a machine that gets
+    faster or slower during the run then weighs on both alike. Figures over all slices."""
+    ours: list = [[], 0.0, 0, 0]
+    theirs: list = [[], 0.0]
+    slices = [range(start, orders, rounds) for start in range(min(rounds, orders))]
+    for number, share in enumerate(slices):
+        sides = ("ours", "theirs") if number % 2 == 0 else ("theirs", "ours")
+        for side in sides:
+            if side == "ours":
+                latencies, elapsed, groups, commands = bench_cqrs_orders(
+                    folder, share, threads, f"{run}-{number}"
+                )
+                ours[0] += latencies
+                ours[1] += elapsed
+                ours[2] += groups
+                ours[3] += commands
+            else:
+                latencies, elapsed = bench_eventsourcing(folder, share, threads, f"{run}-{number}")
+                theirs[0] += latencies
+                theirs[1] += elapsed
+    mine = figures(ours[0], ours[1])
+    mine["commands_per_group"] = round(ours[3] / max(ours[2], 1), 2)
+    return mine, figures(theirs[0], theirs[1])
 
 
 def order_commands(order_id: str) -> list[dict]:
@@ -207,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--file-commands", type=int, default=10_000, help="commands in the submit --file import (10000)"
     )
+    parser.add_argument(
+        "--rounds", type=int, default=4, help="slices per run, taken in turn by both sides (4)"
+    )
     args = parser.parse_args(argv)
     orders = max(1, args.commands // len(STEPS))
     file_orders = max(1, (args.file_commands - 1) // len(STEPS))
@@ -223,8 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"benchmarking {orders * 3} commands per run (synchronous={synchronous}) ...", file=sys.stderr)
         for threads in [1, *thread_counts]:
             run = "single" if threads == 1 else f"threads_{threads}"
-            ours[run] = bench_cqrs_orders(folder, orders, threads, synchronous, run)
-            theirs[run] = bench_eventsourcing(folder, orders, threads, run)
+            ours[run], theirs[run] = compare(folder, orders, threads, max(1, args.rounds), run)
             print(
                 f"  {run}: {ours[run]['commands_per_s']} vs {theirs[run]['commands_per_s']}/s",
                 file=sys.stderr,
@@ -240,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         "work": "CreateOrder+ConfirmOrder+ShipOrder per order, JSON in, via the command handler",
         "commands": orders * 3,
         "file_commands": ours["submit_file"]["commands"],
+        "rounds": max(1, args.rounds),
         "sqlite": {"journal_mode": "WAL", "synchronous": synchronous},
         "cpus": os.cpu_count(),
         "cqrs_orders": ours,
