@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         "--file-commands", type=int, default=10_000, help="commands in the submit --file import (10000)"
     )
     parser.add_argument(
-        "--rounds", type=int, default=4, help="slices per run, taken in turn by both sides (4)"
+        "--rounds", type=int, default=10, help="slices per run, taken in turn by both sides (10)"
     )
     args = parser.parse_args(argv)
     orders = max(1, args.commands // len(STEPS))
