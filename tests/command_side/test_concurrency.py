@@ -1,36 +1,36 @@
-"""Two (or more) writers on one aggregate, as threads and as processes: no lost update, no duplicate version,
-a stale ``expectedVersion`` reported as CONCURRENCY_CONFLICT, and a lost race retried when none was given."""
+"""Two (or more) writers on one aggregate, as threads sharing a group commit and as processes: no lost update,
+no duplicate version, a stale ``expectedVersion`` reported as CONCURRENCY_CONFLICT, a retry answered as its
+original."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from cqrs_orders.adapters.sqlite_store import SqliteWriteStore
-from cqrs_orders.application.handler import CommandHandler
 from cqrs_orders.envelope import EventEnvelope
 
 
-class RacingStore(SqliteWriteStore):
-    """A real SQLite store whose first load per thread waits for the other writers: both decide on the same
-    version, so exactly one commit can win the race."""
-
-    def __init__(self, path, writers: int):
-        super().__init__(path)
-        self.barrier = threading.Barrier(writers, timeout=10)
-        self.waited = threading.local()
-        self.waited.done = True  # only the writer threads race
-
-    def load(self, aggregate_id):
-        snapshot = super().load(aggregate_id)
-        if aggregate_id == "order-1" and not getattr(self.waited, "done", False):
-            self.waited.done = True
-            self.barrier.wait()
-        return snapshot
+@contextlib.contextmanager
+def one_group(store: SqliteWriteStore, callers: int):
+    """Hold the file's write lock (from another connection, as another process would) until ``callers``
+    requests wait in the store's queue; released, they all run in one group, deciding in turn."""
+    blocker = sqlite3.connect(store.path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        deadline = time.monotonic() + 10
+        while store.waiting() < callers:
+            assert time.monotonic() < deadline, f"only {store.waiting()} of {callers} callers queued"
+            time.sleep(0.005)
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
 
 
 def add_item(sku: str, **extra) -> dict:
@@ -42,49 +42,83 @@ def order_versions(store) -> list[int]:
     return [event.version for event in bodies if event.aggregateId == "order-1"]
 
 
-def test_two_threads_with_the_same_expected_version_one_wins(settings, given):
+def run_in_one_group(store, handler, commands: list[dict]) -> list:
+    groups = store.committed[0]
+    with ThreadPoolExecutor(len(commands)) as pool, one_group(store, len(commands)):
+        futures = [pool.submit(handler.handle, command) for command in commands]
+    results = [future.result(timeout=30) for future in futures]
+    assert store.committed[0] == groups + 1, "the commands did not share one group"
+    return results
+
+
+def test_two_callers_with_the_same_expected_version_one_wins(store, handler, given):
     given.customer()
     given.order()
-    racing = RacingStore(settings.write_store_path, writers=2)
-    handler = CommandHandler(racing)
-    with ThreadPoolExecutor(2) as pool:
-        results = list(
-            pool.map(handler.handle, [add_item("X", expectedVersion=1), add_item("Y", expectedVersion=1)])
-        )
+    racing = [add_item("X", expectedVersion=1), add_item("Y", expectedVersion=1)]
+    results = run_in_one_group(store, handler, racing)
     assert sorted(r.status for r in results) == ["accepted", "rejected"]
     [loser] = [r for r in results if not r.accepted]
     assert loser.error["code"] == "CONCURRENCY_CONFLICT"
-    assert racing.load("order-1").version == 2
-    assert order_versions(racing) == [1, 2]
-    racing.close()
+    assert store.load("order-1").version == 2
+    assert order_versions(store) == [1, 2]
 
 
-def test_two_threads_without_expected_version_both_win_by_retrying(settings, given):
+def test_two_callers_without_expected_version_both_win(store, handler, given):
     given.customer()
     given.order()
-    racing = RacingStore(settings.write_store_path, writers=2)
-    handler = CommandHandler(racing)
-    with ThreadPoolExecutor(2) as pool:
-        results = list(pool.map(handler.handle, [add_item("X"), add_item("Y")]))
+    results = run_in_one_group(store, handler, [add_item("X"), add_item("Y")])
     assert [r.status for r in results] == ["accepted", "accepted"]
     assert sorted(r.version for r in results) == [2, 3]
-    state = racing.load("order-1")
+    state = store.load("order-1")
     assert state.version == 3 and sorted(i.sku for i in state.state.items) == ["A", "B", "X", "Y"]
-    assert order_versions(racing) == [1, 2, 3]
-    racing.close()
+    assert order_versions(store) == [1, 2, 3]
 
 
-def test_many_threads_lose_no_update(store, handler, given):
+def test_a_retry_in_the_same_group_as_its_original_gets_the_first_result(store, handler, given):
     given.customer()
     given.order()
-    with ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(handler.handle, [add_item(f"T{n:02d}") for n in range(40)]))
-    accepted = [r for r in results if r.accepted]
-    assert all(r.error["code"] == "CONCURRENCY_CONFLICT" for r in results if not r.accepted)
-    assert len(accepted) >= 30
-    assert sorted(r.version for r in accepted) == list(range(2, 2 + len(accepted)))
-    assert len(store.load("order-1").state.items) == 2 + len(accepted)
+    command = add_item("X", commandId="retry-me")
+    results = run_in_one_group(store, handler, [command, command, add_item("Y", commandId="retry-me")])
+    first, again, reused = results
+    assert first.accepted and again == first
+    assert reused.error["code"] == "ALREADY_EXISTS"  # the same id for a different command
+    assert order_versions(store) == [1, 2]
+
+
+def test_sixteen_threads_lose_no_update(store, handler, given):
+    given.customer()
+    given.order()
+    groups, commands = store.committed
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(handler.handle, [add_item(f"T{n:02d}") for n in range(64)]))
+    assert store.committed[1] - commands == 64 and store.committed[0] - groups < 64  # they shared commits
+    assert all(r.accepted for r in results)  # no expectedVersion, one writer: nothing to lose a race to
+    assert sorted(r.version for r in results) == list(range(2, 66))
+    assert len(store.load("order-1").state.items) == 66
+    assert order_versions(store) == list(range(1, 66))
+
+
+def test_sixteen_threads_with_expected_versions_and_retries(store, handler, given):
+    """Every caller reads the version, then sends its command twice (a retry, same commandId) expecting it:
+    per version exactly one command wins; an accepted command's retry gets the very same answer, a refused
+    one's retry is refused again (its expectedVersion only gets staler)."""
+    given.customer()
+    given.order()
+
+    def caller(n: int) -> tuple:
+        seen = store.load("order-1").version
+        command = add_item(f"E{n:02d}", expectedVersion=seen, commandId=f"cmd-{n}")
+        return handler.handle(command), handler.handle(command)
+
+    with ThreadPoolExecutor(16) as pool:
+        pairs = list(pool.map(caller, range(64)))
+    assert all(first == retry for first, retry in pairs if first.accepted)
+    assert all(retry.error["code"] == "CONCURRENCY_CONFLICT" for first, retry in pairs if not first.accepted)
+    accepted = [first for first, _ in pairs if first.accepted]
+    assert all(first.error["code"] == "CONCURRENCY_CONFLICT" for first, _ in pairs if not first.accepted)
+    assert accepted and sorted(r.version for r in accepted) == list(range(2, 2 + len(accepted)))
     assert order_versions(store) == list(range(1, 2 + len(accepted)))
+    assert store.counts()["commands"] == 2 + len(accepted)
 
 
 WRITER = """

@@ -9,6 +9,13 @@ Publishing is driven by the container's change feed: the relay reads ``outbox`` 
 order (per partition key = per aggregate, hence in version order), publishes them, and only then saves the
 change-feed continuation token in a checkpoint document, so a restarted relay resumes where it stopped.
 The key (``COSMOS_KEY``, from the environment or a Databricks secret scope) is never logged.
+
+Group commit (as in the SQLite store) does not apply here, and this store does not pretend to it: it runs
+``execute`` as the port's default, one transactional batch per command. A transactional batch is bounded to
+one logical partition (one aggregate), so commands on different aggregates can never share a commit, and
+there is no client-side fsync to amortise: each batch is made durable by the service's replicas. What
+concurrency buys here is concurrent batches across partitions (each HTTP request thread runs its own),
+limited by the provisioned RU/s, not by a lock.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import hashlib
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -25,7 +25,7 @@ from cqrs_orders.application.ports import (
     WriteStore,
 )
 from cqrs_orders.domain.aggregates import decide, target_of, with_target
-from cqrs_orders.domain.commands import CreateOrder, decode_command, validate_command
+from cqrs_orders.domain.commands import Command, CreateOrder, decode_command, validate_command
 from cqrs_orders.envelope import AggregateType
 from cqrs_orders.errors import AlreadyExists, CommandRejected, ConcurrencyConflict
 
@@ -67,7 +67,7 @@ class CommandResult:
 
 
 class CommandHandler:
-    """Runs commands against one write store."""
+    """Runs commands against one write store; thread-safe (concurrent callers share the store's groups)."""
 
     def __init__(
         self,
@@ -81,58 +81,100 @@ class CommandHandler:
         self.clock = clock
 
     def handle(self, raw: str | bytes | dict) -> CommandResult:
+        """Run one command; the answer comes once its effects are durable (or it was rejected)."""
+        prepared = self._prepare(raw)
+        if isinstance(prepared, CommandResult):
+            return prepared
+        [result] = self.store.execute([prepared.run])
+        return result
+
+    def handle_many(self, raws: Iterable[str | bytes | dict]) -> list[CommandResult]:
+        """Run commands in order, as few transactions as the store allows; one result per command.
+
+        With the SQLite store they share one commit (each in its own savepoint), so a bulk import pays one
+        fsync per group instead of one per command, and a crash leaves a prefix of whole commands.
+        """
+        prepared = [self._prepare(raw) for raw in raws]
+        runs = [p.run for p in prepared if not isinstance(p, CommandResult)]
+        outcomes = iter(self.store.execute(runs) if runs else ())
+        return [p if isinstance(p, CommandResult) else next(outcomes) for p in prepared]
+
+    def _prepare(self, raw: str | bytes | dict) -> _Prepared | CommandResult:
+        """Validation and everything else that needs no store: done by the caller's thread, outside the
+        group's transaction."""
         declared_id = None
         try:
             decoded = decode_command(raw)
             declared_id = _declared_command_id(decoded)
+            replayable = decoded.get("commandId") is not None
+            if not replayable:  # an id of our own, validated with the rest (cheaper than a copy after)
+                decoded = {**decoded, "commandId": str(uuid.uuid4())}
             command = validate_command(decoded)
         except CommandRejected as error:
             return CommandResult.rejected(declared_id, None, error)
-        fingerprint = hashlib.sha256(command.model_dump_json().encode()).hexdigest()
-        given_id = command.commandId
-        command = with_target(command.model_copy(update={"commandId": given_id or str(uuid.uuid4())}))
-        kind, aggregate_id = target_of(command)
-        if given_id is not None:
-            recorded = self.store.recorded_outcome(given_id, aggregate_id)
+        targeted = with_target(command)
+        # The fingerprint is over the command as given (so a retry matches however its target was filled);
+        # that is the stored text too unless filling the target changed it: one serialisation, not two.
+        given_json = command.model_dump_json()
+        command_json = given_json if targeted is command else targeted.model_dump_json()
+        fingerprint = hashlib.sha256(given_json.encode()).hexdigest()
+        return _Prepared(self, targeted, command_json, fingerprint, replayable)
+
+
+class _Prepared:
+    """One validated command, ready to run inside the store's transaction (``run`` is the unit of work)."""
+
+    __slots__ = ("aggregate_id", "command", "command_json", "fingerprint", "handler", "kind", "replayable")
+
+    def __init__(
+        self, handler: CommandHandler, command: Command, command_json: str, fingerprint: str, replayable: bool
+    ):
+        self.handler = handler
+        self.command = command
+        self.command_json = command_json
+        self.fingerprint = fingerprint
+        self.replayable = replayable  # the caller chose the commandId, so a retry may repeat it
+        self.kind, self.aggregate_id = target_of(command)
+
+    def run(self, tx: WriteStore) -> CommandResult:
+        """Load, decide, append: the command's whole effect, on the view of the store it is given."""
+        command, aggregate_id, handler = self.command, self.aggregate_id, self.handler
+        if self.replayable:
+            recorded = tx.recorded_outcome(command.commandId, aggregate_id)
             if recorded is not None:
-                return _replay(recorded, fingerprint)
-        for attempt in range(self.max_attempts):
-            current = self.store.load(aggregate_id)
+                return _replay(recorded, self.fingerprint)
+        for attempt in range(handler.max_attempts):
+            current = tx.load(aggregate_id)
             customer = None
             if isinstance(command, CreateOrder):
-                found = self.store.load(command.customerId)
+                found = tx.load(command.customerId)
                 customer = found.state if found and found.aggregate_type is AggregateType.CUSTOMER else None
             try:
-                events = decide(command, current, now=self.clock(), customer=customer)
+                events = decide(command, current, now=handler.clock(), customer=customer)
             except CommandRejected as error:
                 return CommandResult.rejected(command.commandId, aggregate_id, error)
-            result = CommandResult(
-                command.commandId,
-                "accepted",
-                aggregate_id,
-                events[-1].version,
-                [str(e.eventId) for e in events],
-            )
+            event_ids = [str(event.eventId) for event in events]
+            result = CommandResult(command.commandId, "accepted", aggregate_id, events[-1].version, event_ids)
             commit = Commit(
                 command_id=command.commandId,
-                fingerprint=fingerprint,
-                command_json=command.model_dump_json(),
-                aggregate_type=kind,
+                fingerprint=self.fingerprint,
+                command_json=self.command_json,
+                aggregate_type=self.kind,
                 aggregate_id=aggregate_id,
                 base_version=current.version if current else 0,
                 events=events,
                 outcome=result.to_dict(),
             )
             try:
-                self.store.append(commit)
+                tx.append(commit)
                 return result
             except DuplicateCommand as duplicate:
-                return _replay(duplicate.recorded, fingerprint)
-            except VersionConflict:
+                return _replay(duplicate.recorded, self.fingerprint)
+            except VersionConflict:  # only stores without a write lock (Cosmos DB) get here
                 time.sleep(random.uniform(0, 0.005 * 2**attempt))  # de-synchronise the racing writers
         conflict = ConcurrencyConflict(
-            f"{kind.value} {aggregate_id!r} kept changing while this command ran "
-            f"({self.max_attempts} attempts); submit it again"
+            f"{self.kind.value} {aggregate_id!r} kept changing while this command ran "
+            f"({handler.max_attempts} attempts); submit it again"
         )
         return CommandResult.rejected(command.commandId, aggregate_id, conflict)
 

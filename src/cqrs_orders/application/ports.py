@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,6 +91,25 @@ class WriteStore(ABC):
     def append(self, commit: Commit) -> None:
         """Write the commit atomically; raise ``VersionConflict`` or ``DuplicateCommand`` and write nothing
         if the aggregate moved past ``base_version`` or the command id is already recorded."""
+
+    def execute(self, works: Sequence[Callable[[WriteStore], Any]]) -> list:
+        """Run units of work, each given a view with ``load`` / ``recorded_outcome`` / ``append``, and return
+        their results in order; a work's exception is re-raised (after the others ran).
+
+        This default runs them one by one on the store itself, each ``append`` its own transaction (what
+        a store without cross-aggregate transactions can offer). A store that can do better overrides it:
+        the SQLite store runs them as a group in one transaction, each in its own savepoint.
+        """
+        outcomes, failure = [], None
+        for work in works:
+            try:
+                outcomes.append(work(self))
+            except Exception as error:
+                outcomes.append(error)
+                failure = failure or error
+        if failure is not None:
+            raise failure
+        return outcomes
 
     @abstractmethod
     def pending(self, limit: int) -> OutboxBatch:

@@ -48,33 +48,68 @@ def register(subcommands, common) -> None:
     relay.set_defaults(run=run_relay)
 
 
+#: Commands handed to the store at once (one group commit) by ``submit --file``.
+CHUNK_COMMANDS = 1000
+_READ_BYTES = 1 << 20
+
+
 def run_submit(args, settings: Settings) -> int:
     from cqrs_orders.application import wiring
 
     handler = wiring.command_handler(settings)
     all_accepted = True
     try:
-        for line in _commands(args):
-            result = handler.handle(line).to_dict()
-            all_accepted &= result["status"] == "accepted"
-            print(json.dumps(result, separators=(",", ":")), flush=True)
+        chunks = [[args.command]] if args.file is None else _chunks(args.file)
+        for chunk in chunks:
+            results = [result.to_dict() for result in handler.handle_many(chunk)]
+            all_accepted &= all(result["status"] == "accepted" for result in results)
+            # Printed only now: a result line means its command is durable (or was rejected).
+            sys.stdout.write("".join(json.dumps(result, separators=(",", ":")) + "\n" for result in results))
+            sys.stdout.flush()
     finally:
         handler.store.close()
     return EXIT_OK if all_accepted else EXIT_REJECTED
 
 
-def _commands(args):
-    if args.file is None:
-        yield args.command
-        return
+def _chunks(name: str):
+    """The file's non-blank lines as bytes, in chunks of whatever has arrived (at most CHUNK_COMMANDS).
+
+    Bytes, not text: a line that is not UTF-8 is that line's validation error, not the end of the run.
+    ``read1`` returns what a pipe holds without waiting for more, so a producer writing commands one at
+    a time to stdin gets each answer as soon as it is durable, while a file is read in large chunks. A line
+    over the size limit is answered as soon as it is known to be, and the rest of it is skipped unread
+    into memory.
+    """
+    from cqrs_orders.domain.commands import MAX_COMMAND_BYTES
+
     try:
-        handle = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")  # noqa: SIM115
+        handle = sys.stdin.buffer if name == "-" else open(name, "rb")  # noqa: SIM115
     except OSError as error:
-        raise ConfigurationError(f"Cannot read the commands file {args.file}: {error.strerror}") from error
+        raise ConfigurationError(f"Cannot read the commands file {name}: {error.strerror}") from error
+    tail, oversized = b"", False
     with handle:
-        for line in handle:
-            if line.strip():
-                yield line
+        while True:
+            try:
+                data = handle.read1(_READ_BYTES)
+            except OSError as error:
+                raise ConfigurationError(f"Cannot read the commands file {name}: {error.strerror}") from error
+            if not data:
+                break
+            if oversized:  # the rest of a line already answered as too large: skip to its end
+                end = data.find(b"\n")
+                if end < 0:
+                    continue
+                data, oversized = data[end + 1 :], False
+            lines = (tail + data).split(b"\n")
+            tail = lines.pop()
+            if len(tail) > MAX_COMMAND_BYTES:  # too large whatever follows: answer it now, hold none of it
+                lines.append(tail[: MAX_COMMAND_BYTES + 1])
+                tail, oversized = b"", True
+            lines = [line for line in lines if line.strip()]
+            for start in range(0, len(lines), CHUNK_COMMANDS):
+                yield lines[start : start + CHUNK_COMMANDS]
+    if tail.strip():
+        yield [tail]
 
 
 def run_relay(args, settings: Settings) -> int:
