@@ -29,7 +29,7 @@ def run_benchmark(script: str, *args: str, timeout: float) -> dict:
 
 
 @pytest.mark.timeout(600)
-def test_projection_benchmark_prints_every_figure():
+def test_projection_benchmark_prints_every_figure(spark_process):
     figures = run_benchmark(
         "projection.py",
         *("--events", "400", "--aggregates", "200", "--merge-batch", "50"),
@@ -59,7 +59,7 @@ def test_projection_benchmark_prints_every_figure():
 
 
 @pytest.mark.timeout(600)
-def test_freshness_benchmark_sees_every_command_in_silver():
+def test_freshness_benchmark_sees_every_command_in_silver(spark_process):
     figures = run_benchmark("freshness.py", "--rate", "5", "--seconds", "10", timeout=600)
 
     assert figures["commands"] == 50
@@ -73,7 +73,7 @@ def test_freshness_benchmark_sees_every_command_in_silver():
 
 
 @pytest.mark.timeout(600)
-def test_maintenance_benchmark_merges_before_and_after_clustering():
+def test_maintenance_benchmark_merges_before_and_after_clustering(spark_process):
     figures = run_benchmark("maintenance.py", "--rows", "2000", "--batch", "50", "--files", "4", timeout=600)
 
     assert figures["rows"] == 2000 and figures["files_scattered"] == 4
