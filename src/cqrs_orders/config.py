@@ -171,7 +171,13 @@ class Settings:
     def from_env(cls, warehouse: str | os.PathLike | None = None, env: Mapping[str, str] | None = None):
         """Settings from ``--warehouse`` (wins) and the environment."""
         env = dict(os.environ if env is None else env)
+        if warehouse is not None and not str(warehouse).strip():
+            raise ConfigurationError(
+                "--warehouse is empty; pass the warehouse folder, or leave the option out for "
+                f"${WAREHOUSE_ENV} or ./{DEFAULT_WAREHOUSE}."
+            )
         root = Path(warehouse or env.get(WAREHOUSE_ENV) or DEFAULT_WAREHOUSE).expanduser().resolve()
+        _check_warehouse(root)
         catalog, schema = env.get("CQRS_CATALOG"), env.get("CQRS_SCHEMA")
         if bool(catalog) != bool(schema):
             raise ConfigurationError("Set both CQRS_CATALOG and CQRS_SCHEMA (Unity Catalog), or neither.")
@@ -218,6 +224,27 @@ class Settings:
         if self.catalog:
             return Table(logical_name, qualified_name=f"{self.catalog}.{self.schema}.{logical_name}")
         return Table(logical_name, path=str(self.warehouse / logical_name))
+
+
+def _check_warehouse(root: Path) -> None:
+    """Refuse, before anything opens it, a warehouse that cannot be a folder of ours.
+
+    Without writing anything: the path itself, or (when it does not exist yet) its nearest existing
+    ancestor, must be a directory this process may write into. That catches a regular file or a device
+    (``/dev/null``) as well as kernel folders such as ``/proc/1``, which exist but take no new files.
+    """
+    existing = root
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    what = "--warehouse" if existing == root else f"--warehouse {root}: its parent"
+    if not existing.is_dir():
+        raise ConfigurationError(
+            f"{what} {existing} is not a directory; pass a folder (it is created if missing)."
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigurationError(
+            f"{what} {existing} cannot be written by this user; pass a folder you can write to."
+        )
 
 
 def _choice(env: Mapping[str, str], key: str, default: str, allowed: tuple[str, ...]) -> str:
