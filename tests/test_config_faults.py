@@ -99,3 +99,20 @@ def test_a_driver_memory_spark_cannot_start_with_is_named(tmp_path):
         assert result.returncode == 2, result.stderr
         line = _one_line(result.stderr)
         assert f"CQRS_SPARK_DRIVER_MEMORY={memory!r}" in line and "jars" not in line, line
+
+
+def test_a_damaged_event_log_read_through_the_adapter_is_one_line(tmp_path):
+    """What ``relay`` and ``submit`` meet: the adapter's own error, without deltalake's Rust backtrace."""
+    from cqrs_orders.errors import EventLogError
+
+    log = EventLog(tmp_path / "event_log")
+    log.append([(None, "first")])
+    log.append([(None, "second")])
+    _truncate_last_commit(tmp_path / "event_log")
+
+    with pytest.raises(EventLogError) as raised:
+        EventLog(tmp_path / "event_log").end_offsets()
+
+    message = str(raised.value)
+    assert len(message.splitlines()) == 1, message
+    assert str(tmp_path / "event_log") in message and "restore it from a backup" in message
