@@ -177,7 +177,8 @@ class Settings:
                 f"${WAREHOUSE_ENV} or ./{DEFAULT_WAREHOUSE}."
             )
         root = Path(warehouse or env.get(WAREHOUSE_ENV) or DEFAULT_WAREHOUSE).expanduser().resolve()
-        _check_warehouse(root)
+        if not running_on_databricks(env):  # there tables live in Unity Catalog; the folder may be unused
+            _check_warehouse(root)
         catalog, schema = env.get("CQRS_CATALOG"), env.get("CQRS_SCHEMA")
         if bool(catalog) != bool(schema):
             raise ConfigurationError("Set both CQRS_CATALOG and CQRS_SCHEMA (Unity Catalog), or neither.")
