@@ -235,17 +235,15 @@ def _check_warehouse(root: Path) -> None:
     (``/dev/null``) as well as kernel folders such as ``/proc/1``, which exist but take no new files.
     """
     existing = root
-    while not existing.exists() and existing != existing.parent:
+    while not os.path.exists(existing) and existing != existing.parent:
         existing = existing.parent
-    what = "--warehouse" if existing == root else f"--warehouse {root}: its parent"
-    if not existing.is_dir():
-        raise ConfigurationError(
-            f"{what} {existing} is not a directory; pass a folder (it is created if missing)."
-        )
+    fix = f"pass a folder you can write to as --warehouse (or {WAREHOUSE_ENV}); it is created if missing"
+    if not os.path.isdir(existing):
+        where = "" if existing == root else f" ({existing} is a file)"
+        raise ConfigurationError(f"The warehouse {root} is not a directory{where}; {fix}.")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigurationError(
-            f"{what} {existing} cannot be written by this user; pass a folder you can write to."
-        )
+        where = "" if existing == root else f" ({existing} takes no new folders)"
+        raise ConfigurationError(f"The warehouse {root} cannot be written by this user{where}; {fix}.")
 
 
 def _choice(env: Mapping[str, str], key: str, default: str, allowed: tuple[str, ...]) -> str:
