@@ -198,11 +198,18 @@ class Settings:
         and go through the same validation, so a flag and its variable can never mean different things.
         """
         env = dict(os.environ if env is None else env)
+        if warehouse is not None and not str(warehouse).strip():
+            raise ConfigurationError(
+                "--warehouse is empty; pass the warehouse folder, or leave the option out for "
+                f"${WAREHOUSE_ENV} or ./{DEFAULT_WAREHOUSE}."
+            )
         unknown = set(overrides or ()) - set(OVERRIDABLE)
         if unknown:
             raise ConfigurationError(f"Not a setting: {', '.join(sorted(unknown))}.")
         env.update({key: value for key, value in (overrides or {}).items() if value is not None})
         root = Path(warehouse or env.get(WAREHOUSE_ENV) or DEFAULT_WAREHOUSE).expanduser().resolve()
+        if not running_on_databricks(env):  # there tables live in Unity Catalog; the folder may be unused
+            _check_warehouse(root)
         catalog, schema = env.get("CQRS_CATALOG"), env.get("CQRS_SCHEMA")
         if bool(catalog) != bool(schema):
             raise ConfigurationError("Set both CQRS_CATALOG and CQRS_SCHEMA (Unity Catalog), or neither.")
@@ -250,6 +257,25 @@ class Settings:
         if self.catalog:
             return Table(logical_name, qualified_name=f"{self.catalog}.{self.schema}.{logical_name}")
         return Table(logical_name, path=str(self.warehouse / logical_name))
+
+
+def _check_warehouse(root: Path) -> None:
+    """Refuse, before anything opens it, a warehouse that cannot be a folder of ours.
+
+    Without writing anything: the path itself, or (when it does not exist yet) its nearest existing
+    ancestor, must be a directory this process may write into. That catches a regular file or a device
+    (``/dev/null``) as well as kernel folders such as ``/proc/1``, which exist but take no new files.
+    """
+    existing = root
+    while not os.path.exists(existing) and existing != existing.parent:
+        existing = existing.parent
+    fix = f"pass a folder you can write to as --warehouse (or {WAREHOUSE_ENV}); it is created if missing"
+    if not os.path.isdir(existing):
+        where = "" if existing == root else f" ({existing} is a file)"
+        raise ConfigurationError(f"The warehouse {root} is not a directory{where}; {fix}.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == root else f" ({existing} takes no new folders)"
+        raise ConfigurationError(f"The warehouse {root} cannot be written by this user{where}; {fix}.")
 
 
 def _choice(env: Mapping[str, str], key: str, default: str, allowed: tuple[str, ...]) -> str:

@@ -96,3 +96,7 @@ class QueryError(CqrsOrdersError):
 
 class RemoteRunError(CqrsOrdersError):
     """A Databricks job run (e.g. the command-ingest endpoint) failed or returned no usable result."""
+
+
+class CorruptTableError(CqrsOrdersError):
+    """A Delta table's transaction log cannot be read (a commit file truncated or overwritten)."""

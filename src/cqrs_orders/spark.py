@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import re
+import shutil
+import tempfile
 from importlib.resources import files
 
 from cqrs_orders.config import running_on_databricks
@@ -34,6 +38,32 @@ _LOCAL_CONF = {
 }
 
 
+#: ``CQRS_SPARK_DRIVER_MEMORY``: a JVM size (``4g``, ``1536m``; a bare number is MiB, as for Spark).
+DRIVER_MEMORY_ENV = "CQRS_SPARK_DRIVER_MEMORY"
+_SIZE = re.compile(r"^(\d+)\s*([kmgt]?)b?$", re.IGNORECASE)
+_MIB_PER_UNIT = {"k": 1 / 1024, "": 1, "m": 1, "g": 1024, "t": 1024 * 1024}
+#: Spark refuses to run on a heap under 450 MiB (1.5 x its 300 MiB reserve); leave it a little room.
+MIN_DRIVER_MEMORY_MIB = 512
+
+
+def driver_memory(env=os.environ) -> str:
+    """The driver heap for a local session, checked here: a JVM that cannot start says only "gateway
+    exited", which would otherwise be blamed on Java or the jars."""
+    raw = env.get(DRIVER_MEMORY_ENV, "4g")
+    match = _SIZE.match(raw.strip())
+    if not match:
+        raise SparkUnavailableError(
+            f"{DRIVER_MEMORY_ENV}={raw!r} is not a memory size; set it like 4g or 1536m (or unset it: 4g)."
+        )
+    mib = int(match.group(1)) * _MIB_PER_UNIT[match.group(2).lower()]
+    if mib < MIN_DRIVER_MEMORY_MIB:
+        raise SparkUnavailableError(
+            f"{DRIVER_MEMORY_ENV}={raw!r} is too small: Spark needs at least {MIN_DRIVER_MEMORY_MIB}m for "
+            "the driver; set it to 1g or more (or unset it: 4g)."
+        )
+    return f"{match.group(1)}{match.group(2).lower()}"
+
+
 def get_spark(app_name: str = "cqrs-orders"):
     """The active session on Databricks (or one already running); else a new local session with Delta."""
     try:
@@ -63,11 +93,17 @@ def _local_session(app_name: str):
     builder = (
         SparkSession.builder.master(os.environ.get("CQRS_SPARK_MASTER", "local[*]"))
         .appName(app_name)
-        .config("spark.driver.memory", os.environ.get("CQRS_SPARK_DRIVER_MEMORY", "4g"))
+        .config("spark.driver.memory", driver_memory())
         .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log4j}")
     )
     for key, value in _LOCAL_CONF.items():
         builder = builder.config(key, value)
+    # The session catalog's folder (Spark's default: ./spark-warehouse, created in whatever directory the
+    # command runs from). Nothing of the project lives in that catalog; a private temporary folder keeps
+    # the caller's directory clean and is removed when the process ends.
+    catalog_dir = tempfile.mkdtemp(prefix="cqrs-orders-spark-catalog-")
+    atexit.register(shutil.rmtree, catalog_dir, True)
+    builder = builder.config("spark.sql.warehouse.dir", catalog_dir)
     builder = _with_jars(builder)
     try:
         spark = builder.getOrCreate()
@@ -75,7 +111,7 @@ def _local_session(app_name: str):
         raise SparkUnavailableError(
             "Spark could not start: the Delta/Kafka jars could not be fetched or Java 17 is missing. "
             "Install Maven (mvn) and make sure it can reach Maven Central, or set CQRS_JARS_DIR to a folder "
-            f"holding {', '.join(jars.maven_coordinates())} and their dependencies. ({error.getErrorClass()})"
+            f"holding {', '.join(jars.maven_coordinates())} and their dependencies. ({error.getCondition()})"
         ) from None
     spark.sparkContext.setLogLevel("ERROR")
     return spark

@@ -45,13 +45,26 @@ Message = tuple[str | None, str]
 
 
 def partition_key_of(body: str) -> str | None:
-    """The aggregate id of a wire body, or ``None`` when the body is not a JSON object with one."""
+    """The aggregate id of a wire body, or ``None`` when the body is not a JSON object with a usable one.
+
+    Any text is a body here (``ingest-events`` promises to take every line): one that nests deeper than
+    the parser can follow, or whose id is not valid Unicode (a lone surrogate such as ``"\\ud800"``),
+    just has no key; bronze quarantines it downstream.
+    """
     try:
         parsed = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     key = parsed.get("aggregateId") if isinstance(parsed, dict) else None
-    return key if isinstance(key, str) else None
+    return key if isinstance(key, str) and _is_unicode(key) else None
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class EventLog:
@@ -65,7 +78,8 @@ class EventLog:
         self._delta: DeltaTable | None = None  # loaded once, then brought up to date incrementally
 
     def partition_for(self, key: str | None, body: str) -> int:
-        return zlib.crc32((key if key is not None else body).encode()) % self.partitions
+        text = key if key is not None else body
+        return zlib.crc32(text.encode("utf-8", errors="surrogatepass")) % self.partitions
 
     def append(self, messages: Sequence[Message]) -> list[tuple[int, int]]:
         """Append messages in order, atomically (all or none); return each one's (partition, offset)."""
@@ -146,6 +160,12 @@ class EventLog:
                 self._delta.update_incremental()
         except TableNotFoundError:
             return None
+        except DeltaError as error:  # its message carries a Rust backtrace: keep the first line
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise EventLogError(
+                f"Cannot read the event log at {self.path} ({reason}). If a file of its _delta_log is "
+                "damaged, restore it from a backup."
+            ) from None
         return self._delta
 
     def _next_offsets(self) -> dict[int, int]:

@@ -37,6 +37,7 @@ def register(subcommands, common) -> None:
 
 
 def run_lag(args, settings) -> int:
+    from cqrs_orders.adapters.delta_log import check_warehouse_tables
     from cqrs_orders.ops.alerts import send_webhook, webhook_url
     from cqrs_orders.ops.lag import measure_lag
     from cqrs_orders.spark import get_spark
@@ -44,6 +45,7 @@ def run_lag(args, settings) -> int:
     threshold = settings.lag_threshold_seconds if args.threshold_seconds is None else args.threshold_seconds
     if threshold < 0:
         raise ConfigurationError(f"The lag threshold must be 0 or more seconds, not {threshold:g}.")
+    check_warehouse_tables(settings)
     log.info("measuring projection lag ...")
     report = measure_lag(get_spark("cqrs-orders-lag"), settings, threshold)
     print(report.to_json() if args.json else report.to_text())

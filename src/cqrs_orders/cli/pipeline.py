@@ -87,6 +87,7 @@ def register(subcommands, common) -> None:
 
 
 def run_ingest(args, settings: Settings) -> int:
+    from cqrs_orders.adapters.delta_log import check_delta_log
     from cqrs_orders.adapters.event_log import EventLog, partition_key_of
 
     try:
@@ -96,6 +97,7 @@ def run_ingest(args, settings: Settings) -> int:
             f"Cannot read {args.file}: {error.strerror}. Pass an existing file."
         ) from None
     bodies = _lines(raw)
+    check_delta_log(settings.event_log_path, "event_log")
     log = EventLog(settings.event_log_path, partitions=settings.event_log_partitions)
     for start in range(0, len(bodies), INGEST_CHUNK):
         chunk = bodies[start : start + INGEST_CHUNK]
@@ -106,9 +108,11 @@ def run_ingest(args, settings: Settings) -> int:
 
 
 def run_project(args, settings: Settings) -> int:
+    from cqrs_orders.adapters.delta_log import check_warehouse_tables
     from cqrs_orders.pipeline.runner import run_continuous, run_once
     from cqrs_orders.spark import get_spark
 
+    check_warehouse_tables(settings)  # a damaged table is named before Spark meets it
     _progress("starting Spark")
     spark = get_spark("cqrs-orders-projection")
     if args.once:
@@ -121,9 +125,11 @@ def run_project(args, settings: Settings) -> int:
 
 
 def run_rebuild(args, settings: Settings) -> int:
+    from cqrs_orders.adapters.delta_log import check_warehouse_tables
     from cqrs_orders.pipeline.rebuild import rebuild
     from cqrs_orders.spark import get_spark
 
+    check_warehouse_tables(settings)  # a damaged table is named before Spark meets it
     _progress("starting Spark")
     spark = get_spark("cqrs-orders-rebuild")
     _progress("rebuilding silver and gold from bronze_events")
@@ -132,10 +138,12 @@ def run_rebuild(args, settings: Settings) -> int:
 
 
 def run_maintain(args, settings: Settings) -> int:
+    from cqrs_orders.adapters.delta_log import check_warehouse_tables
     from cqrs_orders.pipeline.maintenance import check_retention, maintain
     from cqrs_orders.spark import get_spark
 
     check_retention(args.retain_hours)  # before Spark's start, not after
+    check_warehouse_tables(settings)  # a damaged table is named before Spark meets it
     _progress("starting Spark")
     spark = get_spark("cqrs-orders-maintenance")
     print(json.dumps(maintain(spark, settings, vacuum=not args.no_vacuum, retain_hours=args.retain_hours)))

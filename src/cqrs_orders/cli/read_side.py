@@ -66,12 +66,16 @@ def run_sql(args, settings: Settings) -> int:
     from pyspark.errors import PySparkException
     from pyspark.sql import functions as F
 
+    from cqrs_orders.adapters.delta_log import check_warehouse_tables
+    from cqrs_orders.query.guard import check_read_only_query
     from cqrs_orders.query.views import register_views
     from cqrs_orders.spark import get_spark
 
+    check_warehouse_tables(settings)  # a damaged table is named before Spark meets it
     spark = get_spark("cqrs-orders-sql")
     known = register_views(spark, settings)
     try:
+        check_read_only_query(spark, args.query)  # before spark.sql, which runs a command at once
         frame = spark.sql(args.query)
         if args.json:
             frame = frame.toDF(*_unique(frame.columns))
@@ -118,9 +122,11 @@ def run_create_views(args, settings: Settings) -> int:
 
 
 def run_report(args, settings: Settings) -> int:
+    from cqrs_orders.adapters.delta_log import check_warehouse_tables
     from cqrs_orders.report.page import collect_report_data, render_report
     from cqrs_orders.spark import get_spark
 
+    check_warehouse_tables(settings)
     spark = get_spark("cqrs-orders-report")
     print(f"reading the read models in {settings.warehouse}", file=sys.stderr)
     html = render_report(collect_report_data(spark, settings))
