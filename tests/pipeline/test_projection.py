@@ -39,7 +39,7 @@ from cqrs_orders.pipeline.silver import event_history_rows, latest_per_aggregate
 from cqrs_orders.pipeline.tables import AUTO_COMPACTED, PIPELINE_TABLES, Table
 
 RUN_TIME = ("ingest_time", "projected_at")
-PROCESS_ARGS = ("--trigger-seconds", "1", "--warehouse")
+PROCESS_ARGS = ("--trigger-seconds", "1", "--profile", "--warehouse")
 COMPARED = COUNTED_TABLES  # every table the pipeline writes but ops_stream_progress
 
 
@@ -180,6 +180,7 @@ def scenario(spark, events, tmp_path_factory):
     assert code == 0
     return {
         "settings": settings,
+        "log": log.read_text(),
         "restarted": restarted,
         "streamed": streamed,
         "expected": expected,
@@ -224,6 +225,15 @@ def test_each_batch_progress_is_recorded(scenario):
         assert row["max_event_time"] is not None and row["duration_ms"] >= 0
         assert json.loads(row["source_end_offset"])["reservoirVersion"] >= 1
     assert progress.select("query_name", "run_id", "batch_id").distinct().count() == progress.count()
+
+
+def test_the_profile_mode_logs_where_each_batch_spends_its_time(scenario):
+    """``project --profile``: one line per micro-batch, naming the steps of the new layout."""
+    lines = [line for line in scenario["log"].splitlines() if line.startswith("batch 0 (")]
+    assert len(lines) == 1, scenario["log"][-3000:]
+    for step in ("read+validate", "MERGE silver_orders", "MERGE silver_customers", "history",
+                 "append bronze_events", "append bronze_quarantine"):  # fmt: skip
+        assert f"{step} " in lines[0], lines[0]
 
 
 def test_rebuild_equals_the_streamed_tables_and_streaming_resumes_after_it(spark, scenario):

@@ -111,8 +111,7 @@ def run_project(args, settings: Settings) -> int:
     from cqrs_orders.pipeline.runner import CHECKPOINT, run_continuous, run_once
     from cqrs_orders.spark import get_spark
 
-    if not logging.getLogger().handlers:  # the runner and the profile log at INFO, onto stderr
-        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    _log_progress()
     if args.profile:
         profile.enable()
     with checkpoint_lock.exclusive(settings.checkpoint(CHECKPOINT)):  # refuse before Spark starts
@@ -164,6 +163,19 @@ def seconds_argument(text: str) -> float:
         return positive_seconds(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive, finite number of seconds") from None
+
+
+def _log_progress() -> None:
+    """The project's own loggers (runner, profile) at INFO onto stderr, unless logging is set up already;
+    the root logger is left alone (py4j and Spark would flood it)."""
+    project = logging.getLogger("cqrs_orders")
+    if project.handlers or logging.getLogger().handlers:
+        project.setLevel(logging.INFO)
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    project.addHandler(handler)
+    project.setLevel(logging.INFO)
 
 
 def _progress(message: str) -> None:

@@ -8,6 +8,10 @@ whatever the batching, the arrival order or a rebuild. Duplicates change nothing
 A batch is first collapsed to one row per aggregate (a MERGE with two source rows for one target row
 fails), then merged with "update only when the incoming event wins". Each write runs under a Delta
 transaction id (:mod:`.idempotency`), so a batch replayed after a crash changes nothing either.
+
+The writes of a batch are independent tables, so they are not serialised: each read model's MERGE runs on
+a thread of its own, in a Spark session of its own (the transaction id is a session conf), beside the
+history write on the batch's thread. The read models come from :data:`~.read_models.READ_MODELS`.
 """
 
 from __future__ import annotations
