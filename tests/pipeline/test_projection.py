@@ -143,7 +143,7 @@ def scenario(spark, events, tmp_path_factory):
         )
     try:
         first_committed = Path(settings.checkpoint("bronze")) / "commits" / "0"
-        first_batch = wait_for(first_committed, 300, process)
+        first_batch = wait_for(first_committed, 900, process)  # Spark starts slowly on a busy machine
         ingest(
             settings,
             tmp,
