@@ -1,13 +1,17 @@
-"""End-to-end freshness: how long after ``submit`` returns is the change visible in ``silver_orders``?
+"""End-to-end freshness: how long after ``submit`` returns is the change visible in ``silver_orders``, against
+the floor: a bare stream that only appends the raw records to one Delta table, in the same run.
 
-Runs ``cqrs-orders relay --follow`` and ``cqrs-orders project --continuous --trigger-seconds 1`` as
-subprocesses on a temporary warehouse, submits commands in this process at a steady rate (``CreateOrder``
-for a new order, then ``ConfirmOrder`` of an order created a moment earlier, alternating) and polls
-silver_orders (through deltalake's SQL engine) until each command's (order id, version) is there.
+Runs ``cqrs-orders relay --follow``, ``cqrs-orders project --continuous --trigger-seconds 1`` and the floor
+stream (this script with ``--floor-stream``: the event log appended as it is to ``_floor/raw``, with the
+same trigger) as subprocesses on a temporary warehouse; submits commands in this process at a steady rate
+(``CreateOrder`` for a new order, then ``ConfirmOrder`` of an order created a moment earlier, alternating)
+and polls silver_orders and the floor table (through deltalake's SQL engine) until each command's (order
+id, version) is in both. Both streams share the submitter, the relay and the machine, so the ratio
+ours/floor is what the projection itself costs.
 
-Prints ONE JSON line: latency p50/p99/max in seconds, the median micro-batch duration of the running
-queries (from ops_stream_progress) and the rate actually sustained. Progress goes to stderr.
-Usage: ``python benchmarks/freshness.py --rate 50 --seconds 120``.
+Prints ONE JSON line: latency p50/p99/max in seconds for ours and the floor and their ratios, the median
+micro-batch duration of the projection (from ops_stream_progress) and the rate actually sustained.
+Progress goes to stderr. Usage: ``python benchmarks/freshness.py --rate 50 --seconds 120``.
 """
 
 from __future__ import annotations
@@ -69,6 +73,50 @@ class SilverWatcher:
         return dict(zip(rows.column(0).to_pylist(), rows.column(1).to_pylist(), strict=True))
 
 
+class FloorWatcher(SilverWatcher):
+    """The floor table holds raw records only: an order's version is how many events of it arrived (one
+    per command here; a record the relay published twice only counts ahead)."""
+
+    def versions(self) -> dict[str, int] | None:
+        try:
+            if self.table is None:
+                self.table = DeltaTable(self.path)
+            else:
+                self.table.update_incremental()
+        except TableNotFoundError:
+            return None
+        if self.table.version() == self.seen_version:
+            return None
+        self.seen_version = self.table.version()
+        rows = read(self.table, "SELECT partition_key, count(*) FROM t GROUP BY partition_key")
+        return dict(zip(rows.column(0).to_pylist(), rows.column(1).to_pylist(), strict=True))
+
+
+def floor_stream(warehouse: Path, trigger_seconds: float) -> int:
+    """The floor: the event log appended as it is to one Delta table, until SIGINT/SIGTERM."""
+    import threading
+
+    from cqrs_orders.spark import get_spark
+
+    spark = get_spark("cqrs-orders-freshness-floor")
+    target = warehouse / "_floor" / "raw"
+    query = (
+        spark.readStream.format("delta")
+        .load(str(warehouse / "event_log"))
+        .writeStream.format("delta")
+        .option("checkpointLocation", str(target) + "_checkpoint")
+        .trigger(processingTime=f"{trigger_seconds} seconds")
+        .start(str(target))
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(0.5) and query.isActive:
+        pass
+    query.stop()
+    return 0
+
+
 CUSTOMERS = 100
 
 
@@ -98,11 +146,14 @@ def command(index: int) -> dict:
     return {"type": "ConfirmOrder", "commandId": f"fresh-{index}", "orderId": f"fresh-order-{index - 1}"}
 
 
-def start(args: list[str], warehouse: Path, log_path: Path) -> subprocess.Popen:
+def start(
+    args: list[str], warehouse: Path, log_path: Path, program: tuple[str, ...] = ()
+) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CQRS_")}
+    program = program or ("-m", "cqrs_orders.cli")
     with open(log_path, "w") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "cqrs_orders.cli", *args, "--warehouse", str(warehouse)],
+            [sys.executable, *program, *args, "--warehouse", str(warehouse)],
             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )  # fmt: skip
 
@@ -117,28 +168,39 @@ def stop(process: subprocess.Popen) -> None:
             process.wait()
 
 
-def wait_visible(watcher: SilverWatcher, pending: dict[tuple[str, int], float], seen: dict, deadline: float,
-                 processes: list[subprocess.Popen]) -> None:  # fmt: skip
-    """Poll until every pending (order id, version) is in silver (recording when), or the deadline."""
-    while pending and time.monotonic() < deadline:
-        poll(watcher, pending, seen)
+class Visibility:
+    """One watched table: the commands not visible there yet (with when they were submitted), and the
+    latencies of the rest."""
+
+    def __init__(self, watcher: SilverWatcher):
+        self.watcher = watcher
+        self.pending: dict[tuple[str, int], float] = {}
+        self.seen: dict[tuple[str, int], float] = {}
+
+
+def wait_visible(sides: list[Visibility], deadline: float, processes: list[subprocess.Popen]) -> None:
+    """Poll until every pending (order id, version) is visible on every side (recording when), or the
+    deadline."""
+    while any(side.pending for side in sides) and time.monotonic() < deadline:
+        poll(sides)
         check_alive(processes)
         time.sleep(POLL_SECONDS)
 
 
-def poll(watcher: SilverWatcher, pending: dict[tuple[str, int], float], seen: dict) -> None:
-    versions = watcher.versions()
-    if versions is None:
-        return
-    now = time.monotonic()
-    for key in [k for k in pending if versions.get(k[0], 0) >= k[1]]:
-        seen[key] = now - pending.pop(key)
+def poll(sides: list[Visibility]) -> None:
+    for side in sides:
+        versions = side.watcher.versions()
+        if versions is None:
+            continue
+        now = time.monotonic()
+        for key in [k for k in side.pending if versions.get(k[0], 0) >= k[1]]:
+            side.seen[key] = now - side.pending.pop(key)
 
 
 def check_alive(processes: list[subprocess.Popen]) -> None:
     for process in processes:
         if process.poll() is not None:
-            raise RuntimeError(f"{' '.join(process.args[3:5])} exited with code {process.returncode}")
+            raise RuntimeError(f"{' '.join(process.args[1:5])} exited with code {process.returncode}")
 
 
 def median_batch_ms(settings: Settings, since_epoch: float) -> dict[str, float | None]:
@@ -176,7 +238,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keep", metavar="DIR", help="work in DIR and keep it (default: a temp dir, deleted)"
     )
+    parser.add_argument("--floor-stream", action="store_true", help=argparse.SUPPRESS)  # the floor's process
+    parser.add_argument("--warehouse", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.floor_stream:
+        return floor_stream(Path(args.warehouse), args.trigger_seconds)
     if args.rate <= 0 or args.seconds <= 0:
         parser.error("--rate and --seconds must be > 0")
     work = Path(args.keep or tempfile.mkdtemp(prefix="cqrs-bench-freshness-"))
@@ -186,30 +252,38 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(result), flush=True)
-    return 0 if result["not_visible"] == 0 else 1
+    return 0 if result["not_visible"] == 0 and result["floor_not_visible"] == 0 else 1
 
 
 def run(args, work: Path) -> dict:
     warehouse = work / "warehouse"
     settings = Settings.from_env(warehouse=warehouse, env={})
     handler = command_handler(settings)
-    watcher = SilverWatcher(Path(settings.table("silver_orders").path))
-    seen: dict[tuple[str, int], float] = {}
-    pending: dict[tuple[str, int], float] = {}
+    ours = Visibility(SilverWatcher(Path(settings.table("silver_orders").path)))
+    floor = Visibility(FloorWatcher(warehouse / "_floor" / "raw"))
+    sides = [ours, floor]
+
+    def submitted(result) -> None:
+        for side in sides:
+            side.pending[(result.aggregateId, result.version)] = time.monotonic()
 
     # The first commands create the write store and the event log before the subprocesses look for them.
     register_customers(handler)
-    warm = submit(handler, command(0))
-    pending[(warm.aggregateId, warm.version)] = time.monotonic()
-    progress(f"starting relay --follow and project --continuous on {warehouse}")
+    submitted(submit(handler, command(0)))
+    progress(f"starting relay --follow, project --continuous and the floor stream on {warehouse}")
     relay = ["relay", "--follow", "--poll-seconds", str(args.relay_poll_seconds)]
-    project = ["project", "--continuous", "--trigger-seconds", str(args.trigger_seconds)]
-    processes = [start(relay, warehouse, work / "relay.log"), start(project, warehouse, work / "project.log")]
+    trigger = ["--trigger-seconds", str(args.trigger_seconds)]
+    processes = [
+        start(relay, warehouse, work / "relay.log"),
+        start(["project", "--continuous", *trigger], warehouse, work / "project.log"),
+        start(["--floor-stream", *trigger], warehouse, work / "floor.log", (str(Path(__file__).resolve()),)),
+    ]
     try:
-        wait_visible(watcher, pending, seen, time.monotonic() + STARTUP_TIMEOUT_SECONDS, processes)
-        if pending:
+        wait_visible(sides, time.monotonic() + STARTUP_TIMEOUT_SECONDS, processes)
+        if any(side.pending for side in sides):
             raise RuntimeError(f"the pipeline did not show a first order within {STARTUP_TIMEOUT_SECONDS}s")
-        seen.clear()
+        for side in sides:
+            side.seen.clear()
         progress(f"pipeline running; submitting {args.rate:g} commands/s for {args.seconds:g}s")
 
         since_epoch = time.time()
@@ -218,38 +292,52 @@ def run(args, work: Path) -> dict:
         for index in range(1, total + 1):
             due = first + (index - 1) / args.rate
             while time.monotonic() < due:
-                poll(watcher, pending, seen)
+                poll(sides)
                 time.sleep(min(POLL_SECONDS, max(0.0, due - time.monotonic())))
-            result = submit(handler, command(index + 1))  # index + 1: order 0 was the warm-up
-            pending[(result.aggregateId, result.version)] = time.monotonic()
+            submitted(submit(handler, command(index + 1)))  # index + 1: order 0 was the warm-up
             if index % max(1, int(args.rate * 10)) == 0:
                 check_alive(processes)
-                progress(f"  submitted {index}/{total}, visible {len(seen)}")
+                progress(f"  submitted {index}/{total}, visible {len(ours.seen)} (floor {len(floor.seen)})")
         submit_seconds = time.monotonic() - first
         progress(f"submitted {total} commands in {submit_seconds:.1f}s; waiting for the last ones")
-        wait_visible(watcher, pending, seen, time.monotonic() + args.drain_timeout, processes)
+        wait_visible(sides, time.monotonic() + args.drain_timeout, processes)
     finally:
         for process in processes:
             stop(process)
         handler.store.close()
     batches = median_batch_ms(settings, since_epoch)  # after the stop: every batch's row is written
 
-    latencies = list(seen.values())
-    if not latencies:
-        raise RuntimeError("no command became visible in silver_orders")
+    figures = {}
+    for name, side in (("", ours), ("floor_", floor)):
+        latencies = list(side.seen.values())
+        if not latencies:
+            raise RuntimeError(f"no command became visible ({name or 'ours'})")
+        figures[name] = {
+            "visible": len(latencies),
+            "not_visible": len(side.pending),
+            "latency_p50_seconds": round(percentile(latencies, 0.50), 3),
+            "latency_p99_seconds": round(percentile(latencies, 0.99), 3),
+            "latency_max_seconds": round(max(latencies), 3),
+        }
+    ratios = {
+        f"ratio_{p}_ours_to_floor": round(
+            figures[""][f"latency_{p}_seconds"] / figures["floor_"][f"latency_{p}_seconds"], 2
+        )
+        for p in ("p50", "p99", "max")
+    }
     return {
         "benchmark": "freshness",
         "commands": total,
-        "visible": len(latencies),
-        "not_visible": len(pending),
+        **figures[""],
+        **{f"floor_{k}": v for k, v in figures["floor_"].items()},
+        **ratios,
+        "ours_p99_within_1_5x_of_floor": ratios["ratio_p99_ours_to_floor"] <= 1.5,
         "target_rate_per_second": args.rate,
         "sustained_rate_per_second": round(total / submit_seconds, 2) if submit_seconds > 0 else None,
-        "latency_p50_seconds": round(percentile(latencies, 0.50), 3),
-        "latency_p99_seconds": round(percentile(latencies, 0.99), 3),
-        "latency_max_seconds": round(max(latencies), 3),
         "median_batch_ms": batches["all"],
         "median_batch_ms_by_query": {k: v for k, v in batches.items() if k != "all"},
         "trigger_seconds": args.trigger_seconds,
+        "relay_poll_seconds": args.relay_poll_seconds,
         "cpu_count": os.cpu_count(),
     }
 

@@ -20,10 +20,11 @@ import tempfile
 from functools import partial
 from pathlib import Path
 
-from projection import order_event, prefill_silver, progress, timed
+from projection import ingest_bronze, order_event, prefill_silver, progress, timed
 
 from cqrs_orders.adapters.event_log import EventLog
 from cqrs_orders.config import Settings
+from cqrs_orders.pipeline.tables import Table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,12 +48,12 @@ def run(args, settings: Settings) -> dict:
     from pyspark.sql import functions as F
 
     from cqrs_orders.pipeline.maintenance import maintain
-    from cqrs_orders.pipeline.runner import start_bronze
-    from cqrs_orders.pipeline.silver import batch_slices, latest_per_aggregate, merge_latest, order_rows
+    from cqrs_orders.pipeline.read_models import read_model
+    from cqrs_orders.pipeline.silver import batch_slices, latest_per_aggregate, merge_latest
     from cqrs_orders.spark import get_spark
 
     spark = get_spark("cqrs-orders-benchmark")
-    orders = settings.table("silver_orders")
+    orders = Table(settings.table("silver_orders"))
     progress(f"pre-filling silver_orders with {args.rows:,} orders, scattered over {args.files} files")
     prefill_silver(spark, settings, args.rows)
     scattered = orders.read(spark).repartition(args.files)  # round robin: every file spans every key
@@ -63,13 +64,13 @@ def run(args, settings: Settings) -> dict:
     log = EventLog(settings.event_log_path, settings.event_log_partitions)
     for version in (2, 3):
         log.append([order_event(order, version) for order in newest])
-    start_bronze(spark, settings, {"availableNow": True}).awaitTermination()
-    bronze = settings.table("bronze_events").read(spark)
+    ingest_bronze(spark, settings)
+    bronze = Table(settings.table("bronze_events")).read(spark)
 
     def merge(version: int) -> tuple[float, int]:
         """Seconds of one bounded MERGE of the batch at ``version``, and the files it rewrote."""
         events = bronze.where(F.col("version") == version)
-        latest = order_rows(latest_per_aggregate(events, "Order")).cache()
+        latest = read_model("Order").project(latest_per_aggregate(events, "Order")).cache()
         latest.count()  # parsed and collapsed before the clock starts: only the MERGE is timed
         ids = batch_slices(events)["Order"]
         seconds = timed(partial(merge_latest, spark, orders, latest, "order_id", ids))

@@ -13,6 +13,7 @@ Secrets (connection strings, keys) are read from the environment or, on Databric
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -105,8 +106,9 @@ def read_secret(key: str, env: Mapping[str, str] = os.environ) -> Secret | None:
 
 
 @dataclass(frozen=True)
-class Table:
-    """One logical table: a folder under the warehouse locally, a Unity Catalog table on Databricks."""
+class TableLocation:
+    """Where one logical table lives: a folder under the warehouse locally, a Unity Catalog name on
+    Databricks. Only names; reading and writing it is :mod:`cqrs_orders.pipeline.tables`' business."""
 
     logical_name: str
     path: str | None = None
@@ -116,46 +118,6 @@ class Table:
     def sql_name(self) -> str:
         """The name to use inside Spark SQL text."""
         return self.qualified_name or f"delta.`{self.path}`"
-
-    def read(self, spark):
-        return (
-            spark.read.table(self.qualified_name)
-            if self.qualified_name
-            else spark.read.format("delta").load(self.path)
-        )
-
-    def read_stream(self, spark, **options: str):
-        reader = spark.readStream.format("delta").options(**options)
-        return reader.table(self.qualified_name) if self.qualified_name else reader.load(self.path)
-
-    def exists(self, spark) -> bool:
-        from delta.tables import DeltaTable
-
-        if self.qualified_name:
-            return spark.catalog.tableExists(self.qualified_name)
-        return DeltaTable.isDeltaTable(spark, self.path)
-
-    def delta(self, spark):
-        from delta.tables import DeltaTable
-
-        if self.qualified_name:
-            return DeltaTable.forName(spark, self.qualified_name)
-        return DeltaTable.forPath(spark, self.path)
-
-    def version(self, spark) -> int:
-        """The table's newest Delta version."""
-        return self.delta(spark).history(1).select("version").first()[0]
-
-    def save(self, writer) -> None:
-        """Finish a ``DataFrameWriter`` into this table."""
-        if self.qualified_name:
-            writer.saveAsTable(self.qualified_name)
-        else:
-            writer.save(self.path)
-
-    def start_stream(self, writer):
-        """Finish a ``DataStreamWriter`` into this table and return the ``StreamingQuery``."""
-        return writer.toTable(self.qualified_name) if self.qualified_name else writer.start(self.path)
 
 
 @dataclass(frozen=True)
@@ -229,7 +191,7 @@ class Settings:
             kafka_bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
             kafka_topic=env.get("KAFKA_TOPIC", env.get("EVENTHUB_NAME", "order-events")),
             lag_threshold_seconds=float(env.get("CQRS_LAG_THRESHOLD_SECONDS", "60")),
-            gold_refresh_seconds=_positive_float(env, "CQRS_GOLD_REFRESH_SECONDS", 30.0),
+            gold_refresh_seconds=_seconds_setting(env, "CQRS_GOLD_REFRESH_SECONDS", 30.0),
             alert_webhook_url=env.get("CQRS_ALERT_WEBHOOK_URL") or None,
             sql_warehouse_id=env.get("CQRS_SQL_WAREHOUSE_ID") or None,
             env=env,
@@ -251,12 +213,12 @@ class Settings:
         root = self.checkpoint_root or str(self.warehouse / "_checkpoints")
         return f"{root.rstrip('/')}/{query_name}"
 
-    def table(self, logical_name: str) -> Table:
+    def table(self, logical_name: str) -> TableLocation:
         if logical_name not in TABLES:
             raise ConfigurationError(f"Unknown table {logical_name!r}; known tables: {', '.join(TABLES)}.")
         if self.catalog:
-            return Table(logical_name, qualified_name=f"{self.catalog}.{self.schema}.{logical_name}")
-        return Table(logical_name, path=str(self.warehouse / logical_name))
+            return TableLocation(logical_name, qualified_name=f"{self.catalog}.{self.schema}.{logical_name}")
+        return TableLocation(logical_name, path=str(self.warehouse / logical_name))
 
 
 def _check_warehouse(root: Path) -> None:
@@ -292,12 +254,18 @@ def _positive_int(env: Mapping[str, str], key: str, default: int) -> int:
     return int(raw)
 
 
-def _positive_float(env: Mapping[str, str], key: str, default: float) -> float:
+def positive_seconds(text: str | float) -> float:
+    """A finite number of seconds above 0; ``ValueError`` otherwise (``nan`` and ``inf`` too:
+    one would make a wait loop spin, the other overflows every timer it reaches)."""
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{text!r} is not a positive, finite number of seconds")
+    return value
+
+
+def _seconds_setting(env: Mapping[str, str], key: str, default: float) -> float:
     raw = env.get(key, str(default))
     try:
-        value = float(raw)
+        return positive_seconds(raw)
     except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise ConfigurationError(f"{key}={raw!r} must be a positive number of seconds.")
-    return value
+        raise ConfigurationError(f"{key}={raw!r} must be a positive number of seconds.") from None

@@ -20,14 +20,14 @@ _LOCAL_CONF = {
     "spark.sql.shuffle.partitions": "4",
     "spark.databricks.delta.snapshotPartitions": "2",
     "spark.default.parallelism": "4",
-    # VACUUM lists a table's folders in up to 10,000 tasks by default: ~20 s a small table here; ~2 s with 4.
+    # VACUUM lists a table's folders in up to 10,000 tasks by default, which dominates it on a small table.
     "spark.sql.sources.parallelPartitionDiscovery.parallelism": "4",
-    # A micro-batch compiles ~150 distinct classes (our plans plus Delta's own); with the default cache of
-    # 100 they evict each other and every batch compiles all of them again (seconds of CPU per batch).
+    # A micro-batch compiles more distinct classes (our plans plus Delta's own) than the default cache of
+    # 100 holds; they would evict each other and every batch would compile all of them again.
     "spark.sql.codegen.cache.maxEntries": "2000",
-    # Auto compaction (bronze, history) treats files under this size as small; Delta's default, 64 MiB, made
-    # it rewrite at once the ~40 MiB files of a large backlog batch (+7-13 s on 1,000,000 events), where
-    # the aim is only to pack the tiny files of small micro-batches (still done: every 50 of them).
+    # Auto compaction (bronze, history) treats files under this size as small; with Delta's default, 64 MiB,
+    # it rewrote at once the files of a large backlog batch, where the aim is only to pack the tiny files
+    # of small micro-batches (still done: every 50 of them). Figures: benchmarks/RESULTS.md.
     "spark.databricks.delta.autoCompact.minFileSize": str(16 * 1024 * 1024),
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",

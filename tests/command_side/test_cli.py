@@ -99,3 +99,46 @@ def test_submit_and_relay_never_import_spark(settings):
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "0", "-1"])
+def test_relay_follow_refuses_a_poll_that_is_not_a_positive_finite_number(cli, value):
+    """``nan`` made the follow loop spin a core; ``inf`` raised OverflowError from the wait."""
+    result = cli("relay", "--follow", f"--poll-seconds={value}")
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--poll-seconds" in lines[0] and "finite" in lines[0], lines
+
+
+def test_a_following_relay_wakes_on_a_commit_not_on_its_poll(settings):
+    """With a 30 s poll, a command committed by another connection is published within a fraction of a
+    second: the relay watches the write store's commit counter between polls."""
+    import threading
+
+    from cqrs_orders.adapters.event_log import EventLog
+    from cqrs_orders.application import wiring
+
+    handler = wiring.command_handler(settings)
+    handler.handle(REGISTER)  # creates the store and the log
+    relay = wiring.relay(settings)
+    stop = threading.Event()
+    follower = threading.Thread(target=relay.follow, args=(stop, 30.0), daemon=True)
+    follower.start()
+    log = EventLog(settings.event_log_path)
+    try:
+        deadline = time.monotonic() + 10
+        while sum(log.end_offsets().values()) < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.3)  # the relay is now waiting out its poll
+        handler.handle(CREATE)
+        committed = time.monotonic()
+        while sum(log.end_offsets().values()) < 2 and time.monotonic() < committed + 10:
+            time.sleep(0.01)
+        waited = time.monotonic() - committed
+    finally:
+        stop.set()
+        follower.join(10)
+        relay.close()
+        handler.store.close()
+    assert sum(log.end_offsets().values()) == 2
+    assert waited < 2.0, f"published {waited:.2f} s after the commit"

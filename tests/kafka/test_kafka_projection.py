@@ -12,6 +12,7 @@ from kafka import KafkaProducer
 
 from cqrs_orders.config import Settings
 from cqrs_orders.envelope import LineItem, OrderState, OrderStatus, new_event
+from cqrs_orders.pipeline.tables import Table
 
 pytestmark = pytest.mark.kafka
 
@@ -56,7 +57,7 @@ def test_events_on_kafka_are_projected_to_silver(spark, kafka_broker, kafka_topi
 
     run_once(spark, settings)
 
-    silver = settings.table("silver_orders").read(spark).selectExpr(*SILVER_COLUMNS.split(", "))
+    silver = Table(settings.table("silver_orders")).read(spark).selectExpr(*SILVER_COLUMNS.split(", "))
     expected = spark.createDataFrame(
         [
             (
@@ -94,7 +95,7 @@ def test_events_on_kafka_are_projected_to_silver(spark, kafka_broker, kafka_topi
     )
     assert_df_equality(silver, expected, ignore_row_order=True, ignore_nullable=True)
 
-    quarantined = settings.table("bronze_quarantine").read(spark).collect()
+    quarantined = Table(settings.table("bronze_quarantine")).read(spark).collect()
     assert [(row.body, row.partition_key) for row in quarantined] == [("not json at all", "order-3")]
     assert "body_is_json_object" in quarantined[0].failed_expectations
-    assert settings.table("bronze_events").read(spark).count() == 3
+    assert Table(settings.table("bronze_events")).read(spark).count() == 3

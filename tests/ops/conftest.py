@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 from cqrs_orders.adapters.event_log import EventLog
 from cqrs_orders.envelope import CustomerState, EventEnvelope, LineItem, OrderState, OrderStatus, new_event
 from cqrs_orders.envelope_schema import ENVELOPE_SCHEMA
-from cqrs_orders.pipeline.tables import SCHEMAS
+from cqrs_orders.pipeline.tables import SCHEMAS, Table
 
 #: The contract schemas, from the one place that defines them.
 SILVER_ORDERS = SCHEMAS["silver_orders"]
@@ -59,7 +59,7 @@ class Lake:
         self.positions.update(zip((str(e.eventId) for e in events), positions, strict=True))
 
     def ingest(self, *events: EventEnvelope, at: datetime | None = None) -> None:
-        """Put published events into bronze_events, as the bronze stream would."""
+        """Put published events into bronze_events, as the projection would."""
         at = at or datetime.now(timezone.utc)
         records = [(e.to_json(), *self.positions[str(e.eventId)], at, e.aggregateId) for e in events]
         frame = self.spark.createDataFrame(
@@ -78,7 +78,8 @@ class Lake:
             F.col("event.aggregateId").alias("aggregate_id"),
             F.col("event.version").cast("bigint").alias("version"),
             F.col("event.timestamp").alias("event_time"),
-            "event",
+            F.col("event.correlationId").alias("correlation_id"),
+            F.col("event.causationId").alias("causation_id"),
             F.lit(at).alias("ingest_time"),
         )
         self._append("bronze_events", bronze)
@@ -135,7 +136,7 @@ class Lake:
         self._append("ops_stream_progress", self.spark.createDataFrame([row], PROGRESS))
 
     def _append(self, name: str, frame) -> None:
-        self.settings.table(name).save(frame.write.format("delta").mode("append"))
+        Table(self.settings.table(name)).save(frame.write.format("delta").mode("append"))
 
 
 @pytest.fixture(scope="session")

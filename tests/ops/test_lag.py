@@ -20,7 +20,7 @@ from cqrs_orders.cli import run
 from cqrs_orders.config import Settings
 from cqrs_orders.ops import measures
 from cqrs_orders.ops.lag import COLUMNS_READ, LAG_SCHEMA, find_breaches, measure_lag
-from cqrs_orders.pipeline.tables import SCHEMAS
+from cqrs_orders.pipeline.tables import SCHEMAS, Table
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 
@@ -45,7 +45,7 @@ def scenario(spark, tmp_path_factory, lake_type):
     lake.ingest(c1, c2v2, o1v1, o1v2, o2, o2, o4v1, o4v3)
     lake.quarantine('{"aggregateType": "Order", "timestamp": "2099-01-01T00:00:00Z"}', at=ago(100))
     lake.project(c1, c2v2, o1v2, o4v3, at=ago(165), earlier=(o1v1, o4v1))
-    lake.progress("silver", ago(120))
+    lake.progress("projection", ago(120))
     report = measure_lag(spark, settings, 60, now=NOW, record=False)
     return settings, {p.projection: p for p in report.projections}
 
@@ -59,8 +59,8 @@ def test_bus_backlog_counts_records_not_yet_in_bronze(scenario):
 def test_bronze_backlog_counts_events_not_yet_applied_once_each(scenario, spark):
     settings, report = scenario
     pending = measures.unapplied_events(
-        settings.table("bronze_events").read(spark),
-        settings.table("silver_orders").read(spark),
+        Table(settings.table("bronze_events")).read(spark),
+        Table(settings.table("silver_orders")).read(spark),
         "Order",
         "order_id",
     )
@@ -78,7 +78,7 @@ def test_event_time_lag_is_newest_on_the_bus_minus_newest_applied(scenario):
 
 def test_version_gaps_are_found_per_aggregate(scenario, spark):
     settings, report = scenario
-    gaps = measures.version_gaps(settings.table("silver_event_history").read(spark))
+    gaps = measures.version_gaps(Table(settings.table("silver_event_history")).read(spark))
     expected = spark.createDataFrame(
         [("Order", "o-4", 3, 2, 1), ("Customer", "cust-2", 2, 1, 1)],
         "aggregate_type string, aggregate_id string, max_version bigint, distinct_versions bigint, "
@@ -140,11 +140,11 @@ def test_kafka_backlog_comes_from_the_bronze_query_progress(spark, tmp_path, lak
     (partition, offset) = lake.positions[str(created.eventId)]
 
     before = measure_lag(spark, settings, 60, now=NOW, record=False).projections[0]
-    assert before.bus_backlog is None  # no bronze batch yet: the topic's end offsets are unknown
+    assert before.bus_backlog is None  # no batch yet: the topic's end offsets are unknown
     assert before.event_time_lag_seconds == 100  # nothing applied: how long the oldest event has waited
 
     latest = json.dumps({"order-events": {str(partition): offset + 4}, "other-topic": {"0": 99}})
-    lake.progress("bronze", ago(1), latest_offset=latest)
+    lake.progress("projection", ago(1), latest_offset=latest)
     assert measure_lag(spark, settings, 60, now=NOW, record=False).projections[0].bus_backlog == 3
 
 
@@ -160,7 +160,9 @@ def test_a_caught_up_lake_is_healthy_and_the_cli_exits_0(cli, lake, spark, setti
     assert result.exit_code == 0, result.stderr
     assert "HEALTHY" in result.stdout and "silver_orders: ok" in result.stdout
     recorded = (
-        settings.table("ops_projection_lag").read(spark).select("projection", "healthy", "version_gaps")
+        Table(settings.table("ops_projection_lag"))
+        .read(spark)
+        .select("projection", "healthy", "version_gaps")
     )
     expected = spark.createDataFrame(
         [("silver_orders", True, 0), ("silver_customers", True, 0)],
@@ -217,7 +219,7 @@ def test_a_breach_exits_3_is_recorded_and_alerts_the_webhook(
     assert len(handler.received) == 1 and set(handler.received[0]) == {"text"}
     assert "silver_orders (event_time_lag, bronze_backlog)" in handler.received[0]["text"]
 
-    recorded = settings.table("ops_projection_lag").read(spark)
+    recorded = Table(settings.table("ops_projection_lag")).read(spark)
     assert recorded.schema == LAG_SCHEMA
     assert_df_equality(
         recorded.select("projection", "bronze_backlog", "healthy", "breaches"),
@@ -252,7 +254,7 @@ def test_an_empty_warehouse_is_healthy(cli, settings, spark):
     result = cli("lag", "--json")
     assert result.exit_code == 0, result.stderr
     assert [p["bus_backlog"] for p in json.loads(result.stdout)["projections"]] == [0, 0]
-    assert settings.table("ops_projection_lag").read(spark).count() == 2
+    assert Table(settings.table("ops_projection_lag")).read(spark).count() == 2
 
 
 def test_the_columns_the_monitor_reads_match_the_pipeline_tables():

@@ -8,12 +8,13 @@ import pytest
 from chispa import assert_df_equality
 
 from cqrs_orders.pipeline.bronze import (
-    EXPECTATIONS,
+    EXPECTATION_NAMES,
     MAX_BODY_BYTES,
     to_bronze,
     to_quarantine,
     validate_records,
 )
+from cqrs_orders.pipeline.read_models import read_model
 from cqrs_orders.pipeline.tables import RECORD_SCHEMA, SCHEMAS
 
 VALID = {
@@ -122,7 +123,7 @@ def test_each_expectation_reports_its_own_reason(validated, offset, case):
 
 def test_every_expectation_is_exercised():
     exercised = {name for _, _, failed in CASES for name in failed}
-    assert exercised == set(EXPECTATIONS)
+    assert exercised == set(EXPECTATION_NAMES)
 
 
 def test_bronze_and_quarantine_rows_keep_the_record_and_split_it_exactly(spark):
@@ -159,6 +160,9 @@ def test_bronze_and_quarantine_rows_keep_the_record_and_split_it_exactly(spark):
         ignore_nullable=True,
         ignore_row_order=True,
     )  # fmt: skip
-    accepted = bronze.where("offset = 103").select("event.data.items", "event_time").first()
-    assert [(i["sku"], i["quantity"], str(i["unitPrice"])) for i in accepted["items"]] == [("A", 2, "1.50")]
+    accepted = bronze.where("offset = 103").select("event_time", "correlation_id", "causation_id").first()
     assert accepted["event_time"].isoformat() == "2025-01-15T10:00:00.123456"
+    assert (accepted["correlation_id"], accepted["causation_id"]) == ("corr-1", "cmd-1")
+    winners = read_model("Order").winners_with_state(bronze.where("offset = 103"))
+    (state,) = winners.select("state").first()
+    assert [(i["sku"], i["quantity"], str(i["unitPrice"])) for i in state["items"]] == [("A", 2, "1.50")]

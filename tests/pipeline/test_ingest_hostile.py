@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 from cqrs_orders.adapters.event_log import EventLog
+from cqrs_orders.pipeline.tables import table
 
 DEEP = b"[" * 200_000  # under the 1 MiB body limit, far past any parser's nesting limit
 SURROGATE_KEY = b'{"aggregateId": "\\ud800", "note": "a lone surrogate as the key"}'
@@ -49,10 +50,10 @@ def test_project_quarantines_the_hostile_lines_with_reasons(spark, cli, settings
     result = cli("project", "--once")
 
     assert result.exit_code == 0, result.stderr
-    bronze = settings.table("bronze_events").read(spark).collect()
+    bronze = table(settings, "bronze_events").read(spark).collect()
     quarantine = {
         row.body: list(row.failed_expectations)
-        for row in settings.table("bronze_quarantine").read(spark).collect()
+        for row in table(settings, "bronze_quarantine").read(spark).collect()
     }
     assert len(bronze) + len(quarantine) == len(lines)
     assert sorted(row.aggregate_id for row in bronze) == ["cust-1", "order-1"]

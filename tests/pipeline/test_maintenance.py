@@ -22,8 +22,9 @@ from cqrs_orders.envelope import AggregateType
 from cqrs_orders.errors import ConfigurationError
 from cqrs_orders.pipeline.conflicts import retry_on_conflict
 from cqrs_orders.pipeline.maintenance import CLUSTER_KEYS, maintain
-from cqrs_orders.pipeline.silver import MATERIALIZE_SOURCE, latest_per_aggregate, merge_latest, order_rows
-from cqrs_orders.pipeline.tables import PIPELINE_TABLES, ensure_tables
+from cqrs_orders.pipeline.read_models import read_model
+from cqrs_orders.pipeline.silver import MATERIALIZE_SOURCE, latest_per_aggregate, merge_latest
+from cqrs_orders.pipeline.tables import PIPELINE_TABLES, Table, ensure_tables
 
 
 def project_batches(spark, settings, events, batches, count: int) -> None:
@@ -38,7 +39,7 @@ def test_maintain_clusters_each_read_model_into_one_file_and_keeps_every_row(
     spark, settings, events, batches
 ):
     project_batches(spark, settings, events, batches, count=2)  # at least one new file per table and batch
-    before = {name: settings.table(name).version(spark) for name in CLUSTER_KEYS}
+    before = {name: Table(settings.table(name)).version(spark) for name in CLUSTER_KEYS}
     log = EventLog(settings.event_log_path)
     log.append([("order-0-0", events.order("order-0-0"))])
 
@@ -47,7 +48,7 @@ def test_maintain_clusters_each_read_model_into_one_file_and_keeps_every_row(
     assert result["vacuumed"] == [*PIPELINE_TABLES, "event_log"]
     assert log.read().num_rows == 1
     for name, key in CLUSTER_KEYS.items():
-        table = settings.table(name)
+        table = Table(settings.table(name))
         assert result["optimized"][name]["files_before"] >= 2, name
         assert result["optimized"][name]["files_after"] == 1, name  # a few KiB: far below 32 MiB
         as_before = spark.read.format("delta").option("versionAsOf", before[name]).load(table.path)
@@ -97,9 +98,11 @@ def test_a_merge_that_loses_a_race_with_optimize_runs_again_and_lands_once(
         return value
 
     updates = [events.order(f"order-{batch}-0", version=2, status="Confirmed") for batch in range(2)]
-    incoming = order_rows(latest_per_aggregate(batches.bronze(*updates), AggregateType.ORDER.value))
+    incoming = read_model("Order").project(
+        latest_per_aggregate(batches.bronze(*updates), AggregateType.ORDER.value)
+    )
     incoming = incoming.withColumn("status", held_once("status"))
-    orders = settings.table("silver_orders")
+    orders = Table(settings.table("silver_orders"))
 
     def optimize_while_the_merge_waits() -> None:
         while not (gate / "started").exists():

@@ -3,16 +3,13 @@
 One scenario (Spark's streaming queries are slow to start on a busy machine, so each step is run once and
 several tests check it):
 1. ``ingest-events`` puts valid, duplicate, out-of-order and invalid records on the embedded log;
-2. ``cqrs-orders project --continuous`` (one query: bus -> bronze -> silver per micro-batch) runs in its own
+2. ``cqrs-orders project --continuous`` (one query: bus -> silver + bronze per micro-batch) runs in its own
    process, is SIGKILLed right after its first batch committed and more records arrived (mid-batch, as far
    as timing allows);
 3. ``project --once`` restarts from the checkpoints; the tables must be exactly those of an uninterrupted
    run, computed here by the same pure functions in one batch over the whole log;
 4. ``rebuild`` recomputes silver and gold from bronze: equal to the streamed tables; then a new event is
-   projected from the reset checkpoint.
-
-A second, smaller scenario runs the two-query layout (``--stage bronze`` / ``--stage silver``, the
-Databricks job's tasks) and its hand-over to the one-query layout.
+   projected by the same checkpoint.
 """
 
 from __future__ import annotations
@@ -36,12 +33,13 @@ from cqrs_orders.config import Settings
 from cqrs_orders.envelope import AggregateType
 from cqrs_orders.pipeline.bronze import to_bronze, to_quarantine, validate_records
 from cqrs_orders.pipeline.gold import daily_order_metrics
+from cqrs_orders.pipeline.read_models import read_model
 from cqrs_orders.pipeline.runner import COUNTED_TABLES
-from cqrs_orders.pipeline.silver import customer_rows, event_history_rows, latest_per_aggregate, order_rows
-from cqrs_orders.pipeline.tables import AUTO_COMPACTED, PIPELINE_TABLES
+from cqrs_orders.pipeline.silver import event_history_rows, latest_per_aggregate
+from cqrs_orders.pipeline.tables import AUTO_COMPACTED, PIPELINE_TABLES, Table
 
 RUN_TIME = ("ingest_time", "projected_at")
-PROCESS_ARGS = ("--trigger-seconds", "1", "--warehouse")
+PROCESS_ARGS = ("--trigger-seconds", "1", "--profile", "--warehouse")
 COMPARED = COUNTED_TABLES  # every table the pipeline writes but ops_stream_progress
 
 
@@ -79,19 +77,21 @@ def frozen(df):
 
 
 def snapshot(spark, settings: Settings) -> dict:
-    return {name: frozen(settings.table(name).read(spark).drop(*RUN_TIME)) for name in COMPARED}
+    return {name: frozen(Table(settings.table(name)).read(spark).drop(*RUN_TIME)) for name in COMPARED}
 
 
 def uninterrupted(spark, settings: Settings) -> dict:
     """What one uninterrupted run over the whole log gives, by the same pure functions, in one batch."""
     validated = validate_records(spark.read.format("delta").load(str(settings.event_log_path)))
     bronze = to_bronze(validated)
-    orders = order_rows(latest_per_aggregate(bronze, AggregateType.ORDER.value))
+    orders = read_model("Order").project(latest_per_aggregate(bronze, AggregateType.ORDER.value))
     expected = {
         "bronze_events": bronze,
         "bronze_quarantine": to_quarantine(validated),
         "silver_orders": orders,
-        "silver_customers": customer_rows(latest_per_aggregate(bronze, AggregateType.CUSTOMER.value)),
+        "silver_customers": read_model("Customer").project(
+            latest_per_aggregate(bronze, AggregateType.CUSTOMER.value)
+        ),
         "silver_event_history": event_history_rows(bronze),  # no version conflicts in this scenario
         "gold_daily_order_metrics": daily_order_metrics(orders),
     }
@@ -143,7 +143,7 @@ def scenario(spark, events, tmp_path_factory):
         )
     try:
         first_committed = Path(settings.checkpoint("bronze")) / "commits" / "0"
-        first_batch = wait_for(first_committed, 300, process)
+        first_batch = wait_for(first_committed, 900, process)  # Spark starts slowly on a busy machine
         ingest(
             settings,
             tmp,
@@ -168,7 +168,7 @@ def scenario(spark, events, tmp_path_factory):
     assert code == 0
     streamed = snapshot(spark, settings)
     expected = uninterrupted(spark, settings)
-    progress = frozen(settings.table("ops_stream_progress").read(spark))
+    progress = frozen(Table(settings.table("ops_stream_progress")).read(spark))
     log_records = spark.read.format("delta").load(str(settings.event_log_path)).count()
 
     code, rebuilt_summary = cli(settings, "rebuild")
@@ -180,6 +180,7 @@ def scenario(spark, events, tmp_path_factory):
     assert code == 0
     return {
         "settings": settings,
+        "log": log.read_text(),
         "restarted": restarted,
         "streamed": streamed,
         "expected": expected,
@@ -219,11 +220,20 @@ def test_every_record_lands_once_in_bronze_or_quarantine(scenario):
 def test_each_batch_progress_is_recorded(scenario):
     progress = scenario["progress"]
     by_query = {r["query_name"]: r for r in progress.where("num_input_rows > 0").collect()}
-    assert set(by_query) == {"bronze_silver"}
+    assert set(by_query) == {"projection"}
     for row in by_query.values():
         assert row["max_event_time"] is not None and row["duration_ms"] >= 0
         assert json.loads(row["source_end_offset"])["reservoirVersion"] >= 1
     assert progress.select("query_name", "run_id", "batch_id").distinct().count() == progress.count()
+
+
+def test_the_profile_mode_logs_where_each_batch_spends_its_time(scenario):
+    """``project --profile``: one line per micro-batch, naming the steps of the new layout."""
+    lines = [line for line in scenario["log"].splitlines() if line.startswith("batch 0 (")]
+    assert len(lines) == 1, scenario["log"][-3000:]
+    for step in ("read+validate", "MERGE silver_orders", "MERGE silver_customers", "history",
+                 "append bronze_events", "append bronze_quarantine"):  # fmt: skip
+        assert f"{step} " in lines[0], lines[0]
 
 
 def test_rebuild_equals_the_streamed_tables_and_streaming_resumes_after_it(spark, scenario):
@@ -232,14 +242,14 @@ def test_rebuild_equals_the_streamed_tables_and_streaming_resumes_after_it(spark
     assert scenario["rebuilt_summary"]["silver_orders"] == 3
 
     resumed, late = scenario["resumed"], scenario["late"]
-    assert resumed["bronze_silver_input_rows"] == 1  # resumed, not replayed from the start
+    assert resumed["projection_input_rows"] == 1  # resumed, not replayed from the start
     assert resumed["silver_event_history"] == 10
     settings = scenario["settings"]
-    order5 = settings.table("silver_orders").read(spark).where("order_id = 'order-5'").first()
+    order5 = Table(settings.table("silver_orders")).read(spark).where("order_id = 'order-5'").first()
     assert (order5["status"], order5["version"], order5["last_event_id"]) == ("Cancelled", 2, late["eventId"])
     assert_df_equality(  # gold refreshed at the end of the run: equal to a full recompute
-        settings.table("gold_daily_order_metrics").read(spark),
-        daily_order_metrics(settings.table("silver_orders").read(spark)),
+        Table(settings.table("gold_daily_order_metrics")).read(spark),
+        daily_order_metrics(Table(settings.table("silver_orders")).read(spark)),
         ignore_nullable=True,
         ignore_row_order=True,
     )
@@ -260,35 +270,15 @@ def test_every_table_stays_readable_by_synapse(spark, scenario):
         assert compacts == (name in AUTO_COMPACTED), name  # never a MERGE target: see AUTO_COMPACTED
 
 
-def test_the_two_query_layout_gives_the_same_tables_and_hands_over_to_one_query(spark, events, tmp_path):
-    """bronze and silver as separate queries equal one uninterrupted run; ``project --once`` (one query)
-    afterwards first projects what silver's own query had not, then carries on from the bus."""
-    settings = Settings.from_env(warehouse=tmp_path / "warehouse", env={})
-    order = events.order
-    ingest(settings, tmp_path, "first", order("order-1"), order("order-1", 2, "Confirmed", 2), "not json")
-    assert cli(settings, "project", "--once", "--stage", "bronze")[1]["bronze_input_rows"] == 3
-    code, silver = cli(settings, "project", "--once", "--stage", "silver")
-    assert (code, silver["silver_input_rows"], silver["silver_orders"]) == (0, 2, 1)
-    assert_same_tables(snapshot(spark, settings), uninterrupted(spark, settings))
-
-    ingest(settings, tmp_path, "second", order("order-2"))
-    cli(settings, "project", "--once", "--stage", "bronze")  # bronze now holds an event silver has not seen
-    ingest(settings, tmp_path, "third", order("order-3"))
-    code, handed_over = cli(settings, "project", "--once")
-    assert (code, handed_over["silver_input_rows"], handed_over["bronze_silver_input_rows"]) == (0, 1, 1)
-    assert_same_tables(snapshot(spark, settings), uninterrupted(spark, settings))
-    assert not (Path(settings.checkpoint("silver")) / "offsets").exists()  # retired: no second catch-up
-
-
 def test_the_stream_reads_each_record_once_across_event_log_compactions(spark, events, tmp_path, monkeypatch):
     """The embedded log compacts its files every few commits: the stream must skip those rewrites."""
     monkeypatch.setattr(event_log, "COMPACT_EVERY_COMMITS", 2)
     settings = Settings.from_env(warehouse=tmp_path / "warehouse", env={})
     ingest(settings, tmp_path, "first", events.order("order-1"))
-    assert cli(settings, "project", "--once")[1]["bronze_silver_input_rows"] == 1
+    assert cli(settings, "project", "--once")[1]["projection_input_rows"] == 1
     for version in (2, 3, 4):  # three more commits: the log compacts twice on the way
         ingest(settings, tmp_path, f"v{version}", events.order("order-1", version, "Confirmed", version))
     assert len(list(settings.event_log_path.glob("*.parquet"))) > 4  # rewritten files are added, not swapped
     code, summary = cli(settings, "project", "--once")
-    assert (code, summary["bronze_silver_input_rows"], summary["bronze_events"]) == (0, 3, 4)
+    assert (code, summary["projection_input_rows"], summary["bronze_events"]) == (0, 3, 4)
     assert_same_tables(snapshot(spark, settings), uninterrupted(spark, settings))

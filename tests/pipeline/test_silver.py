@@ -21,11 +21,11 @@ from cqrs_orders.config import Settings
 from cqrs_orders.pipeline import idempotency
 from cqrs_orders.pipeline.gold import GoldRefresher, daily_order_metrics
 from cqrs_orders.pipeline.progress import ProgressRecorder
-from cqrs_orders.pipeline.tables import SCHEMAS, ensure_tables
+from cqrs_orders.pipeline.tables import SCHEMAS, Table, ensure_tables
 
 
 def table(spark, settings, name: str, aggregate_id: str | None = None):
-    rows = settings.table(name).read(spark).drop("projected_at", "ingest_time")
+    rows = Table(settings.table(name)).read(spark).drop("projected_at", "ingest_time")
     if aggregate_id is None:
         return rows
     key = {"silver_orders": "order_id", "silver_customers": "customer_id"}.get(name, "aggregate_id")
@@ -210,9 +210,9 @@ def test_gold_is_refreshed_when_silver_changed_and_equals_a_full_recompute(spark
     assert refresher.refresh_if_changed() is True
     days = [r["order_date"].isoformat() for r in table(spark, settings, "gold_daily_order_metrics").collect()]
     assert sorted(days) == ["2025-01-15", "2025-01-16", "2025-01-17"]
-    gold_version = settings.table("gold_daily_order_metrics").version(spark)
+    gold_version = Table(settings.table("gold_daily_order_metrics")).version(spark)
     assert refresher.refresh_if_changed() is False  # silver unchanged: gold is not rewritten
-    assert settings.table("gold_daily_order_metrics").version(spark) == gold_version
+    assert Table(settings.table("gold_daily_order_metrics")).version(spark) == gold_version
 
     moved = events.order("G1", 2, "Confirmed", created="2025-01-18T10:00:00Z")
     cancelled = events.order(
@@ -221,8 +221,8 @@ def test_gold_is_refreshed_when_silver_changed_and_equals_a_full_recompute(spark
     batches.project(settings, 1, moved, cancelled, writer="gold", first_offset=10)
     assert refresher.refresh_if_changed() is True
     assert_df_equality(
-        settings.table("gold_daily_order_metrics").read(spark),
-        daily_order_metrics(settings.table("silver_orders").read(spark)),
+        Table(settings.table("gold_daily_order_metrics")).read(spark),
+        daily_order_metrics(Table(settings.table("silver_orders")).read(spark)),
         ignore_nullable=True,
         ignore_row_order=True,
     )
@@ -243,7 +243,7 @@ def test_writers_beside_the_batches_leave_the_batch_transaction_id_alone(spark, 
         recorder.flush()
         assert spark.conf.get(idempotency.TXN_VERSION, None) == "7"  # still there for the batch's MERGE
     for name in ("gold_daily_order_metrics", "ops_stream_progress"):
-        assert settings.table(name).read(spark).count() == 1, name
+        assert Table(settings.table(name)).read(spark).count() == 1, name
         commits = (Path(settings.table(name).path) / "_delta_log").glob("*.json")
         txns = [line for commit in commits for line in commit.read_text().splitlines() if '"txn"' in line]
         assert txns == [], name  # a write recorded under the batch's id would skip the next one under it

@@ -18,6 +18,7 @@ import pytest
 from cqrs_orders.config import Settings
 from cqrs_orders.ops.lag import LAG_SCHEMA
 from cqrs_orders.pipeline.tables import SCHEMAS as PIPELINE_SCHEMAS
+from cqrs_orders.pipeline.tables import Table
 
 #: The contract schemas, from the one place that defines them.
 SCHEMAS = {
@@ -94,7 +95,7 @@ def write_tables(
     """Write the hand-made rows of ``tables`` as Delta, exactly where the pipeline would."""
     for name in tables:
         frame = spark.createDataFrame(ROWS[name], SCHEMAS[name])
-        settings.table(name).save(frame.coalesce(1).write.format("delta").mode("overwrite"))
+        Table(settings.table(name)).save(frame.coalesce(1).write.format("delta").mode("overwrite"))
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from cqrs_orders.errors import QueryError
+from cqrs_orders.pipeline.tables import table
 from cqrs_orders.query.api import ReadModels, SparkBackend
 from cqrs_orders.query.views import register_views
 
@@ -123,7 +124,7 @@ class TestOnDelta(ReadModelsContract):
         read_models = ReadModels.on_delta(settings)
         assert read_models.get_order("o-1")["status"] == "Created"
 
-        settings.table("silver_orders").delta(spark).delete("order_id = 'o-1'")
+        table(settings, "silver_orders").delta(spark).delete("order_id = 'o-1'")
 
         assert read_models.get_order("o-1") is None
 

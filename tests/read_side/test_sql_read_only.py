@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from cqrs_orders.config import Settings
+from cqrs_orders.pipeline.tables import table
 
 ORDER_IDS = ["o-1", "o-2", "o-3", "o-4", "o-5"]
 
@@ -24,7 +25,7 @@ def orders(spark, settings: Settings, write_warehouse):
     write_warehouse(settings, ("silver_orders", "silver_customers"))
 
     def snapshot() -> list[tuple[str, str]]:
-        rows = settings.table("silver_orders").read(spark).select("order_id", "status").collect()
+        rows = table(settings, "silver_orders").read(spark).select("order_id", "status").collect()
         return sorted((row.order_id, row.status) for row in rows)
 
     return snapshot

@@ -12,6 +12,7 @@ from chispa import assert_df_equality
 from cqrs_orders.cli import main
 from cqrs_orders.config import Settings
 from cqrs_orders.errors import ConfigurationError
+from cqrs_orders.pipeline.tables import Table
 from cqrs_orders.query.views import create_views, register_views, view_definitions
 
 REPO = Path(__file__).resolve().parents[2]
@@ -183,6 +184,6 @@ def test_the_view_and_the_gold_table_share_one_definition(spark, read_warehouse)
     from cqrs_orders.pipeline.gold import daily_order_metrics
 
     register_views(spark, read_warehouse)
-    gold = daily_order_metrics(read_warehouse.table("silver_orders").read(spark)).orderBy("order_date")
+    gold = daily_order_metrics(Table(read_warehouse.table("silver_orders")).read(spark)).orderBy("order_date")
     view = spark.sql("SELECT * FROM vw_daily_order_metrics ORDER BY order_date")
     assert_df_equality(view, gold, ignore_nullable=True)

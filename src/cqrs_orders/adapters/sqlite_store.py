@@ -262,6 +262,13 @@ class SqliteWriteStore(WriteStore):
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
+    def change_marker(self) -> int | None:
+        """SQLite's ``data_version``: it changes when another connection commits (one page read)."""
+        try:
+            return self._connection().execute("PRAGMA data_version").fetchone()[0]
+        except sqlite3.Error:
+            return None
+
     def counts(self) -> dict[str, int]:
         """Rows per table (for tests, tools and the benchmark)."""
         db = self._connection()

@@ -124,6 +124,11 @@ class WriteStore(ABC):
         """Held by a relay while it drains, so two relays never interleave (and reorder) one outbox."""
         yield
 
+    def change_marker(self) -> object | None:
+        """A cheap value that differs after another process committed to the store, so a following relay
+        can wake at once instead of waiting out its poll; ``None`` when the store cannot tell."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections.abc import Callable
 
 from cqrs_orders.application.ports import Publisher, WriteStore
 from cqrs_orders.errors import PublishError, WriteStoreError
+
+#: How often a following relay asks the store whether anything was committed (a cheap look, not a drain).
+WAKE_CHECK_SECONDS = 0.05
 
 
 class Relay:
@@ -44,11 +48,14 @@ class Relay:
                     self.progress(published)
 
     def follow(self, stop_event: threading.Event, poll_seconds: float = 1.0) -> int:
-        """Drain, then poll every ``poll_seconds`` until ``stop_event`` is set; return the total published.
+        """Drain, then wait for the next commit until ``stop_event`` is set; return the total published.
 
-        An unreachable bus or store is reported on stderr and retried at the next poll, never fatal."""
+        The wait ends within :data:`WAKE_CHECK_SECONDS` of a commit when the store can tell
+        (:meth:`~.ports.WriteStore.change_marker`), and after ``poll_seconds`` in any case. An unreachable
+        bus or store is reported on stderr and retried at the next poll, never fatal."""
         total = 0
         while not stop_event.is_set():
+            marker = self.store.change_marker()  # before the drain: a commit during it wakes the next wait
             try:
                 published = self.drain()
             except (PublishError, WriteStoreError) as error:  # the bus or store is down: keep trying
@@ -57,8 +64,16 @@ class Relay:
             if published:
                 total += published
                 print(f"relay: published {published} events ({total} in total)", file=sys.stderr, flush=True)
-            stop_event.wait(poll_seconds)
+            self._wait_for_commit(stop_event, marker, poll_seconds)
         return total
+
+    def _wait_for_commit(self, stop_event: threading.Event, marker, poll_seconds: float) -> None:
+        deadline = time.monotonic() + poll_seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if stop_event.wait(min(WAKE_CHECK_SECONDS, left)):
+                return
+            if marker is not None and self.store.change_marker() != marker:
+                return
 
     def close(self) -> None:
         self.publisher.close()

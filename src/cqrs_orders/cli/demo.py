@@ -48,6 +48,7 @@ def run(args, settings: Settings) -> int:
 
     log.info("[3/4] projecting bronze -> silver -> gold with Spark (first start takes ~20 s)")
     from cqrs_orders.pipeline.runner import run_once
+    from cqrs_orders.pipeline.tables import Table
     from cqrs_orders.query.views import register_views
     from cqrs_orders.spark import get_spark
 
@@ -60,7 +61,7 @@ def run(args, settings: Settings) -> int:
     print(f"Commands: {accepted} accepted, {rejected} rejected; events published: {published}")
     print("Rows per table:")
     for name in TABLES:
-        table = settings.table(name)
+        table = Table(settings.table(name))
         count = table.read(spark).count() if table.exists(spark) else 0
         print(f"  {name:<26} {count:>8}")
     print("A few orders from vw_order_summary:")

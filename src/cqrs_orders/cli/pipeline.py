@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+import logging
 from pathlib import Path
 
-from cqrs_orders.config import Settings
+from cqrs_orders.config import Settings, positive_seconds
 from cqrs_orders.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
 
 #: Lines appended to the event log per commit (one Delta commit each).
 INGEST_CHUNK = 50_000
+#: ``project --continuous``'s trigger interval, in seconds.
+DEFAULT_TRIGGER_SECONDS = 1.0
 
 
 def register(subcommands, common) -> None:
@@ -33,26 +37,24 @@ def register(subcommands, common) -> None:
         "project",
         parents=[common],
         help="stream the event bus into bronze, silver and gold",
-        description="Run the Spark projection: bus -> bronze_events / bronze_quarantine -> silver_orders, "
-        "silver_customers, silver_event_history -> gold_daily_order_metrics. Exactly once, restartable.",
+        description="Run the Spark projection, one streaming query: each micro-batch of the bus goes into "
+        "silver_orders, silver_customers, silver_event_history, then bronze_events / bronze_quarantine; "
+        "gold_daily_order_metrics is refreshed beside it. Exactly once, restartable; one per warehouse.",
     )
     mode = project.add_mutually_exclusive_group(required=True)
     mode.add_argument("--once", action="store_true", help="process everything available, then exit")
     mode.add_argument("--continuous", action="store_true", help="keep running until Ctrl-C / SIGTERM")
     project.add_argument(
         "--trigger-seconds",
-        type=_positive_float,
-        default=5.0,
+        type=seconds_argument,
+        default=DEFAULT_TRIGGER_SECONDS,
         metavar="N",
-        help="with --continuous: start a micro-batch every N seconds (default 5)",
+        help=f"with --continuous: start a micro-batch every N seconds (default {DEFAULT_TRIGGER_SECONDS:g})",
     )
     project.add_argument(
-        "--stage",
-        choices=("bronze", "silver", "all"),
-        default="all",
-        help="all (default): one query, bus -> bronze -> silver in each micro-batch (lowest latency); "
-        "bronze / silver: only bus->bronze, or only bronze->silver, each its own query (the Databricks "
-        "job's two tasks)",
+        "--profile",
+        action="store_true",
+        help="log where each micro-batch's time goes, step by step (also: CQRS_PROFILE=1)",
     )
     project.set_defaults(run=run_project)
 
@@ -61,8 +63,8 @@ def register(subcommands, common) -> None:
         parents=[common],
         help="rebuild silver and gold from bronze_events (stop the projection first)",
         description="Recompute silver_orders, silver_customers, silver_event_history and "
-        "gold_daily_order_metrics from the current bronze_events snapshot without touching bronze, and "
-        "reset the silver checkpoint so the next `project` resumes after that snapshot.",
+        "gold_daily_order_metrics from the current bronze_events snapshot without touching bronze; the "
+        "next `project` carries on from the bus.",
     )
     rebuild.set_defaults(run=run_rebuild)
 
@@ -102,24 +104,28 @@ def run_ingest(args, settings: Settings) -> int:
     for start in range(0, len(bodies), INGEST_CHUNK):
         chunk = bodies[start : start + INGEST_CHUNK]
         log.append([(partition_key_of(body), body) for body in chunk])
-        _progress(f"appended {start + len(chunk)}/{len(bodies)} records to {settings.event_log_path}")
+        log.info(f"appended {start + len(chunk)}/{len(bodies)} records to {settings.event_log_path}")
     print(json.dumps({"ingested": len(bodies), "eventLog": str(settings.event_log_path)}))
     return 0
 
 
 def run_project(args, settings: Settings) -> int:
     from cqrs_orders.adapters.delta_log import check_warehouse_tables
-    from cqrs_orders.pipeline.runner import run_continuous, run_once
+    from cqrs_orders.pipeline import checkpoint_lock, profile
+    from cqrs_orders.pipeline.runner import CHECKPOINT, run_continuous, run_once
     from cqrs_orders.spark import get_spark
 
     check_warehouse_tables(settings)  # a damaged table is named before Spark meets it
-    _progress("starting Spark")
-    spark = get_spark("cqrs-orders-projection")
-    if args.once:
-        _progress(f"projecting everything available (stage {args.stage})")
-        summary = run_once(spark, settings, args.stage)
-    else:
-        summary = run_continuous(spark, settings, args.trigger_seconds, args.stage)
+    if args.profile:
+        profile.enable()
+    with checkpoint_lock.exclusive(settings.checkpoint(CHECKPOINT)):  # refuse before Spark starts
+        log.info("starting Spark")
+        spark = get_spark("cqrs-orders-projection")
+        if args.once:
+            log.info("projecting everything available")
+            summary = run_once(spark, settings)
+        else:
+            summary = run_continuous(spark, settings, args.trigger_seconds)
     print(json.dumps(summary))
     return 0
 
@@ -130,9 +136,9 @@ def run_rebuild(args, settings: Settings) -> int:
     from cqrs_orders.spark import get_spark
 
     check_warehouse_tables(settings)  # a damaged table is named before Spark meets it
-    _progress("starting Spark")
+    log.info("starting Spark")
     spark = get_spark("cqrs-orders-rebuild")
-    _progress("rebuilding silver and gold from bronze_events")
+    log.info("rebuilding silver and gold from bronze_events")
     print(json.dumps(rebuild(spark, settings)))
     return 0
 
@@ -144,7 +150,7 @@ def run_maintain(args, settings: Settings) -> int:
 
     check_retention(args.retain_hours)  # before Spark's start, not after
     check_warehouse_tables(settings)  # a damaged table is named before Spark meets it
-    _progress("starting Spark")
+    log.info("starting Spark")
     spark = get_spark("cqrs-orders-maintenance")
     print(json.dumps(maintain(spark, settings, vacuum=not args.no_vacuum, retain_hours=args.retain_hours)))
     return 0
@@ -159,15 +165,11 @@ def _lines(raw: bytes) -> list[str]:
     return [line.removesuffix(b"\r").decode("utf-8", errors="replace") for line in lines]
 
 
-def _positive_float(text: str) -> float:
+def seconds_argument(text: str) -> float:
+    """An argparse type: a positive, finite number of seconds (a usage error, exit 2, otherwise)."""
     try:
-        value = float(text)
+        return positive_seconds(text)
     except ValueError:
-        value = 0.0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
-    return value
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive, finite number of seconds") from None
 
 
-def _progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)

@@ -1,13 +1,13 @@
 """The projection lag monitor: how far each read model is behind the event bus, and whether that is too far.
 
-Per projection (``silver_orders``, ``silver_customers``) it measures:
+Per read model (each of :data:`~cqrs_orders.pipeline.read_models.READ_MODELS`) it measures:
 
 - **event-time lag**: newest event time on the bus minus the newest event time applied to the read model
   (the seed note's measure). With nothing applied yet it is how long the oldest waiting event has waited.
 - **backlog**: records on the bus not yet in bronze (``bus_backlog``; the bus is untyped until bronze
   parses it, so both rows carry the same figure) and bronze events not yet applied to the read model
   (``bronze_backlog``).
-- **staleness**: wall-clock time since the silver query's last batch (``ops_stream_progress``), or since the
+- **staleness**: wall-clock time since the projection's last batch (``ops_stream_progress``), or since the
   read model's newest ``projected_at`` when no progress was recorded.
 - **version gaps**: aggregates whose versions in ``silver_event_history`` skip a number (a lost event).
 
@@ -44,7 +44,8 @@ from pyspark.sql.types import (
 
 from cqrs_orders.config import Settings
 from cqrs_orders.ops import measures
-from cqrs_orders.pipeline.tables import SYNAPSE_COMPATIBLE_PROPERTIES
+from cqrs_orders.pipeline.read_models import READ_MODELS, ReadModel
+from cqrs_orders.pipeline.tables import SYNAPSE_COMPATIBLE_PROPERTIES, Table
 
 LAG_TABLE = "ops_projection_lag"
 LAG_SCHEMA = StructType(
@@ -61,21 +62,8 @@ LAG_SCHEMA = StructType(
         StructField("breaches", ArrayType(StringType())),
     ]
 )
-#: Which streaming queries in ``ops_stream_progress`` are the bronze and the silver stage (name patterns).
-BRONZE_QUERY, SILVER_QUERY = "bronze", "silver"
-
-
-@dataclass(frozen=True)
-class Projection:
-    table: str
-    aggregate_type: str
-    id_column: str
-
-
-PROJECTIONS = (
-    Projection("silver_orders", "Order", "order_id"),
-    Projection("silver_customers", "Customer", "customer_id"),
-)
+#: What is measured: every read model, as declared once in the pipeline.
+PROJECTIONS = READ_MODELS
 
 # The columns the monitor reads from each table; a missing table reads as empty with these columns.
 _BRONZE = StructType(
@@ -120,7 +108,7 @@ COLUMNS_READ = {
     "bronze_quarantine": _QUARANTINE,
     "ops_stream_progress": _PROGRESS,
     "silver_event_history": _HISTORY,
-    **{p.table: _silver_schema(p.id_column) for p in PROJECTIONS},
+    **{p.table: _silver_schema(p.key) for p in PROJECTIONS},
 }
 
 
@@ -249,7 +237,7 @@ def measure_lag(
 
     # Everything else in one Spark job: one row of figures per projection (each part is a 1-row aggregate).
     history = read("silver_event_history")
-    last_batch = measures.last_batch_time(progress, SILVER_QUERY)
+    last_batch = measures.last_batch_time(progress)
     stats = None
     for projection in PROJECTIONS:
         row = _projection_stats(
@@ -295,7 +283,7 @@ def measure_lag(
 
 def record_report(spark: SparkSession, settings: Settings, report: LagReport) -> None:
     """Append the report's rows to ``ops_projection_lag``, creating it (Synapse-compatible) if missing."""
-    table = settings.table(LAG_TABLE)
+    table = Table(settings.table(LAG_TABLE))
     ensure_lag_table(spark, settings)
     rows = [{**row, "breaches": list(row["breaches"])} for row in report.rows()]
     table.save(spark.createDataFrame(rows, LAG_SCHEMA).write.format("delta").mode("append"))
@@ -315,21 +303,16 @@ def ensure_lag_table(spark: SparkSession, settings: Settings) -> None:
 
 
 def _kafka_end_offsets(progress: DataFrame, topic: str) -> dict[int, int] | None:
-    """The topic's end offsets as the bronze query last saw them; ``None`` before its first batch."""
-    latest = (
-        progress.where(F.lower("query_name").rlike(BRONZE_QUERY))
-        .orderBy(F.col("recorded_at").desc())
-        .select("source_latest_offset")
-        .first()
-    )
+    """The topic's end offsets as the projection last saw them; ``None`` before its first batch."""
+    latest = progress.orderBy(F.col("recorded_at").desc()).select("source_latest_offset").first()
     return measures.latest_source_offsets(latest[0], topic) if latest and latest[0] else None
 
 
 def _projection_stats(
-    projection: Projection, silver: DataFrame, bronze: DataFrame, bus_times: DataFrame, history: DataFrame
+    projection: ReadModel, silver: DataFrame, bronze: DataFrame, bus_times: DataFrame, history: DataFrame
 ) -> DataFrame:
     """One row: the projection's name and its raw figures (times as epoch microseconds)."""
-    of_type = F.col("aggregate_type") == projection.aggregate_type
+    of_type = F.col("aggregate_type") == projection.aggregate_type.value
     applied = silver.agg(
         F.unix_micros(F.max("last_event_time")).alias("newest_applied"),
         F.unix_micros(F.max("projected_at")).alias("last_projected"),
@@ -338,7 +321,7 @@ def _projection_stats(
         F.unix_micros(F.max("newest_event_time")).alias("newest_bus"),
         F.unix_micros(F.min("oldest_event_time")).alias("oldest_bus"),
     )
-    pending = measures.unapplied_events(bronze, silver, projection.aggregate_type, projection.id_column).agg(
+    pending = measures.unapplied_events(bronze, silver, projection.aggregate_type.value, projection.key).agg(
         F.count(F.lit(1)).alias("bronze_backlog")
     )
     gaps = measures.version_gaps(history.where(of_type)).agg(F.count(F.lit(1)).alias("version_gaps"))
@@ -357,7 +340,7 @@ class _Reader:
         self.spark, self.settings = spark, settings
 
     def __call__(self, name: str) -> DataFrame:
-        schema, table = COLUMNS_READ[name], self.settings.table(name)
+        schema, table = COLUMNS_READ[name], Table(self.settings.table(name))
         if table.exists(self.spark):
             return table.read(self.spark).select(*schema.fieldNames())
         return self._empty(schema)

@@ -81,11 +81,9 @@ def version_gaps(history: DataFrame) -> DataFrame:
     )
 
 
-def last_batch_time(progress: DataFrame, query_pattern: str) -> DataFrame:
-    """The newest ``recorded_at`` (epoch microseconds) of the queries whose name matches ``query_pattern``."""
-    return progress.where(F.lower("query_name").rlike(query_pattern)).agg(
-        F.unix_micros(F.max("recorded_at")).alias("last_batch_at")
-    )
+def last_batch_time(progress: DataFrame) -> DataFrame:
+    """The newest ``recorded_at`` (epoch microseconds) of the projection's progress rows."""
+    return progress.agg(F.unix_micros(F.max("recorded_at")).alias("last_batch_at"))
 
 
 def latest_source_offsets(progress_json: str | None, topic: str | None = None) -> dict[int, int]:

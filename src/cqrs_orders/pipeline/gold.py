@@ -20,6 +20,7 @@ from pyspark.sql import functions as F
 from cqrs_orders.config import Settings
 from cqrs_orders.envelope_schema import MONEY_TYPE
 from cqrs_orders.pipeline.idempotency import isolated_session
+from cqrs_orders.pipeline.tables import table
 
 
 def daily_order_metrics(silver_orders: DataFrame) -> DataFrame:
@@ -38,8 +39,8 @@ def daily_order_metrics(silver_orders: DataFrame) -> DataFrame:
 
 def refresh(spark, settings: Settings) -> None:
     """Overwrite the gold table with the metrics of the current silver orders (idempotent by design)."""
-    metrics = daily_order_metrics(settings.table("silver_orders").read(spark))
-    settings.table("gold_daily_order_metrics").save(metrics.write.format("delta").mode("overwrite"))
+    metrics = daily_order_metrics(table(settings, "silver_orders").read(spark))
+    table(settings, "gold_daily_order_metrics").save(metrics.write.format("delta").mode("overwrite"))
 
 
 class GoldRefresher:
@@ -67,4 +68,4 @@ class GoldRefresher:
                 print(f"gold refresh failed, retrying in {interval_seconds:g} s: {error}", file=sys.stderr)
 
     def _silver_version(self) -> int:
-        return self._settings.table("silver_orders").version(self._spark)
+        return table(self._settings, "silver_orders").version(self._spark)

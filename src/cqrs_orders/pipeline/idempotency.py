@@ -20,8 +20,6 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 APP_ID_FILE = "_cqrs_app_id"
-#: Written by ``rebuild``: the bronze version a fresh silver checkpoint resumes from.
-STARTING_VERSION_FILE = "_cqrs_starting_version"
 TXN_APP_ID = "spark.databricks.delta.write.txnAppId"
 TXN_VERSION = "spark.databricks.delta.write.txnVersion"
 
@@ -68,25 +66,18 @@ def isolated_session(session):
     return session.newSession()
 
 
-def has_progress(checkpoint: str) -> bool:
-    """Whether a streaming query already committed offsets to this checkpoint."""
-    offsets = _require_local(checkpoint) / "offsets"
-    return offsets.is_dir() and any(offsets.iterdir())
-
-
 def reset(checkpoint: str) -> None:
     """Forget the checkpoint (and with it the app id): the next query starts afresh."""
-    path = _require_local(checkpoint)
-    shutil.rmtree(path, ignore_errors=True)
+    shutil.rmtree(checkpoint_folder(checkpoint), ignore_errors=True)
 
 
 def read_marker(checkpoint: str, name: str) -> str | None:
-    marker = _require_local(checkpoint) / name
+    marker = checkpoint_folder(checkpoint) / name
     return marker.read_text().strip() if marker.is_file() else None
 
 
 def write_marker(checkpoint: str, name: str, value: str) -> None:
-    folder = _require_local(checkpoint)
+    folder = checkpoint_folder(checkpoint)
     folder.mkdir(parents=True, exist_ok=True)
     temporary = folder / f".{name}.tmp"
     temporary.write_text(value)
@@ -102,7 +93,8 @@ def _local(checkpoint: str) -> Path | None:
     return None
 
 
-def _require_local(checkpoint: str) -> Path:
+def checkpoint_folder(checkpoint: str) -> Path:
+    """The checkpoint as a local folder (``dbfs:/`` through its mount); refused when it is not one."""
     path = _local(checkpoint)
     if path is None:
         from cqrs_orders.errors import ConfigurationError

@@ -24,12 +24,13 @@ from cqrs_orders.config import Settings
 from cqrs_orders.errors import ConfigurationError
 from cqrs_orders.pipeline.conflicts import retry_on_conflict
 from cqrs_orders.pipeline.idempotency import isolated_session
-from cqrs_orders.pipeline.tables import PIPELINE_TABLES, ensure_tables
+from cqrs_orders.pipeline.read_models import READ_MODELS
+from cqrs_orders.pipeline.tables import PIPELINE_TABLES, Table, ensure_tables
 
-#: The tables worth clustering, and the column their MERGEs and range filters use.
+#: The tables worth clustering, and the column their MERGEs and range filters use: each read model's
+#: cluster key, and the history's aggregate id (its conflict check reads a batch's id range).
 CLUSTER_KEYS = {
-    "silver_orders": "order_id",
-    "silver_customers": "customer_id",
+    **{model.table: model.cluster_key for model in READ_MODELS},
     "silver_event_history": "aggregate_id",
 }
 #: OPTIMIZE's target file size for them (Delta's default is 1 GiB).
@@ -56,7 +57,7 @@ def maintain(spark, settings: Settings, *, vacuum: bool = True, retain_hours: fl
     session.conf.set(MAX_FILE_SIZE_CONF, str(REWRITE_FILE_BYTES))
     optimized = {}
     for name, key in CLUSTER_KEYS.items():
-        table = settings.table(name)
+        table = Table(settings.table(name))
         before, started = _file_count(session, table), time.monotonic()
         if before <= 1:  # nothing a MERGE could skip: rewriting the one file would buy nothing
             _progress(f"{name}: {before} file(s), nothing to cluster")
@@ -73,7 +74,7 @@ def maintain(spark, settings: Settings, *, vacuum: bool = True, retain_hours: fl
     if vacuum:
         for name in PIPELINE_TABLES:
             _progress(f"VACUUM {name}")
-            settings.table(name).delta(session).vacuum(retain_hours)
+            Table(settings.table(name)).delta(session).vacuum(retain_hours)
             vacuumed.append(name)
         if settings.source == "event_log" and settings.event_log_path.exists():
             log = EventLog(settings.event_log_path, settings.event_log_partitions)

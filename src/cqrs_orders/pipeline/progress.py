@@ -21,7 +21,7 @@ from pyspark.sql.streaming import StreamingQueryListener
 
 from cqrs_orders.config import Settings
 from cqrs_orders.pipeline.idempotency import isolated_session
-from cqrs_orders.pipeline.tables import SCHEMAS
+from cqrs_orders.pipeline.tables import SCHEMAS, table
 
 #: Name of the observed metric (``DataFrame.observe``) that carries a batch's maximum event time.
 EVENT_TIME_METRIC = "event_time"
@@ -33,7 +33,7 @@ class ProgressRecorder(StreamingQueryListener):
     def __init__(
         self, spark, settings: Settings, query_names: tuple[str, ...], write_every_seconds: float = 10.0
     ):
-        self._spark, self._table = spark, settings.table("ops_stream_progress")
+        self._spark, self._table = spark, table(settings, "ops_stream_progress")
         self._writer_session = isolated_session(spark)  # writes beside the batches
         self._names = set(query_names)
         self._rows: queue.Queue = queue.Queue()

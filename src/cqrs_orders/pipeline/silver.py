@@ -8,20 +8,29 @@ whatever the batching, the arrival order or a rebuild. Duplicates change nothing
 A batch is first collapsed to one row per aggregate (a MERGE with two source rows for one target row
 fails), then merged with "update only when the incoming event wins". Each write runs under a Delta
 transaction id (:mod:`.idempotency`), so a batch replayed after a crash changes nothing either.
+
+The writes of a batch are independent tables, so they are not serialised: each read model's MERGE runs on
+a thread of its own, in a Spark session of its own (the transaction id is a session conf), beside the
+history write on the batch's thread. The read models come from :data:`~.read_models.READ_MODELS`.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from cqrs_orders.config import Settings, Table
+from cqrs_orders.config import Settings
 from cqrs_orders.envelope import AggregateType
-from cqrs_orders.envelope_schema import MONEY_TYPE
-from cqrs_orders.pipeline.idempotency import transaction_id
+from cqrs_orders.pipeline import profile
+from cqrs_orders.pipeline.idempotency import isolated_session, transaction_id
+from cqrs_orders.pipeline.read_models import READ_MODELS
+from cqrs_orders.pipeline.tables import Table, table
 
 #: MERGE update rule: the incoming row wins on a higher version, or on the same version with a smaller
 #: event id (a conflict; keeps the outcome independent of arrival order). Equal ids: a duplicate, no-op.
@@ -36,46 +45,6 @@ def latest_per_aggregate(bronze: DataFrame, aggregate_type: str) -> DataFrame:
         .withColumn("_rank", F.row_number().over(ranked))
         .where("_rank = 1")
         .drop("_rank")
-    )
-
-
-def order_rows(latest_orders: DataFrame) -> DataFrame:
-    """``silver_orders`` rows from winning Order events."""
-    data = F.col("event.data")
-    items = F.transform(
-        data["items"],
-        lambda item: F.struct(
-            item["sku"].alias("sku"),
-            item["quantity"].alias("quantity"),
-            item["unitPrice"].alias("unit_price"),
-        ),
-    )
-    return latest_orders.select(
-        F.col("aggregate_id").alias("order_id"),
-        data["customerId"].alias("customer_id"),
-        data["status"].alias("status"),
-        items.alias("items"),
-        F.aggregate(
-            data["items"], F.lit(0).cast("bigint"), lambda total, item: total + item["quantity"]
-        ).alias("item_count"),
-        _order_total(data["items"]).alias("total_amount"),
-        data["currency"].alias("currency"),
-        data["createdAt"].alias("created_at"),
-        data["updatedAt"].alias("updated_at"),
-        *_last_event_columns(),
-    )
-
-
-def customer_rows(latest_customers: DataFrame) -> DataFrame:
-    """``silver_customers`` rows from winning Customer events."""
-    data = F.col("event.data")
-    return latest_customers.select(
-        F.col("aggregate_id").alias("customer_id"),
-        data["name"].alias("customer_name"),
-        data["email"].alias("email"),
-        data["createdAt"].alias("created_at"),
-        data["updatedAt"].alias("updated_at"),
-        *_last_event_columns(),
     )
 
 
@@ -95,8 +64,8 @@ def event_history_rows(bronze: DataFrame) -> DataFrame:
             "aggregate_id",
             "version",
             "event_time",
-            F.col("event.correlationId").alias("correlation_id"),
-            F.col("event.causationId").alias("causation_id"),
+            "correlation_id",
+            "causation_id",
             F.col("partition").alias("source_partition"),
             F.col("offset").alias("source_offset"),
             "ingest_time",
@@ -176,7 +145,8 @@ def apply_batch(
     checkpointed: bool = False,
     slices: dict[str, Slice] | None = None,
 ) -> dict[str, Slice]:
-    """Project one micro-batch of ``bronze_events`` rows into silver, exactly once.
+    """Project one micro-batch of ``bronze_events`` rows into every read model (:data:`READ_MODELS`) and
+    the event history, exactly once.
 
     ``checkpointed``: the caller already made ``batch`` a local checkpoint. ``slices``: the batch's
     :func:`batch_slices`, when the caller already has them (saves a Spark job). Returns the slices."""
@@ -189,23 +159,60 @@ def apply_batch(
         slices = batch_slices(batch) if slices is None else slices
         if not slices:
             return slices
-        for aggregate_type, table, key, rows in (
-            (AggregateType.ORDER.value, "silver_orders", "order_id", order_rows),
-            (AggregateType.CUSTOMER.value, "silver_customers", "customer_id", customer_rows),
-        ):
-            if aggregate_type in slices:
-                latest = rows(latest_per_aggregate(batch, aggregate_type))
-                with transaction_id(session, writer_id, table, batch_id):
-                    merge_latest(session, settings.table(table), latest, key, slices[aggregate_type])
-        with transaction_id(session, writer_id, "silver_event_history", batch_id):
-            history = settings.table("silver_event_history")
-            write_event_history(session, history, batch, Slice.spanning(slices.values()))
+        merges = [
+            partial(_merge_read_model, model, batch, batch_id, settings, writer_id, ids)
+            for model in READ_MODELS
+            if (ids := slices.get(model.aggregate_type.value)) is not None
+        ]
+        running = [_MERGES.submit(merge) for merge in merges] if PARALLEL_MERGES else []
+        try:
+            if not PARALLEL_MERGES:
+                for merge in merges:
+                    merge()
+            with (
+                transaction_id(session, writer_id, "silver_event_history", batch_id),
+                profile.step("history"),
+            ):
+                history = table(settings, "silver_event_history")
+                write_event_history(session, history, batch, Slice.spanning(slices.values()))
+        finally:
+            with profile.step("wait for read-model MERGEs"):
+                for future in running:
+                    future.result()
         return slices
     finally:
         if previous is None:
             session.conf.unset(MATERIALIZE_SOURCE)
         else:
             session.conf.set(MATERIALIZE_SOURCE, previous)
+
+
+#: Whether the read models' MERGEs run beside the history write, each on a thread and in a Spark session of
+#: its own (a MERGE takes its transaction id from session confs, so two at once cannot share a session).
+PARALLEL_MERGES = True
+_MERGES = ThreadPoolExecutor(max_workers=len(READ_MODELS), thread_name_prefix="read-model-merge")
+_sessions: dict[str, object] = {}
+_sessions_guard = threading.Lock()
+
+
+def _merge_read_model(
+    model, batch: DataFrame, batch_id: int, settings: Settings, writer_id: str, ids
+) -> None:
+    session = _writer_session(batch.sparkSession, model.table) if PARALLEL_MERGES else batch.sparkSession
+    latest = model.project(latest_per_aggregate(batch, model.aggregate_type.value))
+    with transaction_id(session, writer_id, model.table, batch_id), profile.step(f"MERGE {model.table}"):
+        merge_latest(session, table(settings, model.table), latest, model.key, ids)
+
+
+def _writer_session(session, name: str):
+    """The session ``name``'s writes use, one per name for the life of the process (its confs its own)."""
+    with _sessions_guard:
+        writer = _sessions.get(name)
+        if writer is None or writer.sparkContext is not session.sparkContext:
+            writer = isolated_session(session)
+            writer.conf.set(MATERIALIZE_SOURCE, "none")
+            _sessions[name] = writer
+        return writer
 
 
 def merge_latest(session, table: Table, latest: DataFrame, key: str, ids: Slice | None = None) -> None:
@@ -285,21 +292,3 @@ def write_event_history(session, history: Table, batch: DataFrame, ids: Slice | 
         .whenNotMatchedInsertAll()
         .execute()
     )
-
-
-def _order_total(items: Column) -> Column:
-    return F.aggregate(
-        items,
-        F.lit(0).cast(MONEY_TYPE),
-        lambda total, item: (total + item["quantity"] * item["unitPrice"]).cast(MONEY_TYPE),
-    )
-
-
-def _last_event_columns() -> list[Column]:
-    return [
-        F.col("version"),
-        F.col("event_id").alias("last_event_id"),
-        F.col("event_type").alias("last_event_type"),
-        F.col("event_time").alias("last_event_time"),
-        F.current_timestamp().alias("projected_at"),
-    ]

@@ -5,16 +5,23 @@ mapping, classic checkpoints), and Databricks turns deletion vectors on by defau
 created here, once, with those properties set explicitly instead of relying on defaults.
 
 Layout: no partitioning and no liquid clustering. Liquid clustering raises the writer protocol to table
-features, and partitioning by a hashed aggregate id would add a column the contracts do not have; the read
-models are small (one row per aggregate), so MERGE scans them whole and rewrites only the touched files.
+features, and partitioning by a hashed aggregate id would add a column the contracts do not have; a MERGE
+bounds its target by the batch's key range instead (:func:`~.silver.merge_latest`), and ``maintain``
+clusters the read models on their key.
+
+This module is also the only place that reads and writes a table by its location (:class:`Table`);
+:mod:`cqrs_orders.config` only says where each table lives.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pyspark.sql import types as T
 
-from cqrs_orders.config import Settings
-from cqrs_orders.envelope_schema import ENVELOPE_SCHEMA, MONEY_TYPE
+from cqrs_orders.config import Settings, TableLocation
+from cqrs_orders.envelope_schema import MONEY_TYPE
+from cqrs_orders.pipeline.read_models import READ_MODELS, TS, S, schema
 
 #: Table properties that keep every table at the Delta 1.0 level Synapse serverless can read.
 SYNAPSE_COMPATIBLE_PROPERTIES = {
@@ -26,11 +33,7 @@ SYNAPSE_COMPATIBLE_PROPERTIES = {
 }
 
 
-def _schema(*fields: tuple[str, T.DataType]) -> T.StructType:
-    return T.StructType([T.StructField(name, data_type, True) for name, data_type in fields])
-
-
-S, TS = T.StringType(), T.TimestampType()
+_schema = schema
 
 #: The columns every bus record has, whichever the source (event log, Event Hubs / Kafka).
 RECORD_FIELDS = (
@@ -42,16 +45,6 @@ RECORD_FIELDS = (
 )
 RECORD_SCHEMA = _schema(*RECORD_FIELDS)
 
-ORDER_ITEM_TYPE = T.StructType(
-    [
-        T.StructField("sku", S, True),
-        T.StructField("quantity", T.LongType(), True),
-        T.StructField("unit_price", MONEY_TYPE, True),
-    ]
-)
-
-_LAST_EVENT = (("last_event_id", S), ("last_event_type", S), ("last_event_time", TS), ("projected_at", TS))
-
 SCHEMAS: dict[str, T.StructType] = {
     "bronze_events": _schema(
         *RECORD_FIELDS,
@@ -61,34 +54,14 @@ SCHEMAS: dict[str, T.StructType] = {
         ("aggregate_id", S),
         ("version", T.LongType()),
         ("event_time", TS),
-        ("event", ENVELOPE_SCHEMA),
+        ("correlation_id", S),
+        ("causation_id", S),
         ("ingest_time", TS),
     ),
     "bronze_quarantine": _schema(
         *RECORD_FIELDS, ("failed_expectations", T.ArrayType(S, True)), ("ingest_time", TS)
     ),
-    "silver_orders": _schema(
-        ("order_id", S),
-        ("customer_id", S),
-        ("status", S),
-        ("items", T.ArrayType(ORDER_ITEM_TYPE, True)),
-        ("item_count", T.LongType()),
-        ("total_amount", MONEY_TYPE),
-        ("currency", S),
-        ("created_at", TS),
-        ("updated_at", TS),
-        ("version", T.LongType()),
-        *_LAST_EVENT,
-    ),
-    "silver_customers": _schema(
-        ("customer_id", S),
-        ("customer_name", S),
-        ("email", S),
-        ("created_at", TS),
-        ("updated_at", TS),
-        ("version", T.LongType()),
-        *_LAST_EVENT,
-    ),
+    **{model.table: model.columns for model in READ_MODELS},
     "silver_event_history": _schema(
         ("event_id", S),
         ("event_type", S),
@@ -130,15 +103,14 @@ SCHEMAS: dict[str, T.StructType] = {
 PIPELINE_TABLES = tuple(SCHEMAS)
 
 #: Per table, the columns Delta keeps min/max statistics for: those that filters and MERGEs use. Delta's
-#: default (the first 32 columns, nested ones included) spends most of a small append on the raw body and
-#: the parsed envelope. (A plain table property: the protocol stays at Synapse's level.)
+#: default (the first 32 columns) would spend most of a small append on the raw body. (A plain table
+#: property: the protocol stays at Synapse's level.)
 STATS_COLUMNS = {
     "bronze_events": (
         "partition,offset,enqueued_time,aggregate_type,aggregate_id,version,event_time,ingest_time"
     ),
     "bronze_quarantine": "partition,offset,enqueued_time,ingest_time",
-    "silver_orders": "order_id,customer_id,status,created_at,version,last_event_time,projected_at",
-    "silver_customers": "customer_id,created_at,version,last_event_time,projected_at",
+    **{model.table: model.stats_columns for model in READ_MODELS},
     "silver_event_history": "aggregate_type,aggregate_id,version,event_time,ingest_time",
     "gold_daily_order_metrics": "order_date",
     "ops_stream_progress": "query_name,batch_id,batch_timestamp,recorded_at",
@@ -149,22 +121,24 @@ STATS_COLUMNS = {
 #: have gathered ("small": under the size set in :mod:`cqrs_orders.spark`); its commits carry
 #: dataChange=false, so streams reading the table skip them. Not the MERGE targets: compaction bin-packs
 #: their key ranges into a few large files, and without deletion vectors (Synapse) a MERGE rewrites every
-#: file it touches whole; measured on 2,000,000 orders, a batch of the newest 10,000 took 10-13 s against
-#: one compacted file and 3.5-5.5 s against 8 files of 250,000. ``maintain`` clusters them instead.
+#: file it touches whole, so a few large files would make every batch rewrite most of the table (figures:
+#: benchmarks/RESULTS.md). ``maintain`` clusters them instead.
 AUTO_COMPACTED = frozenset(
     {"bronze_events", "bronze_quarantine", "silver_event_history", "ops_stream_progress"}
 )
 
 
 def ensure_tables(spark, settings: Settings) -> None:
-    """Create every pipeline table that does not exist yet (existing tables are left as they are)."""
+    """Create every pipeline table that does not exist yet; add to an existing one the columns it lacks
+    (a warehouse written by an older version: its old columns stay, null in new rows)."""
     from delta.tables import DeltaTable
 
-    for name, schema in SCHEMAS.items():
-        table = settings.table(name)
+    for name, columns in SCHEMAS.items():
+        table = Table(settings.table(name))
         if table.exists(spark):
+            _add_missing_columns(spark, table, columns)
             continue
-        builder = DeltaTable.createIfNotExists(spark).addColumns(schema)
+        builder = DeltaTable.createIfNotExists(spark).addColumns(columns)
         builder = (
             builder.tableName(table.qualified_name) if table.qualified_name else builder.location(table.path)
         )
@@ -174,3 +148,67 @@ def ensure_tables(spark, settings: Settings) -> None:
         if name in AUTO_COMPACTED:
             builder = builder.property("delta.autoOptimize.autoCompact", "true")
         builder.execute()
+
+
+def _add_missing_columns(spark, table: Table, columns: T.StructType) -> None:
+    present = set(table.read(spark).columns)
+    missing = [f"`{f.name}` {f.dataType.simpleString()}" for f in columns.fields if f.name not in present]
+    if missing:
+        spark.sql(f"ALTER TABLE {table.sql_name} ADD COLUMNS ({', '.join(missing)})")
+
+
+@dataclass(frozen=True)
+class Table:
+    """Reads and writes one table at its :class:`~cqrs_orders.config.TableLocation`."""
+
+    location: TableLocation
+
+    @property
+    def logical_name(self) -> str:
+        return self.location.logical_name
+
+    @property
+    def path(self) -> str | None:
+        return self.location.path
+
+    @property
+    def qualified_name(self) -> str | None:
+        return self.location.qualified_name
+
+    @property
+    def sql_name(self) -> str:
+        return self.location.sql_name
+
+    def read(self, spark, **options: str):
+        reader = spark.read.format("delta").options(**options)
+        return reader.table(self.qualified_name) if self.qualified_name else reader.load(self.path)
+
+    def exists(self, spark) -> bool:
+        from delta.tables import DeltaTable
+
+        if self.qualified_name:
+            return spark.catalog.tableExists(self.qualified_name)
+        return DeltaTable.isDeltaTable(spark, self.path)
+
+    def delta(self, spark):
+        from delta.tables import DeltaTable
+
+        if self.qualified_name:
+            return DeltaTable.forName(spark, self.qualified_name)
+        return DeltaTable.forPath(spark, self.path)
+
+    def version(self, spark) -> int:
+        """The table's newest Delta version."""
+        return self.delta(spark).history(1).select("version").first()[0]
+
+    def save(self, writer) -> None:
+        """Finish a ``DataFrameWriter`` into this table."""
+        if self.qualified_name:
+            writer.saveAsTable(self.qualified_name)
+        else:
+            writer.save(self.path)
+
+
+def table(settings: Settings, logical_name: str) -> Table:
+    """The table ``logical_name`` of ``settings``' warehouse, for reading and writing."""
+    return Table(settings.table(logical_name))

@@ -77,9 +77,11 @@ def register_views(spark, settings: Settings) -> list[str]:
     view whose sources all exist. Names whose table is missing are dropped, so a session that saw another
     warehouse before never answers from it.
     """
+    from cqrs_orders.pipeline.tables import Table
+
     registered: list[str] = []
     for name in TABLES:
-        table = settings.table(name)
+        table = Table(settings.table(name))
         if table.exists(spark):
             spark.sql(f"CREATE OR REPLACE TEMPORARY VIEW {name} AS SELECT * FROM {table.sql_name}")
             registered.append(name)
@@ -102,7 +104,9 @@ def create_views(spark, settings: Settings) -> list[str]:
     """
     if not settings.catalog or not settings.schema:
         raise ConfigurationError("create_views needs CQRS_CATALOG and CQRS_SCHEMA (a Unity Catalog schema).")
-    existing = {name for name in TABLES if settings.table(name).exists(spark)}
+    from cqrs_orders.pipeline.tables import Table
+
+    existing = {name for name in TABLES if Table(settings.table(name)).exists(spark)}
     created = []
     for view in view_definitions():
         if set(view.sources) <= existing:

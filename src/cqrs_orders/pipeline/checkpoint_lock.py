@@ -1,0 +1,96 @@
+"""One projection per checkpoint: an exclusive OS lock on a file in the checkpoint folder, held while the
+query runs.
+
+Two streaming queries on one checkpoint both start, and one of them dies later with Spark's
+``CONCURRENT_STREAM_LOG_UPDATE`` or "Multiple streaming queries are concurrently using ... offsets". The
+lock makes the second refuse to start, with one line, before Spark is asked for anything. The kernel
+releases it when the process ends however it ends (SIGKILL included), so a crash never leaves it stale.
+
+Where it guards: any local file system, and processes of one machine. On Databricks the checkpoint lives
+on a Unity Catalog volume (``/Volumes/...``, a FUSE mount) or DBFS, where advisory locks are not shared
+between clusters, or not supported at all (then this logs a warning and carries on). There the guard is
+the job itself: the bundle's projection job allows one run at a time (``max_concurrent_runs: 1``), and
+Spark's own check stops a second query on the same checkpoint.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from cqrs_orders.errors import ConfigurationError
+from cqrs_orders.pipeline.idempotency import checkpoint_folder
+
+logger = logging.getLogger(__name__)
+LOCK_FILE = "_cqrs_lock"
+#: Checkpoints this process holds (the CLI takes the lock before Spark starts; the runner takes it again).
+_held: Counter = Counter()
+_guard = threading.Lock()
+
+
+@contextmanager
+def exclusive(checkpoint: str) -> Iterator[None]:
+    """Hold the checkpoint's lock for the block; :class:`ConfigurationError` when another process has it.
+    Re-entrant within a process."""
+    folder = checkpoint_folder(checkpoint)
+    key = str(folder.resolve())
+    with _guard:
+        if _held[key]:
+            _held[key] += 1
+            inner = True
+        else:
+            inner = False
+    if inner:
+        try:
+            yield
+        finally:
+            with _guard:
+                _held[key] -= 1
+        return
+    with _locked(folder, checkpoint):
+        with _guard:
+            _held[key] += 1
+        try:
+            yield
+        finally:
+            with _guard:
+                _held[key] -= 1
+
+
+@contextmanager
+def _locked(folder, checkpoint: str) -> Iterator[None]:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_FILE
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read(descriptor)
+            raise ConfigurationError(
+                f"Another projection is already running on {checkpoint}{holder}: stop it first, or give "
+                "this one its own warehouse (--warehouse) or CQRS_CHECKPOINT_ROOT."
+            ) from None
+        except OSError as error:
+            if error.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                raise
+            logger.warning(
+                "%s cannot be locked here (%s): not guarding against a second projection", path, error
+            )
+        else:
+            os.ftruncate(descriptor, 0)
+            os.pwrite(descriptor, f"pid {os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
+
+
+def _read(descriptor: int) -> str:
+    text = os.pread(descriptor, 100, 0).decode(errors="replace").strip()
+    return f" ({text})" if text else ""

@@ -1,0 +1,74 @@
+"""Profile mode: where a micro-batch's time goes, step by step, logged once per batch.
+
+Off by default (a step then costs one attribute lookup). Turned on by ``cqrs-orders project --profile`` or
+``CQRS_PROFILE=1``; each batch then logs one line at INFO on this module's logger, e.g.
+``batch 7 (183 rows): 1.92 s: read+validate 0.61, history 0.52, MERGE silver_orders 0.70, ...``. Steps
+that run concurrently (the bronze appends, the read models' MERGEs beside the history) overlap, so they
+may add up to more than the batch; a "wait for ..." step is the time the batch spent waiting for them
+after its own work. The steps are named where the work is done (:mod:`.runner`, :mod:`.silver`), so the
+profile follows the code as it changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+logger = logging.getLogger(__name__)
+ENV = "CQRS_PROFILE"
+
+_enabled = os.environ.get(ENV, "") not in ("", "0")
+#: The running batch's steps (one query per process: one batch at a time); steps on the batch's worker
+#: threads land here too.
+_steps: list | None = None
+_guard = threading.Lock()
+
+
+def enable(on: bool = True) -> None:
+    global _enabled
+    _enabled = on
+
+
+def enabled() -> bool:
+    return _enabled
+
+
+@contextmanager
+def batch(batch_id: int) -> Iterator[dict]:
+    """Collect the steps of one micro-batch run on this thread; log them when it ends.
+
+    Yields a dict the caller may add ``rows`` to."""
+    if not _enabled:
+        yield {}
+        return
+    global _steps
+    info: dict = {"steps": []}
+    _steps = info["steps"]
+    started = time.perf_counter()
+    try:
+        yield info
+    finally:
+        total = time.perf_counter() - started
+        _steps = None
+        parts = ", ".join(f"{name} {seconds:.2f}" for name, seconds in info["steps"])
+        rows = f" ({info['rows']} rows)" if "rows" in info else ""
+        logger.info("batch %s%s: %.2f s: %s", batch_id, rows, total, parts)
+
+
+@contextmanager
+def step(name: str) -> Iterator[None]:
+    """Time the block as the step ``name`` of the running batch (nothing outside a profiled batch)."""
+    steps = _steps if _enabled else None
+    if steps is None:
+        yield
+        return
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        with _guard:
+            steps.append((name, time.perf_counter() - started))
