@@ -7,13 +7,15 @@ Batches are taken in commit order, so each aggregate's events reach the bus in v
 
 from __future__ import annotations
 
-import sys
+import logging
 import threading
 import time
 from collections.abc import Callable
 
 from cqrs_orders.application.ports import Publisher, WriteStore
 from cqrs_orders.errors import PublishError, WriteStoreError
+
+log = logging.getLogger(__name__)
 
 #: How often a following relay asks the store whether anything was committed (a cheap look, not a drain).
 WAKE_CHECK_SECONDS = 0.05
@@ -59,11 +61,11 @@ class Relay:
             try:
                 published = self.drain()
             except (PublishError, WriteStoreError) as error:  # the bus or store is down: keep trying
-                print(f"relay: {error}", file=sys.stderr, flush=True)
+                log.warning("relay: %s", error)
                 published = 0
             if published:
                 total += published
-                print(f"relay: published {published} events ({total} in total)", file=sys.stderr, flush=True)
+                log.info("relay: published %d events (%d in total)", published, total)
             self._wait_for_commit(stop_event, marker, poll_seconds)
         return total
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import sys
 import threading
 
 from cqrs_orders.config import Settings, positive_seconds
 from cqrs_orders.errors import ConfigurationError
+from cqrs_orders.exit_codes import ExitCode
 
-EXIT_OK, EXIT_REJECTED = 0, 1
+log = logging.getLogger(__name__)
+
 
 
 def register(subcommands, common) -> None:
@@ -73,7 +76,7 @@ def run_submit(args, settings: Settings) -> int:
             sys.stdout.flush()
     finally:
         handler.store.close()
-    return EXIT_OK if all_accepted else EXIT_REJECTED
+    return ExitCode.OK if all_accepted else ExitCode.REJECTED
 
 
 def _chunks(name: str):
@@ -131,24 +134,21 @@ def run_relay(args, settings: Settings) -> int:
     relay = wiring.relay(
         settings,
         batch_size=args.batch_size,
-        progress=lambda total: print(f"relay: {total} events published so far", file=sys.stderr, flush=True),
+        progress=lambda total: log.info("relay: %d events published so far", total),
     )
     try:
         if not args.follow:
             print(f"published {relay.drain()} events")
-            return EXIT_OK
+            return ExitCode.OK
         stop = threading.Event()
         previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            print(
-                f"relay: following the outbox (at least every {poll_seconds:g} s); Ctrl-C stops",
-                file=sys.stderr,
-            )
+            log.info("relay: following the outbox (at least every %g s); Ctrl-C stops", poll_seconds)
             total = relay.follow(stop, poll_seconds)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         print(f"published {total} events")
-        return EXIT_OK
+        return ExitCode.OK
     finally:
         relay.close()

@@ -9,6 +9,7 @@ import time
 from decimal import Decimal
 
 from cqrs_orders.config import TABLES, Settings
+from cqrs_orders.exit_codes import ExitCode
 
 #: Lifecycle steps applied to a share of the generated orders, so the read models show every status.
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ def run(args, settings: Settings) -> int:
     query = '"SELECT status, count(*) FROM silver_orders GROUP BY status"'
     explore = f"cqrs-orders sql --warehouse {settings.warehouse} {query}"
     print(f"Done in {time.monotonic() - started:.1f} s. Explore: {explore}")
-    return 0
+    return ExitCode.OK
 
 
 def generate_commands(customers: int, orders: int, rng: random.Random) -> list[dict]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from cqrs_orders.config import Settings, positive_seconds
 from cqrs_orders.errors import ConfigurationError
+from cqrs_orders.exit_codes import ExitCode
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ def run_ingest(args, settings: Settings) -> int:
         log.append([(partition_key_of(body), body) for body in chunk])
         log.info(f"appended {start + len(chunk)}/{len(bodies)} records to {settings.event_log_path}")
     print(json.dumps({"ingested": len(bodies), "eventLog": str(settings.event_log_path)}))
-    return 0
+    return ExitCode.OK
 
 
 def run_project(args, settings: Settings) -> int:
@@ -127,7 +128,7 @@ def run_project(args, settings: Settings) -> int:
         else:
             summary = run_continuous(spark, settings, args.trigger_seconds)
     print(json.dumps(summary))
-    return 0
+    return ExitCode.OK
 
 
 def run_rebuild(args, settings: Settings) -> int:
@@ -140,7 +141,7 @@ def run_rebuild(args, settings: Settings) -> int:
     spark = get_spark("cqrs-orders-rebuild")
     log.info("rebuilding silver and gold from bronze_events")
     print(json.dumps(rebuild(spark, settings)))
-    return 0
+    return ExitCode.OK
 
 
 def run_maintain(args, settings: Settings) -> int:
@@ -153,7 +154,7 @@ def run_maintain(args, settings: Settings) -> int:
     log.info("starting Spark")
     spark = get_spark("cqrs-orders-maintenance")
     print(json.dumps(maintain(spark, settings, vacuum=not args.no_vacuum, retain_hours=args.retain_hours)))
-    return 0
+    return ExitCode.OK
 
 
 def _lines(raw: bytes) -> list[str]:

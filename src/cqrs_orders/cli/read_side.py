@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import sys
+import logging
 from pathlib import Path
 
 from cqrs_orders.config import Settings
 from cqrs_orders.errors import ConfigurationError, QueryError
+from cqrs_orders.exit_codes import ExitCode
+
+log = logging.getLogger(__name__)
 
 #: ``--json``: timestamps as ISO-8601 UTC with microseconds (``...Z``); decimals stay JSON numbers with
 #: their exact digits (parse with ``json.loads(line, parse_float=Decimal)`` to keep them exact).
@@ -86,7 +89,7 @@ def run_sql(args, settings: Settings) -> int:
             frame.show(n=args.limit, truncate=False)
     except PySparkException as error:
         raise QueryError(_explain(error, known, settings)) from None
-    return 0
+    return ExitCode.OK
 
 
 def _unique(names: list[str]) -> list[str]:
@@ -118,7 +121,7 @@ def run_create_views(args, settings: Settings) -> int:
         )
     for name in create_views(get_spark("cqrs-orders-create-views"), settings):
         print(name)
-    return 0
+    return ExitCode.OK
 
 
 def run_report(args, settings: Settings) -> int:
@@ -128,9 +131,9 @@ def run_report(args, settings: Settings) -> int:
 
     check_warehouse_tables(settings)
     spark = get_spark("cqrs-orders-report")
-    print(f"reading the read models in {settings.warehouse}", file=sys.stderr)
+    log.info("reading the read models in %s", settings.warehouse)
     html = render_report(collect_report_data(spark, settings))
     out = Path(args.out)
     out.write_text(html, encoding="utf-8")
-    print(f"wrote {out.resolve()} ({len(html) // 1024 + 1} KiB); open it in a browser", file=sys.stderr)
-    return 0
+    log.info("wrote %s (%d KiB); open it in a browser", out.resolve(), len(html) // 1024 + 1)
+    return ExitCode.OK

@@ -10,6 +10,7 @@ import os
 
 from cqrs_orders.config import Settings
 from cqrs_orders.errors import ConfigurationError
+from cqrs_orders.exit_codes import ExitCode
 
 PORT_ENV = "DATABRICKS_APP_PORT"
 DEFAULT_PORT = 8000
@@ -45,7 +46,7 @@ def run_serve(args, settings: Settings) -> int:
     # uvicorn's own lines follow -v/-q like ours (the CLI configured the cqrs_orders loggers already)
     level = {-1: "warning", 0: "info", 1: "debug"}[getattr(args, "verbosity", 0)]
     uvicorn.run(app, host=args.host, port=port, access_log=args.access_log, log_level=level)
-    return 0
+    return ExitCode.OK
 
 
 def _port_from_env() -> int:

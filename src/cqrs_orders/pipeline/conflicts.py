@@ -8,12 +8,14 @@ stream instead would restart the job and page on-call for every maintenance run.
 
 from __future__ import annotations
 
-import sys
+import logging
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
 from delta import exceptions as delta_errors
+
+log = logging.getLogger(__name__)
 
 #: The errors of Delta's conflict detection (importing them also makes PySpark raise them by type).
 CONFLICTS: tuple[type[Exception], ...] = (
@@ -44,11 +46,9 @@ def retry_on_conflict(
             return step()
         except CONFLICTS as conflict:
             wait = pause_seconds * attempt
-            print(
-                f"{what}: lost a race with another Delta writer ({type(conflict).__name__}); "
-                f"running it again in {wait:g} s (attempt {attempt + 1} of {attempts})",
-                file=sys.stderr,
-                flush=True,
-            )
+            log.warning(
+                "%s: lost a race with another Delta writer (%s); running it again in %g s (attempt %d of %d)",
+                what, type(conflict).__name__, wait, attempt + 1, attempts,
+            )  # fmt: skip
             time.sleep(wait)
     return step()

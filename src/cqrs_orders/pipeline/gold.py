@@ -11,7 +11,7 @@ The definition is shared with the view ``vw_daily_order_metrics``: orders whose 
 
 from __future__ import annotations
 
-import sys
+import logging
 import threading
 
 from pyspark.sql import DataFrame
@@ -21,6 +21,8 @@ from cqrs_orders.config import Settings
 from cqrs_orders.envelope_schema import MONEY_TYPE
 from cqrs_orders.pipeline.idempotency import isolated_session
 from cqrs_orders.pipeline.tables import table
+
+log = logging.getLogger(__name__)
 
 
 def daily_order_metrics(silver_orders: DataFrame) -> DataFrame:
@@ -65,7 +67,7 @@ class GoldRefresher:
             try:
                 self.refresh_if_changed()
             except Exception as error:  # a failed refresh is retried next time; it must not kill the stream
-                print(f"gold refresh failed, retrying in {interval_seconds:g} s: {error}", file=sys.stderr)
+                log.warning("gold refresh failed, retrying in %g s: %s", interval_seconds, error)
 
     def _silver_version(self) -> int:
         return table(self._settings, "silver_orders").version(self._spark)

@@ -15,7 +15,7 @@ and so does an OPTIMIZE that collides with a batch.
 
 from __future__ import annotations
 
-import sys
+import logging
 import time
 from functools import partial
 
@@ -26,6 +26,8 @@ from cqrs_orders.pipeline.conflicts import retry_on_conflict
 from cqrs_orders.pipeline.idempotency import isolated_session
 from cqrs_orders.pipeline.read_models import READ_MODELS
 from cqrs_orders.pipeline.tables import PIPELINE_TABLES, Table, ensure_tables
+
+log = logging.getLogger(__name__)
 
 #: The tables worth clustering, and the column their MERGEs and range filters use: each read model's
 #: cluster key, and the history's aggregate id (its conflict check reads a batch's id range).
@@ -60,9 +62,9 @@ def maintain(spark, settings: Settings, *, vacuum: bool = True, retain_hours: fl
         table = Table(settings.table(name))
         before, started = _file_count(session, table), time.monotonic()
         if before <= 1:  # nothing a MERGE could skip: rewriting the one file would buy nothing
-            _progress(f"{name}: {before} file(s), nothing to cluster")
+            log.info("%s: %d file(s), nothing to cluster", name, before)
             continue
-        _progress(f"OPTIMIZE {name} ZORDER BY ({key}): {before} files")
+        log.info("OPTIMIZE %s ZORDER BY (%s): %d files", name, key, before)
         zorder = partial(table.delta(session).optimize().executeZOrderBy, key)
         retry_on_conflict(zorder, f"OPTIMIZE {name}")
         optimized[name] = {
@@ -73,12 +75,12 @@ def maintain(spark, settings: Settings, *, vacuum: bool = True, retain_hours: fl
     vacuumed = []
     if vacuum:
         for name in PIPELINE_TABLES:
-            _progress(f"VACUUM {name}")
+            log.info("VACUUM %s", name)
             Table(settings.table(name)).delta(session).vacuum(retain_hours)
             vacuumed.append(name)
         if settings.source == "event_log" and settings.event_log_path.exists():
-            log = EventLog(settings.event_log_path, settings.event_log_partitions)
-            _progress(f"VACUUM event_log: {log.vacuum(retain_hours)} files deleted")
+            event_log = EventLog(settings.event_log_path, settings.event_log_partitions)
+            log.info("VACUUM event_log: %d files deleted", event_log.vacuum(retain_hours))
             vacuumed.append("event_log")
     return {"optimized": optimized, "vacuumed": vacuumed}
 
@@ -96,6 +98,3 @@ def check_retention(retain_hours: float | None) -> None:
 def _file_count(session, table) -> int:
     return table.delta(session).detail().first()["numFiles"]
 
-
-def _progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)

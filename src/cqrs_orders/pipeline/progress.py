@@ -11,8 +11,8 @@ keeps the time it was recorded), and any error there is reported on stderr witho
 from __future__ import annotations
 
 import json
+import logging
 import queue
-import sys
 import threading
 import time
 from datetime import datetime, timezone
@@ -22,6 +22,8 @@ from pyspark.sql.streaming import StreamingQueryListener
 from cqrs_orders.config import Settings
 from cqrs_orders.pipeline.idempotency import isolated_session
 from cqrs_orders.pipeline.tables import SCHEMAS, table
+
+log = logging.getLogger(__name__)
 
 #: Name of the observed metric (``DataFrame.observe``) that carries a batch's maximum event time.
 EVENT_TIME_METRIC = "event_time"
@@ -141,4 +143,4 @@ def _offset_json(offset) -> str | None:
 
 
 def _warn(message: str) -> None:
-    print(f"ops_stream_progress: {message}", file=sys.stderr, flush=True)
+    log.warning("ops_stream_progress: %s", message)
