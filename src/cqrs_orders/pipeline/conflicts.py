@@ -89,7 +89,11 @@ def conflict_name(error: BaseException) -> str | None:
                 return type(python_error).__name__
         java_error = getattr(python_error, "java_exception", None)  # py4j.protocol.Py4JJavaError
         if java_error is not None:
-            name = _java_conflict_name(java_error)
+            try:
+                name = _java_conflict_name(java_error)
+            except Exception:  # the JVM is gone: not a conflict to retry, and the original error must show
+                log.debug("Could not inspect %r", python_error, exc_info=True)
+                name = None
             if name is not None:
                 return name
         condition = _condition(python_error)
