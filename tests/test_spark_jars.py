@@ -1,4 +1,9 @@
-"""Local Spark's jars: coordinates follow the installed pyspark/delta-spark, and failure is one clear line."""
+"""Local Spark's jars: coordinates follow the installed pyspark/delta-spark, and failure is one clear line.
+
+Both Spark pairs the project runs on (the pinned local one and Databricks Runtime 17.3's) start from these
+jars; the naming rule is checked here without Spark, and the session test loads them for real on whichever
+pair is installed (``.ci/run`` runs this module on both).
+"""
 
 from __future__ import annotations
 
@@ -8,16 +13,36 @@ import sys
 from importlib.metadata import version
 
 import pyspark
+import pytest
 
 from cqrs_orders import jars
 
 
-def test_coordinates_match_the_installed_spark_and_delta():
-    spark_minor = ".".join(pyspark.__version__.split(".")[:2])
-    assert jars.maven_coordinates() == [
-        f"io.delta:delta-spark_{spark_minor}_2.13:{version('delta-spark')}",
-        f"org.apache.spark:spark-sql-kafka-0-10_2.13:{pyspark.__version__}",
+@pytest.mark.parametrize(
+    ("delta", "spark", "artifact"),
+    [
+        ("4.0.0", "4.0.1", "delta-spark_2.13"),  # Databricks Runtime 17.3's pair: no Spark suffix yet
+        ("4.0.1", "4.0.0", "delta-spark_2.13"),
+        ("3.3.2", "3.5.3", "delta-spark_2.13"),
+        ("4.1.0", "4.0.1", "delta-spark_4.0_2.13"),  # from 4.1 on: one artifact per Spark minor
+        ("4.4.0", "4.1.1", "delta-spark_4.1_2.13"),  # the pinned local pair
+        ("4.4.0rc1", "4.1.1", "delta-spark_4.1_2.13"),
+        ("5.0.0", "4.2.0", "delta-spark_4.2_2.13"),
+    ],
+)
+def test_the_delta_artifact_is_named_the_way_that_release_was_published(delta, spark, artifact):
+    assert jars.delta_artifact(delta, spark) == artifact
+    assert jars.maven_coordinates(spark, delta) == [
+        f"io.delta:{artifact}:{delta}",
+        f"org.apache.spark:spark-sql-kafka-0-10_2.13:{spark}",
     ]
+
+
+def test_coordinates_and_cache_folder_follow_the_installed_pair(monkeypatch):
+    monkeypatch.delenv("CQRS_JARS_DIR", raising=False)
+    delta = version("delta-spark")
+    assert jars.maven_coordinates() == jars.maven_coordinates(pyspark.__version__, delta)
+    assert jars.cache_dir().name == f"spark-{pyspark.__version__}-delta-{delta}"
 
 
 def test_jars_pyspark_already_ships_are_recognised_by_artifact_name():
@@ -27,6 +52,12 @@ def test_jars_pyspark_already_ships_are_recognised_by_artifact_name():
 
 
 def test_the_session_has_delta_and_kafka(spark, tmp_path):
+    delta_class = spark._jvm.java.lang.Class.forName(
+        "io.delta.tables.DeltaTable", True, spark._jvm.Thread.currentThread().getContextClassLoader()
+    )
+    loaded_from = delta_class.getProtectionDomain().getCodeSource().getLocation().getPath()
+    artifact = jars.delta_artifact(version("delta-spark"), pyspark.__version__)
+    assert loaded_from.endswith(f"/{artifact}-{version('delta-spark')}.jar")  # this pair's jar, no other
     spark.range(3).write.format("delta").save(str(tmp_path / "t"))
     assert spark.read.format("delta").load(str(tmp_path / "t")).count() == 3
     kafka = spark.readStream.format("kafka").option("kafka.bootstrap.servers", "127.0.0.1:1")

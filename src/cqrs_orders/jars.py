@@ -1,9 +1,12 @@
 """The Delta Lake and Kafka connector jars for local Spark, fetched once and cached.
 
 The Delta jar is built per Spark minor version, so the Maven coordinates are derived from the installed
-``pyspark`` and ``delta-spark`` versions. Resolution order:
+``pyspark`` and ``delta-spark`` versions. Delta named that artifact two ways: up to 4.0 one artifact per
+Scala version (``io.delta:delta-spark_2.13:4.0.0``, the pair Databricks Runtime 17.3 ships), from 4.1 on one
+per Spark minor as well (``io.delta:delta-spark_4.1_2.13:4.4.0``); :func:`delta_artifact` picks the one that
+exists, so both the pinned local pair and the runtime's pair start. Resolution order:
 
-1. the cache folder (``CQRS_JARS_DIR``, default ``~/.cache/cqrs-orders/jars/spark-X-delta-Y``);
+1. the cache folder (``CQRS_JARS_DIR``, default ``~/.cache/cqrs-orders/jars/spark-X-delta-Y``, one per pair);
 2. Maven (``mvn dependency:copy-dependencies``), which honours the user's Maven settings (mirrors, proxies);
 3. Spark's own resolver (``configure_spark_with_delta_pip``), used by :mod:`cqrs_orders.spark` when Maven
    is not installed.
@@ -13,11 +16,11 @@ Jars that pyspark already ships are left out, so the classpath has one copy of e
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from importlib.metadata import version
 from pathlib import Path
@@ -26,18 +29,44 @@ import pyspark
 
 from cqrs_orders.errors import SparkUnavailableError
 
+log = logging.getLogger(__name__)
+
 SCALA_VERSION = "2.13"
+#: The first Delta release published per Spark minor (``delta-spark_<spark minor>_<scala>``).
+FIRST_DELTA_PER_SPARK_MINOR = (4, 1)
 _MARKER = ".complete"
 
 
-def maven_coordinates() -> list[str]:
-    """``group:artifact:version`` of the Delta and Kafka connector jars matching the installed pyspark."""
-    spark_version = pyspark.__version__
+def delta_artifact(delta_version: str, spark_version: str) -> str:
+    """The Maven artifact id of Delta ``delta_version`` built for Spark ``spark_version``.
+
+    Delta 4.0 and older exist only as ``delta-spark_<scala>`` (each release supports one Spark line);
+    asking for ``delta-spark_4.0_2.13:4.0.0`` fails, which is what kept the runtime's pair from starting.
+    """
+    if _release(delta_version) < FIRST_DELTA_PER_SPARK_MINOR:
+        return f"delta-spark_{SCALA_VERSION}"
     spark_minor = ".".join(spark_version.split(".")[:2])
+    return f"delta-spark_{spark_minor}_{SCALA_VERSION}"
+
+
+def maven_coordinates(spark_version: str | None = None, delta_version: str | None = None) -> list[str]:
+    """``group:artifact:version`` of the Delta and Kafka connector jars; by default for the installed pair.
+
+    The Kafka connector is released with Spark itself, so its version is exactly the installed pyspark's.
+    """
+    spark_version = spark_version or pyspark.__version__
+    delta_version = delta_version or version("delta-spark")
     return [
-        f"io.delta:delta-spark_{spark_minor}_{SCALA_VERSION}:{version('delta-spark')}",
+        f"io.delta:{delta_artifact(delta_version, spark_version)}:{delta_version}",
         f"org.apache.spark:spark-sql-kafka-0-10_{SCALA_VERSION}:{spark_version}",
     ]
+
+
+def _release(version_text: str) -> tuple[int, int]:
+    """``4.0.0`` / ``4.1.0rc1`` -> ``(4, 0)`` / ``(4, 1)``."""
+    numbers = re.findall(r"\d+", version_text)[:2]
+    major, minor = (int(n) for n in [*numbers, "0", "0"][:2])
+    return major, minor
 
 
 def cache_dir() -> Path:
@@ -59,7 +88,8 @@ def fetch_with_maven() -> list[str]:
     """Copy the jars and their dependencies into the cache folder with Maven; return their paths."""
     folder = cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    print(f"Fetching the Delta and Kafka jars with Maven into {folder} (first run only)...", file=sys.stderr)
+    # A warning, so it shows without logging set up: the first session waits on this for a minute or more.
+    log.warning("Fetching %s with Maven into %s (first run only)", ", ".join(maven_coordinates()), folder)
     with tempfile.TemporaryDirectory(prefix="cqrs-jars-") as work:
         out = Path(work)
         copy_with_maven(maven_coordinates(), out)

@@ -138,15 +138,15 @@ def ensure_tables(spark, settings: Settings) -> None:
         if table.exists(spark):
             _add_missing_columns(spark, table, columns)
             continue
-        builder = DeltaTable.createIfNotExists(spark).addColumns(columns)
-        builder = (
-            builder.tableName(table.qualified_name) if table.qualified_name else builder.location(table.path)
-        )
-        for key, value in SYNAPSE_COMPATIBLE_PROPERTIES.items():
-            builder = builder.property(key, value)
-        builder = builder.property("delta.dataSkippingStatsColumns", STATS_COLUMNS[name])
+        properties = {**SYNAPSE_COMPATIBLE_PROPERTIES, "delta.dataSkippingStatsColumns": STATS_COLUMNS[name]}
         if name in AUTO_COMPACTED:
-            builder = builder.property("delta.autoOptimize.autoCompact", "true")
+            properties["delta.autoOptimize.autoCompact"] = "true"
+        if table.qualified_name:
+            _create_in_catalog(spark, table.qualified_name, columns, properties)
+            continue
+        builder = DeltaTable.createIfNotExists(spark).addColumns(columns).location(table.path)
+        for key, value in properties.items():
+            builder = builder.property(key, value)
         builder.execute()
 
 
@@ -212,3 +212,13 @@ class Table:
 def table(settings: Settings, logical_name: str) -> Table:
     """The table ``logical_name`` of ``settings``' warehouse, for reading and writing."""
     return Table(settings.table(logical_name))
+
+
+def _create_in_catalog(spark, name: str, schema: T.StructType, properties: dict[str, str]) -> None:
+    """Create the managed table ``catalog.schema.table`` if it does not exist.
+
+    SQL rather than ``DeltaTable.createIfNotExists().tableName()``: outside Databricks that builder parses
+    at most ``schema.table`` and rejects a three-part Unity Catalog name; the statement resolves any catalog.
+    """
+    listed = ", ".join(f"'{key}' = '{value}'" for key, value in properties.items())
+    spark.sql(f"CREATE TABLE IF NOT EXISTS {name} ({schema.toDDL()}) USING DELTA TBLPROPERTIES ({listed})")
