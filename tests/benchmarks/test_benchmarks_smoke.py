@@ -43,8 +43,9 @@ def test_projection_benchmark_prints_every_figure(spark_process):
     assert figures["ours_bronze_only_rows"] == 400  # its own warehouse read the whole log
     for name in ("ours", "ours_bronze_only", "floor", "naive_merge"):
         assert figures[f"{name}_seconds"] > 0
+        # Rates are printed to 0.1 event/s: at these tiny sizes that rounding is itself ~1%.
         assert figures[f"{name}_events_per_second"] == pytest.approx(
-            400 / figures[f"{name}_seconds"], rel=0.01
+            400 / figures[f"{name}_seconds"], rel=0.01, abs=0.06
         )
     for name in ("ours", "ours_bronze_only"):
         assert figures[f"ratio_{name}_to_floor"] == pytest.approx(
