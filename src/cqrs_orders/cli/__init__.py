@@ -9,15 +9,13 @@ errors are logged to stderr (:mod:`.logs`).
 from __future__ import annotations
 
 import argparse
-import logging
+import sys
 
 from cqrs_orders import __version__
 from cqrs_orders.cli import command_side, demo, logs, ops, pipeline, read_side, serve
 from cqrs_orders.config import WAREHOUSE_ENV, Settings
 from cqrs_orders.errors import CqrsOrdersError
 from cqrs_orders.exit_codes import ExitCode
-
-log = logging.getLogger(__name__)
 
 #: Settings every subcommand takes as options, each overriding its environment variable. On Databricks the
 #: bundle passes them as task parameters (serverless compute has no environment variables); secrets are
@@ -88,8 +86,13 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env(args.warehouse, overrides=setting_overrides(args))
         return int(args.run(args, settings) or ExitCode.OK)
     except CqrsOrdersError as error:
-        log.error("cqrs-orders %s: %s", args.subcommand, error)
-        return ExitCode.USAGE
+        return _fail(args.subcommand, str(error), ExitCode.USAGE)
     except KeyboardInterrupt:
-        log.error("cqrs-orders %s: interrupted", args.subcommand)
-        return ExitCode.INTERRUPTED
+        return _fail(args.subcommand, "interrupted", ExitCode.INTERRUPTED)
+
+
+def _fail(subcommand: str, message: str, code: ExitCode) -> ExitCode:
+    """The CLI's last word on a failed run: one plain line on stderr (``cqrs-orders sql: ...``), whatever
+    the log level, so a person and a job log both see what went wrong and what to do."""
+    print(f"cqrs-orders {subcommand}: {message}", file=sys.stderr, flush=True)
+    return code

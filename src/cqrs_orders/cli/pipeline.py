@@ -101,11 +101,11 @@ def run_ingest(args, settings: Settings) -> int:
         ) from None
     bodies = _lines(raw)
     check_delta_log(settings.event_log_path, "event_log")
-    log = EventLog(settings.event_log_path, partitions=settings.event_log_partitions)
+    event_log = EventLog(settings.event_log_path, partitions=settings.event_log_partitions)
     for start in range(0, len(bodies), INGEST_CHUNK):
         chunk = bodies[start : start + INGEST_CHUNK]
-        log.append([(partition_key_of(body), body) for body in chunk])
-        log.info(f"appended {start + len(chunk)}/{len(bodies)} records to {settings.event_log_path}")
+        event_log.append([(partition_key_of(body), body) for body in chunk])
+        log.info("appended %d/%d records to %s", start + len(chunk), len(bodies), settings.event_log_path)
     print(json.dumps({"ingested": len(bodies), "eventLog": str(settings.event_log_path)}))
     return ExitCode.OK
 
