@@ -95,7 +95,7 @@ def figures(latencies: list[float], elapsed: float) -> dict:
     latencies = sorted(latencies)
     return {
         "commands": len(latencies),
-        "seconds": round(elapsed, 3),
+        "seconds": round(elapsed, 4),  # 0.1 ms: small runs last a few ms
         "commands_per_s": round(len(latencies) / elapsed, 1),
         "p50_ms": round(statistics.median(latencies) * 1000, 3),
         "p99_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000, 3),
