@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyspark
 import pytest
 
 from cqrs_orders.config import Settings
@@ -120,6 +121,12 @@ def test_sql_still_answers_every_kind_of_query(cli, orders):
     ]
 
 
+@pytest.mark.xfail(
+    pyspark.__version__.startswith("4.0."),
+    reason="Spark 4.0.0's session makes ./artifacts in the working directory (SPARK-52396, fixed in 4.1); "
+    "on Databricks the runtime's own session is used",
+    strict=True,
+)
 def test_sql_leaves_nothing_in_the_current_directory(spark, read_warehouse, tmp_path):
     """A fresh process (its own Spark session), run from an empty folder: the folder stays empty."""
     cwd = tmp_path / "cwd"

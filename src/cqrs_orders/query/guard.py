@@ -62,10 +62,20 @@ def check_read_only_query(spark, query: str) -> None:
 
 
 def _parse(spark, query: str):
+    from py4j.protocol import Py4JJavaError
     from pyspark.errors import ParseException
 
     try:
         return spark._jsparkSession.sessionState().sqlParser().parsePlan(query)
+    except Py4JJavaError as error:
+        # Spark 4.0 refuses a SQL script (BEGIN ... END, a CompoundBody from 4.1 on) while parsing, with an
+        # exception PySpark leaves unconverted: it is no query either way.
+        if "SqlScriptingException" not in error.java_exception.getClass().getName():
+            raise
+        raise QueryError(
+            f"{_READS_ONLY}; it is a SQL script (CompoundBody), not a query. Pass one SELECT (or WITH ... "
+            "SELECT) instead."
+        ) from None
     except ParseException as error:  # PySpark converts the Java exception on the way out
         if ";" in query and "PARSE_SYNTAX_ERROR" in str(error):
             raise QueryError(
