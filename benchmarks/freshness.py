@@ -52,6 +52,9 @@ def read(table: DeltaTable, sql: str) -> pa.Table:
 class SilverWatcher:
     """Sees which (order id, version) pairs silver_orders holds, re-reading only when the table changed."""
 
+    #: Order id -> version, from the watched table.
+    QUERY = "SELECT order_id, version FROM t"
+
     def __init__(self, path: Path):
         self.path = str(path)
         self.table: DeltaTable | None = None
@@ -69,7 +72,7 @@ class SilverWatcher:
         if self.table.version() == self.seen_version:
             return None
         self.seen_version = self.table.version()
-        rows = read(self.table, "SELECT order_id, version FROM t")
+        rows = read(self.table, self.QUERY)
         return dict(zip(rows.column(0).to_pylist(), rows.column(1).to_pylist(), strict=True))
 
 
@@ -77,19 +80,7 @@ class FloorWatcher(SilverWatcher):
     """The floor table holds raw records only: an order's version is how many events of it arrived (one
     per command here; a record the relay published twice only counts ahead)."""
 
-    def versions(self) -> dict[str, int] | None:
-        try:
-            if self.table is None:
-                self.table = DeltaTable(self.path)
-            else:
-                self.table.update_incremental()
-        except TableNotFoundError:
-            return None
-        if self.table.version() == self.seen_version:
-            return None
-        self.seen_version = self.table.version()
-        rows = read(self.table, "SELECT partition_key, count(*) FROM t GROUP BY partition_key")
-        return dict(zip(rows.column(0).to_pylist(), rows.column(1).to_pylist(), strict=True))
+    QUERY = "SELECT partition_key, count(*) FROM t GROUP BY partition_key"
 
 
 def floor_stream(warehouse: Path, trigger_seconds: float) -> int:

@@ -19,7 +19,7 @@ from cqrs_orders.pipeline.sources import read_records
 
 CONNECTION = (
     "Endpoint=sb://orders-ns.servicebus.windows.net/;SharedAccessKeyName=listen;"
-    "SharedAccessKey=s3cr3t+Key/Value0123456789abcdefABCDEF="
+    "SharedAccessKey=FAKE-test-key+with/the=characters"  # not a secret: + / = are what JAAS must quote
 )
 LOGIN_MODULE = "org.apache.kafka.common.security.plain.PlainLoginModule"
 
