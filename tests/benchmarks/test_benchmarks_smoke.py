@@ -56,7 +56,9 @@ def test_projection_benchmark_prints_every_figure(spark_process):
         assert small > 0 and large > 0
         assert figures[f"ratio_{step}_large_to_small"] == pytest.approx(large / small, rel=0.05, abs=0.006)
     assert figures["ratio_ours_to_naive"] == pytest.approx(
-        figures["naive_merge_seconds"] / figures["ours_seconds"], rel=0.02, abs=0.006  # printed to 0.01
+        figures["naive_merge_seconds"] / figures["ours_seconds"],
+        rel=0.02,
+        abs=0.006,  # printed to 0.01
     )
     for aim in ("ours_within_8x_of_floor", "ours_at_least_as_fast_as_naive"):
         assert isinstance(figures[aim], bool)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -56,16 +57,14 @@ def databricks_binary() -> Path:
 
 
 @pytest.fixture(scope="session")
-def workspace(tmp_path_factory, databricks_binary):
-    """One fake workspace server for the session (each token is a separate workspace on it)."""
-    server = workspace_module.Workspace(
-        _built(go_build.workspace_server), tmp_path_factory.mktemp("workspace")
-    )
-    yield server
-    server.stop()
+def workspace_binary(databricks_binary) -> Path:
+    return _built(go_build.workspace_server)
 
 
-def _cli(tmp_path_factory, databricks_binary, workspace, token: str):
+def _cli(tmp_path_factory, databricks_binary, workspace_binary, token: str):
+    """The CLI as one identity, with a fake workspace server of its own (so its request log holds only its
+    own calls, and the identities can deploy at the same time)."""
+    workspace = workspace_module.Workspace(workspace_binary, tmp_path_factory.mktemp(f"workspace-{token}"))
     cli = workspace_module.Cli(databricks_binary, workspace, token, tmp_path_factory.mktemp(token))
     # `lookup: warehouse:` resolves the dashboard's warehouse by name, so the workspace must have it.
     cli("warehouses", "create", "--json", '{"name": "Serverless Starter Warehouse"}', "--no-wait")
@@ -73,15 +72,19 @@ def _cli(tmp_path_factory, databricks_binary, workspace, token: str):
 
 
 @pytest.fixture(scope="session")
-def dev_cli(tmp_path_factory, databricks_binary, workspace):
+def dev_cli(tmp_path_factory, databricks_binary, workspace_binary):
     """The CLI as a developer (tester@databricks.com), in a bundle copy of its own."""
-    return _cli(tmp_path_factory, databricks_binary, workspace, USER_TOKEN)
+    cli = _cli(tmp_path_factory, databricks_binary, workspace_binary, USER_TOKEN)
+    yield cli
+    cli.workspace.stop()
 
 
 @pytest.fixture(scope="session")
-def prod_cli(tmp_path_factory, databricks_binary, workspace):
+def prod_cli(tmp_path_factory, databricks_binary, workspace_binary):
     """The CLI as the prod service principal, which deploys prod (apps cannot run as someone else)."""
-    return _cli(tmp_path_factory, databricks_binary, workspace, SERVICE_PRINCIPAL_TOKEN)
+    cli = _cli(tmp_path_factory, databricks_binary, workspace_binary, SERVICE_PRINCIPAL_TOKEN)
+    yield cli
+    cli.workspace.stop()
 
 
 class Deploy:
@@ -105,26 +108,35 @@ class Deploy:
         return jobs
 
 
-def _deploy(cli, workspace, *args: str) -> Deploy:
-    start = len(workspace.entries())
-    cli("bundle", "deploy", *args)
-    return Deploy(cli, workspace.requests(start))  # the session's deploys run one after another
+def _deploy_twice(cli, *args: str) -> tuple[Deploy, Deploy]:
+    """Two deploys in a row: the second must update what the first created."""
+    deploys = []
+    for _ in range(2):
+        start = len(cli.workspace.entries())
+        cli("bundle", "deploy", *args)
+        deploys.append(Deploy(cli, cli.workspace.requests(start)))  # this identity's deploys run in turn
+    return deploys[0], deploys[1]
 
 
 @pytest.fixture(scope="session")
-def dev_deploys(dev_cli, workspace) -> tuple[Deploy, Deploy]:
-    """Two dev deploys in a row: the second must update what the first created."""
-    first = _deploy(dev_cli, workspace, *DEPLOY_VARS)
-    second = _deploy(dev_cli, workspace, *DEPLOY_VARS)
-    return first, second
+def deploys(dev_cli, prod_cli) -> dict[str, tuple[Deploy, Deploy]]:
+    """Two dev deploys (as the developer) and two prod deploys (as the service principal), the identities
+    side by side: each has its own bundle copy and workspace server, so only the wall time is shared."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        dev = pool.submit(_deploy_twice, dev_cli, *DEPLOY_VARS)
+        prod = pool.submit(_deploy_twice, prod_cli, "--target", "prod", *PROD_VARS)
+        return {"dev": dev.result(), "prod": prod.result()}
 
 
 @pytest.fixture(scope="session")
-def prod_deploys(prod_cli, workspace) -> tuple[Deploy, Deploy]:
-    """Two prod deploys: the CLI creates a started app on the first, deploys its code on later ones."""
-    first = _deploy(prod_cli, workspace, "--target", "prod", *PROD_VARS)
-    second = _deploy(prod_cli, workspace, "--target", "prod", *PROD_VARS)
-    return first, second
+def dev_deploys(deploys) -> tuple[Deploy, Deploy]:
+    return deploys["dev"]
+
+
+@pytest.fixture(scope="session")
+def prod_deploys(deploys) -> tuple[Deploy, Deploy]:
+    """The CLI creates a started app on the first prod deploy and deploys its code on later ones."""
+    return deploys["prod"]
 
 
 @pytest.fixture(scope="session")

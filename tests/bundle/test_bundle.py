@@ -104,9 +104,9 @@ def test_the_app_installs_the_wheel_the_bundle_builds(names):
 # --- dev deploy ------------------------------------------------------------------------------------------
 
 
-def test_dev_deploy_answers_every_call_and_a_second_deploy_updates_in_place(dev_deploys, workspace):
+def test_dev_deploy_answers_every_call_and_a_second_deploy_updates_in_place(dev_deploys, dev_cli):
     first, second = dev_deploys
-    assert workspace.unhandled() == []
+    assert dev_cli.workspace.unhandled() == []
     assert len(first.calls("POST", "/api/2.2/jobs/create")) == len(JOBS)
     assert second.calls("POST", "/api/2.2/jobs/create") == []  # never a duplicate
     # Jobs whose settings changed (the timestamped dev wheel) are reset in place; the others are left alone.
@@ -228,8 +228,8 @@ def test_dev_app_is_created_with_its_resources_but_not_started(dev_deploys, dev_
 # --- prod deploy -----------------------------------------------------------------------------------------
 
 
-def test_prod_deploy_runs_every_trigger_as_the_service_principal(prod_deploy, workspace, names):
-    assert workspace.unhandled() == []
+def test_prod_deploy_runs_every_trigger_as_the_service_principal(prod_deploy, prod_cli, names):
+    assert prod_cli.workspace.unhandled() == []
     jobs = prod_deploy.jobs()
     assert set(jobs) == JOBS and all(job["name"].startswith("cqrs_orders_") for job in jobs.values())
     assert jobs["projection"]["continuous"] == {"pause_status": "UNPAUSED"}
@@ -288,7 +288,8 @@ def test_prod_deploy_starts_the_app_with_its_command_and_environment(prod_deploy
     }
 
 
-def test_bundle_run_starts_the_dev_app_on_the_developers_schema(dev_deploys, dev_cli, workspace, names):
+def test_bundle_run_starts_the_dev_app_on_the_developers_schema(dev_deploys, dev_cli, names):
+    workspace = dev_cli.workspace
     start = len(workspace.entries())
     dev_cli("bundle", "run", "command_api", *names["deploy_vars"])
     sent = workspace.requests(start)

@@ -23,11 +23,13 @@ ROOT = Path(__file__).resolve().parents[2]
 #: What never belongs in a bundle copy: local state, environments, build output, caches.
 NOT_COPIED = shutil.ignore_patterns(
     ".git",
-    ".venv",
+    ".venv*",  # .venv-dbr17 too
     ".databricks",
     "dist",
     "build",
     "warehouse",
+    "spark-warehouse",
+    "artifacts",  # Spark Connect's local artifact folder
     "__pycache__",
     "*.egg-info",
     ".pytest_cache",
@@ -101,10 +103,11 @@ class Cli:
             "DATABRICKS_CONFIG_FILE": str(home / ".databrickscfg"),  # none: nothing of the caller's leaks in
             "DATABRICKS_BUNDLE_ENGINE": "direct",  # deploys through the API; Terraform is not downloaded
             "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+            # The artifact's `pip wheel` builds with this environment's setuptools (a dev dependency)
+            # instead of fetching it into a fresh isolated environment on every deploy. pip reads "0" here
+            # as "no isolation" (its inverted boolean for --no-* options).
+            "PIP_NO_BUILD_ISOLATION": "0",
         }
-        for passed in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_CACHE_DIR", "PIP_FIND_LINKS"):
-            if passed in os.environ:  # the wheel build's isolated environment fetches setuptools
-                self.env[passed] = os.environ[passed]
 
     def __call__(self, *args: str, check: bool = True, timeout: float = 600) -> Result:
         done = subprocess.run(

@@ -130,7 +130,7 @@ def workspace(settings):
     state = {"warehouse": settings.warehouse, "runs": {}, "requests": []}
     handler = type("Handler", (JobsApi,), {"state": state})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     client = WorkspaceClient(host=f"http://127.0.0.1:{server.server_address[1]}", token="x")
     yield client, state

@@ -163,8 +163,10 @@ OPENER = """
 import sys, time
 from pathlib import Path
 from cqrs_orders.adapters.sqlite_store import SqliteWriteStore
-folder, start = Path(sys.argv[1]), float(sys.argv[2])
-for n in range(int(sys.argv[3])):
+folder, files = Path(sys.argv[1]), int(sys.argv[2])
+print("ready", flush=True)
+start = float(sys.stdin.readline())  # the same start time for every process, sent once all are ready
+for n in range(files):
     time.sleep(max(0.0, start + n * 0.05 - time.time()))  # every process opens file n at the same moment
     SqliteWriteStore(folder / f"store-{n}.sqlite").counts()
 """
@@ -172,15 +174,22 @@ for n in range(int(sys.argv[3])):
 
 def test_processes_opening_a_new_store_together_all_succeed(tmp_path):
     """Creating the file and switching it to WAL race between processes (seen as a flaky ``submit``)."""
-    files, start = 20, time.time() + 3
+    files = 20
     openers = [
         subprocess.Popen(
-            [sys.executable, "-c", OPENER, str(tmp_path), str(start), str(files)],
+            [sys.executable, "-c", OPENER, str(tmp_path), str(files)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
         for _ in range(6)
     ]
+    assert [opener.stdout.readline() for opener in openers] == ["ready\n"] * 6
+    start = time.time() + 0.2
+    for opener in openers:
+        opener.stdin.write(f"{start}\n")
+        opener.stdin.flush()
     errors = [opener.communicate(timeout=120)[1] for opener in openers]
     assert [opener.returncode for opener in openers] == [0] * 6, errors
     assert len(list(tmp_path.glob("store-*.sqlite"))) == files

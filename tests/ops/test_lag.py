@@ -189,7 +189,7 @@ class _Webhook(BaseHTTPRequestHandler):
 def webhook():
     handler = type("Webhook", (_Webhook,), {"received": [], "status": 200})
     server = HTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield handler, f"http://127.0.0.1:{server.server_port}/hooks/secret-token"
     server.shutdown()

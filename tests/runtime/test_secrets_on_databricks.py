@@ -76,7 +76,7 @@ class SecretsWorkspace:
 def workspace(monkeypatch) -> Iterator[SecretsWorkspace]:
     """A workspace holding one secret, and the environment of a cluster job that can reach it."""
     server = SecretsWorkspace({(SCOPE, "eventhub-connection"): CONNECTION})
-    thread = threading.Thread(target=server.server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     for variable in list(os.environ):
         if variable.startswith("DATABRICKS_") or variable in ("EVENTHUB_CONNECTION", "CQRS_SECRET_SCOPE"):

@@ -15,7 +15,6 @@ from cqrs_orders.exit_codes import ExitCode
 log = logging.getLogger(__name__)
 
 
-
 def register(subcommands, common) -> None:
     """Add this area's subcommands; each sets ``run(args, settings) -> exit code``."""
     submit = subcommands.add_parser(

@@ -172,5 +172,3 @@ def seconds_argument(text: str) -> float:
         return positive_seconds(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive, finite number of seconds") from None
-
-

@@ -97,4 +97,3 @@ def check_retention(retain_hours: float | None) -> None:
 
 def _file_count(session, table) -> int:
     return table.delta(session).detail().first()["numFiles"]
-
