@@ -249,3 +249,29 @@ def test_a_group_that_cannot_commit_answers_everyone_in_it_with_an_error(setting
     assert store.load("cust-a") is None and store.load("cust-b") is None  # nothing of the group
     store.execute([lambda tx: tx.append(other)])
     assert store.load("cust-b").version == 1
+
+
+def test_a_write_holds_the_lock_file_other_processes_queue_on(tmp_path):
+    """Writers of other processes wait on an flock of ``<store>.write.lock`` (woken the moment it is free)
+    instead of SQLite's busy handler, which polls with sleeps of up to 100 ms."""
+    import fcntl
+
+    store = SqliteWriteStore(tmp_path / "write_store.sqlite")
+    inside, release = threading.Event(), threading.Event()
+
+    def work(tx):
+        inside.set()
+        assert release.wait(10)
+        return "done"
+
+    writer = threading.Thread(target=lambda: store.execute([work]))
+    writer.start()
+    assert inside.wait(10)
+    with open(tmp_path / "write_store.sqlite.write.lock", "a") as lock:
+        with pytest.raises(BlockingIOError):  # held by the transaction in progress
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        release.set()
+        writer.join()
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free once it committed
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    store.close()

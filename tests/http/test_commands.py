@@ -217,3 +217,9 @@ def test_a_batch_over_the_limit_is_413_and_runs_none_of_it(server, client):
     answer = refused(server, client, 413, "BATCH_TOO_LARGE", json=batch)
     assert str(MAX_BATCH_COMMANDS) in answer["error"]["message"]
     assert post(client, batch[:MAX_BATCH_COMMANDS]).status_code == 200  # exactly the limit is fine
+
+
+def test_other_methods_on_commands_answer_405_naming_post(client):
+    answer = client.get("/commands")
+
+    assert answer.status_code == 405 and answer.headers["allow"] == "POST"

@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -135,9 +136,13 @@ class SqliteWriteStore(WriteStore):
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._guard = threading.Lock()
-        # Writers of this process queue here, FIFO-ish and without sleeping; SQLite's busy handler (which
-        # polls with sleeps of up to 100 ms) then only arbitrates between processes.
+        # Writers of this process queue here, FIFO-ish and without sleeping; writers of other processes
+        # (another server worker, a `submit` beside it) queue on the lock file's flock, which wakes the
+        # next one the moment the lock is released. SQLite's own busy handler polls with sleeps of up to
+        # 100 ms instead, so it is left only as the backstop against writers that bypass the lock file.
         self._write_lock = threading.Lock()
+        self._process_lock_path = self.path.with_name(self.path.name + ".write.lock")
+        self._process_lock: int | None = None  # the lock file's descriptor, opened at the first write
         self._groups = GroupCommitQueue(
             max_commands=MAX_GROUP_COMMANDS, max_gather_seconds=MAX_GATHER_SECONDS
         )
@@ -289,6 +294,10 @@ class SqliteWriteStore(WriteStore):
             self._writer = None
             self._snapshots.clear()
             self._snapshots_at = None
+        with self._write_lock:
+            if self._process_lock is not None:
+                os.close(self._process_lock)
+                self._process_lock = None
         self._local = threading.local()
 
     # --- plumbing ----------------------------------------------------------------------------------
@@ -345,7 +354,7 @@ class SqliteWriteStore(WriteStore):
     def _transaction(self, db: sqlite3.Connection | None = None) -> Iterator[sqlite3.Connection]:
         """``BEGIN IMMEDIATE``: take the write lock up front, so check-then-write is atomic."""
         db = db or self._connection()
-        with self._write_lock:
+        with self._write_lock, self._locked_across_processes():
             try:
                 db.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as error:
@@ -360,6 +369,18 @@ class SqliteWriteStore(WriteStore):
                 if db.in_transaction:  # a failed COMMIT may have rolled back already
                     db.execute("ROLLBACK")
                 raise
+
+
+    @contextlib.contextmanager
+    def _locked_across_processes(self) -> Iterator[None]:
+        """The lock file's exclusive flock for the transaction (called under ``_write_lock``)."""
+        if self._process_lock is None:
+            self._process_lock = os.open(self._process_lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self._process_lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._process_lock, fcntl.LOCK_UN)
 
 
 class _Undone(Exception):

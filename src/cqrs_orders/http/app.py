@@ -1,8 +1,10 @@
 """The routes: ``POST /commands``, ``GET /orders/{orderId}``, ``GET /customers/{customerId}/orders``,
 ``GET /healthz``, and FastAPI's ``/openapi.json`` (with ``/docs``).
 
-Everything blocking (the write store, the read models) runs in the thread pool, so a slow commit never stalls
-the event loop and concurrent requests reach the store together (where a store can commit them as a group).
+``POST /commands`` is served by :class:`~.command_route.CommandRoute` in front of FastAPI (the hot path,
+kept lean) and described in the OpenAPI document here. Nothing blocking runs on the event loop: commands go
+to the committer's thread (:mod:`.committer`), which commits concurrent requests' commands as one group;
+read-model queries run in the thread pool.
 """
 
 from __future__ import annotations
@@ -11,18 +13,22 @@ import asyncio
 import logging
 from collections.abc import Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 
 from cqrs_orders import __version__
-from cqrs_orders.application.handler import CommandHandler, CommandResult
-from cqrs_orders.errors import CommandRejected, QueryError, WriteStoreError
-from cqrs_orders.http import encoding, intake
+from cqrs_orders.application.handler import CommandHandler
+from cqrs_orders.errors import QueryError
+from cqrs_orders.http import encoding
+from cqrs_orders.http.command_route import PATH as COMMANDS_PATH
+from cqrs_orders.http.command_route import CommandRoute
+from cqrs_orders.http.committer import Committer
 from cqrs_orders.http.status import (
-    ACCEPTED,
     MAX_BATCH_COMMANDS,
     MAX_BODY_BYTES,
     STATUS_BY_CODE,
@@ -114,37 +120,21 @@ _READ_RESPONSES: dict[int | str, dict] = {
 }
 
 
-def run_commands(handler: CommandHandler, commands: list[str | bytes]) -> list[dict[str, Any]]:
-    """The adapter to the command side: each command through ``handler.handle`` as ``submit`` runs it, in
-    order. If the store fails, that command and the ones after it are answered WRITE_STORE_UNAVAILABLE (not
-    run; a retry with the same commandIds is safe for the ones before)."""
-    results = []
-    for index, raw in enumerate(commands):
-        try:
-            results.append(handler.handle(raw).to_dict())
-        except WriteStoreError as error:
-            logger.warning("the write store failed: %s", error)
-            failed = {"code": error.code, "message": f"the write store failed: {error}; retry later"}
-            results.extend(CommandResult(None, "rejected", error=failed).to_dict() for _ in commands[index:])
-            break
-    return results
-
-
 def create_app(
     handler: CommandHandler, read_models: ReadModels, *, on_close: Callable[[], None] = lambda: None
-) -> FastAPI:
+) -> CommandRoute:
     """The ASGI app over one command handler and one set of read models; ``on_close`` runs at shutdown."""
+
+    committer = Committer(handler)
 
     @asynccontextmanager
     async def lifespan(app):
         yield
+        committer.close()
         on_close()
 
     app = FastAPI(title="cqrs-orders", version=__version__, description=_DESCRIPTION, lifespan=lifespan)
-
-    @app.exception_handler(CommandRejected)
-    async def refused(request: Request, error: CommandRejected) -> Response:
-        return _json(status_for(error.code), CommandResult.rejected(None, None, error).to_dict())
+    app.openapi = partial(_openapi, app)
 
     @app.exception_handler(QueryError)
     async def read_side_down(request: Request, error: QueryError) -> Response:
@@ -156,22 +146,6 @@ def create_app(
         logger.exception("unexpected error on %s %s", request.method, request.url.path)
         message = "an unexpected error; the server log has the details"
         return _json(status_for("INTERNAL_ERROR"), {"error": {"code": "INTERNAL_ERROR", "message": message}})
-
-    @app.post(
-        "/commands",
-        summary="Run one command (object) or a batch (array)",
-        responses=_COMMAND_RESPONSES,
-        openapi_extra=_COMMANDS_OPENAPI,
-        response_class=Response,
-    )
-    async def post_commands(request: Request) -> Response:
-        intake.check_media_type(request.headers.get("content-type"))
-        commands = intake.split(await intake.read_body(request))
-        results = await run_in_threadpool(run_commands, handler, commands.raw)
-        if commands.batch:
-            return _json(ACCEPTED, results)
-        error = results[0]["error"]
-        return _json(status_for(error["code"] if error else None), results[0])
 
     @app.get("/orders/{orderId}", summary="One order from the read models", responses=_READ_RESPONSES)
     async def get_order(orderId: str) -> Response:  # the API's field name
@@ -202,7 +176,24 @@ def create_app(
         body.update({name: detail for name, _, detail in checks})
         return _json(200 if healthy else 503, body)
 
-    return app
+    return CommandRoute(app, committer)  # outermost: the hot route passes through no framework layer
+
+
+def _openapi(app: FastAPI) -> dict:
+    """FastAPI's document for its routes, plus ``POST /commands`` (served by :class:`CommandRoute`)."""
+    if app.openapi_schema is None:
+        document = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        operation = {
+            "summary": "Run one command (object) or a batch (array)",
+            "operationId": "post_commands",
+            "responses": {str(status): answer for status, answer in _COMMAND_RESPONSES.items()},
+            **_COMMANDS_OPENAPI,
+        }
+        document["paths"] = {COMMANDS_PATH: {"post": operation}, **document["paths"]}
+        app.openapi_schema = document
+    return app.openapi_schema
 
 
 async def _with_freshness(read_models: ReadModels, query, key: str):

@@ -30,18 +30,10 @@ def check_media_type(content_type: str | None) -> None:
         )
 
 
-async def read_body(request) -> bytes:
-    """The body, up to :data:`MAX_BODY_BYTES`; a larger one is refused without reading it all."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise _too_large(int(declared))
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise _too_large(size)
-        chunks.append(chunk)
-    return b"".join(chunks)
+def check_declared_size(content_length: str | None) -> None:
+    """Refuse a body whose declared length is over :data:`MAX_BODY_BYTES` before reading any of it."""
+    if content_length is not None and content_length.isdigit() and int(content_length) > MAX_BODY_BYTES:
+        raise too_large(int(content_length))
 
 
 def split(body: bytes) -> Commands:
@@ -60,7 +52,7 @@ def split(body: bytes) -> Commands:
     return Commands([body], batch=False)
 
 
-def _too_large(size: int) -> PayloadTooLarge:
+def too_large(size: int) -> PayloadTooLarge:
     return PayloadTooLarge(
         f"the body is {size} bytes; the limit is {MAX_BODY_BYTES} bytes (the command size limit), "
         "for one command or a whole batch"

@@ -1,0 +1,105 @@
+"""``POST /commands`` as a plain ASGI route: the API's hot path, served without the framework's per-request
+machinery.
+
+Every command costs the server its handler's work plus the HTTP around it; with FastAPI's routing,
+dependency resolution and response classes that HTTP share was as large as the handler's (see
+benchmarks/RESULTS.md). This route reads the body, checks the framing (:mod:`.intake`), hands the commands to
+the :class:`~.committer.Committer` and writes the JSON answer, nothing else. It wraps the FastAPI app,
+which serves every other route, the OpenAPI document (where this operation is described, :mod:`.app`) and
+the lifespan.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from cqrs_orders.application.handler import CommandResult
+from cqrs_orders.errors import CommandRejected, WriteStoreError
+from cqrs_orders.http import encoding, intake
+from cqrs_orders.http.committer import Committer
+from cqrs_orders.http.status import ACCEPTED, MAX_BODY_BYTES, status_for
+
+logger = logging.getLogger(__name__)
+
+PATH = "/commands"
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+class CommandRoute:
+    """The outermost ASGI app: answers ``POST /commands`` (405 for other methods there); anything else goes on
+    to ``app``."""
+
+    def __init__(self, app, committer: Committer):
+        self.app = app
+        self.committer = committer
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"] != PATH:
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] != "POST":
+            await _answer(send, 405, {"detail": "Method Not Allowed"}, [(b"allow", b"POST")])
+            return
+        try:
+            status, payload = await self._post(scope, receive)
+        except _Disconnected:  # nothing to answer, and nothing was run
+            return
+        except CommandRejected as refused:  # the framing: nothing was run
+            status, payload = status_for(refused.code), CommandResult.rejected(None, None, refused).to_dict()
+        except WriteStoreError as unavailable:  # the server is shutting down: nothing was run
+            failed = {"code": unavailable.code, "message": str(unavailable)}
+            status, payload = (
+                status_for(unavailable.code),
+                CommandResult(None, "rejected", error=failed).to_dict(),
+            )
+        except Exception:  # a bug: the log has the traceback, the caller a stable code
+            logger.exception("unexpected error on POST %s", PATH)
+            message = "an unexpected error; the server log has the details"
+            status, payload = (
+                status_for("INTERNAL_ERROR"),
+                {"error": {"code": "INTERNAL_ERROR", "message": message}},
+            )
+        await _answer(send, status, payload)
+
+    async def _post(self, scope, receive) -> tuple[int, Any]:
+        headers = dict(scope["headers"])
+        intake.check_media_type(_text(headers.get(b"content-type")))
+        intake.check_declared_size(_text(headers.get(b"content-length")))
+        commands = intake.split(await _body(receive))
+        results = await self.committer.run(commands.raw)
+        if commands.batch:
+            return ACCEPTED, results
+        error = results[0]["error"]
+        return status_for(error["code"] if error else None), results[0]
+
+
+async def _body(receive) -> bytes:
+    """The body, up to :data:`MAX_BODY_BYTES`; a larger one is refused without being held whole."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise intake.too_large(size)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+class _Disconnected(Exception):
+    """The client went away before its body arrived."""
+
+
+async def _answer(send, status: int, payload: Any, extra_headers: list | None = None) -> None:
+    body = encoding.to_json(payload)
+    headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode()), *(extra_headers or [])]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _text(value: bytes | None) -> str | None:
+    return value.decode("latin-1") if value is not None else None
