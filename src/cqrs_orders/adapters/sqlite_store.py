@@ -23,7 +23,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
-from json.encoder import encode_basestring_ascii
 from pathlib import Path
 
 from cqrs_orders.adapters.group_commit import GroupCommitQueue
@@ -35,6 +34,7 @@ from cqrs_orders.application.ports import (
     RecordedOutcome,
     VersionConflict,
     WriteStore,
+    outcome_json,
 )
 from cqrs_orders.domain.aggregates import Snapshot
 from cqrs_orders.envelope import STATE_MODELS, AggregateType
@@ -370,7 +370,6 @@ class SqliteWriteStore(WriteStore):
                     db.execute("ROLLBACK")
                 raise
 
-
     @contextlib.contextmanager
     def _locked_across_processes(self) -> Iterator[None]:
         """The lock file's exclusive flock for the transaction (called under ``_write_lock``)."""
@@ -462,7 +461,7 @@ class _Session:
                     commit.command_id,
                     commit.fingerprint,
                     commit.command_json,
-                    _outcome_json(commit.outcome),
+                    outcome_json(commit.outcome),
                     _utc_text(last.timestamp),
                 ),
             )
@@ -550,24 +549,6 @@ def _recorded(row) -> RecordedOutcome | None:
     if row is None:
         return None
     return RecordedOutcome(row[0], json.loads(row[1]))
-
-
-def _json(value) -> str:
-    return json.dumps(value, separators=(",", ":"))
-
-
-def _outcome_json(outcome: dict) -> str:
-    """An accepted outcome as compact JSON; written out by hand for its fixed, all-ids shape (``json.dumps``
-    was a measurable share of a command), any other shape via ``json``."""
-    ids = outcome.get("eventIds")
-    if outcome.get("status") != "accepted" or outcome.get("error") is not None or not ids:
-        return _json(outcome)
-    text = encode_basestring_ascii  # what json.dumps does to a str, in C
-    return (
-        f'{{"commandId":{text(outcome["commandId"])},"status":"accepted",'
-        f'"aggregateId":{text(outcome["aggregateId"])},"version":{int(outcome["version"])},'
-        f'"eventIds":[{",".join(map(text, ids))}],"error":null}}'
-    )
 
 
 def _utc_text(moment: datetime) -> str:

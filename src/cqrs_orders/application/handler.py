@@ -23,6 +23,7 @@ from cqrs_orders.application.ports import (
     RecordedOutcome,
     VersionConflict,
     WriteStore,
+    outcome_json,
 )
 from cqrs_orders.domain.aggregates import decide, target_of, with_target
 from cqrs_orders.domain.commands import Command, CreateOrder, decode_command, validate_command
@@ -54,6 +55,10 @@ class CommandResult:
             "eventIds": list(self.eventIds),
             "error": dict(self.error) if self.error else None,
         }
+
+    def to_json(self) -> str:
+        """``to_dict()`` as compact JSON: what ``submit`` prints, and the store records."""
+        return outcome_json(self.to_dict())
 
     @classmethod
     def rejected(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import sys
@@ -68,10 +67,10 @@ def run_submit(args, settings: Settings) -> int:
     try:
         chunks = [[args.command]] if args.file is None else _chunks(args.file)
         for chunk in chunks:
-            results = [result.to_dict() for result in handler.handle_many(chunk)]
-            all_accepted &= all(result["status"] == "accepted" for result in results)
+            results = handler.handle_many(chunk)
+            all_accepted &= all(result.accepted for result in results)
             # Printed only now: a result line means its command is durable (or was rejected).
-            sys.stdout.write("".join(json.dumps(result, separators=(",", ":")) + "\n" for result in results))
+            sys.stdout.write("".join(result.to_json() + "\n" for result in results))
             sys.stdout.flush()
     finally:
         handler.store.close()
