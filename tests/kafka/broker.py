@@ -106,7 +106,7 @@ def running_broker(work_dir: Path) -> Iterator[str]:
     data = work_dir / "data"
     config = work_dir / "server.properties"
     config.write_text(server_properties(data, port, controller_port))
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    cluster_id = _cluster_id()
     formatted = subprocess.run(
         _java(jars, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)),
         capture_output=True, text=True, check=False, timeout=120,
@@ -127,6 +127,15 @@ def running_broker(work_dir: Path) -> Iterator[str]:
     finally:
         process.kill()
         process.wait(timeout=30)
+
+
+def _cluster_id() -> str:
+    """A KRaft cluster id as Kafka makes one (URL-safe base64 of a random UUID), never starting with "-":
+    the storage tool's argument parser would read such an id as an option (as Kafka's own generator knows)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _wait_until_ready(process: subprocess.Popen, bootstrap: str, log_path: Path) -> None:
