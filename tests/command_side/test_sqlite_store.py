@@ -1,4 +1,5 @@
-"""What only the SQLite write store has: the upgrade from its first layout (a separate outbox table)."""
+"""What only the SQLite write store has: the upgrade from its first layout (a separate outbox table), and
+the pages a group of commands writes."""
 
 from __future__ import annotations
 
@@ -66,3 +67,30 @@ def test_a_store_of_the_first_layout_is_upgraded_with_its_outbox_intact(settings
     assert store.counts()["outbox_pending"] == 0
     store.close()
     assert SqliteWriteStore(path).counts()["events"] == 4  # opening an upgraded store again changes nothing
+
+
+def test_generated_command_ids_are_time_ordered_so_a_group_writes_fewer_pages(tmp_path):
+    """A command without a commandId gets a version-7 UUID: ids made later sort later, so the command-id
+    index grows at its end instead of taking a random page per command. Measured in WAL frames (pages
+    written and synced) per command, for groups of 16 on a store already holding 3,000 commands."""
+    import time
+    import uuid
+
+    store = SqliteWriteStore(tmp_path / "write_store.sqlite")
+    handler = CommandHandler(store)
+    for first in range(0, 3000, 500):
+        handler.handle_many([register(n) for n in range(first, first + 500)])
+    writer = store._writer_connection()
+    writer.execute("PRAGMA wal_autocheckpoint = 0")  # keep every frame from here on in the WAL
+    writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    ids = []
+    for group in range(30):
+        results = handler.handle_many([register(10_000 + group * 16 + n) for n in range(16)])
+        ids += [result.commandId for result in results]
+        time.sleep(0.002)  # the next group's ids are in a later millisecond
+    frames_per_command = (tmp_path / "write_store.sqlite-wal").stat().st_size / (4096 + 24) / len(ids)
+
+    assert {uuid.UUID(command_id).version for command_id in ids} == {7}
+    assert ids[::16] == sorted(ids[::16])  # groups made later sort later
+    assert frames_per_command < 1.8  # 1.36 measured; random (version-4) ids needed 2.18
+    store.close()

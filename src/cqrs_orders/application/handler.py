@@ -9,6 +9,7 @@ accepted command's outcome is stored with its events, and a repeat is answered f
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import time
 import uuid
@@ -113,7 +114,7 @@ class CommandHandler:
             declared_id = _declared_command_id(decoded)
             replayable = decoded.get("commandId") is not None
             if not replayable:  # an id of our own, validated with the rest (cheaper than a copy after)
-                decoded = {**decoded, "commandId": str(uuid.uuid4())}
+                decoded = {**decoded, "commandId": time_ordered_id()}
             command = validate_command(decoded)
         except CommandRejected as error:
             return CommandResult.rejected(declared_id, None, error)
@@ -182,6 +183,17 @@ class _Prepared:
             f"({handler.max_attempts} attempts); submit it again"
         )
         return CommandResult.rejected(command.commandId, aggregate_id, conflict)
+
+
+def time_ordered_id() -> str:
+    """A random UUID in the version-7 layout (RFC 9562): 48 bits of Unix milliseconds, then 74 random bits.
+
+    Ids made one after another sort in the order they were made, so the write store's command-id index
+    grows at its end instead of taking a random page (one more page written and synced) per command."""
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    value = value & ~(0xF << 76) | 0x7 << 76  # version 7
+    value = value & ~(0x3 << 62) | 0x2 << 62  # the RFC's variant
+    return str(uuid.UUID(int=value))
 
 
 def _replay(recorded: RecordedOutcome, fingerprint: str) -> CommandResult:
