@@ -1,6 +1,7 @@
-"""The API's committer: the commands of requests that arrive while a group commits form the next group
-(one ``handle_many``, one commit), each request gets its own results, and a failing store answers every
-request of its group with WRITE_STORE_UNAVAILABLE."""
+"""How the API runs commands. With a group-committing store, one committer: the commands of requests that
+arrive while a group commits form the next group (one ``handle_many``, one commit), each request gets its own
+results, and a failing store answers every request of its group with WRITE_STORE_UNAVAILABLE. Without group
+commit (Cosmos DB), a thread per request, so concurrent requests' round trips overlap."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from cqrs_orders.application.handler import CommandResult
 from cqrs_orders.errors import WriteStoreError
-from cqrs_orders.http.committer import Committer
+from cqrs_orders.http.committer import Committer, ThreadPerRequest, command_runner
 
 
 class GatedHandler:
@@ -77,3 +78,39 @@ def test_a_closed_committer_refuses_new_commands():
 
     with pytest.raises(WriteStoreError, match="shutting down"):
         asyncio.run(committer.run(["a"]))
+
+
+class BarrierHandler:
+    """Each command waits until two are running at once: only concurrent requests get through."""
+
+    def __init__(self):
+        self.barrier = threading.Barrier(2, timeout=10)
+
+    def handle(self, raw):
+        self.barrier.wait()
+        return CommandResult(raw, "accepted", raw, 1)
+
+
+class _Store:
+    def __init__(self, group_commits: bool):
+        self.group_commits = group_commits
+
+
+def test_the_runner_follows_the_store_group_commit_or_a_thread_per_request():
+    grouped, per_request = GatedHandler(), BarrierHandler()
+    grouped.store, per_request.store = _Store(True), _Store(False)
+    committer = command_runner(grouped)
+    committer.close()
+    assert isinstance(committer, Committer)
+    assert isinstance(command_runner(per_request), ThreadPerRequest)
+
+
+def test_without_group_commit_concurrent_requests_run_at_once():
+    """Cosmos DB: each command is a network round trip; two requests must not queue behind one writer."""
+
+    async def both():
+        runner = ThreadPerRequest(BarrierHandler())
+        return await asyncio.wait_for(asyncio.gather(runner.run(["a"]), runner.run(["b"])), 20)
+
+    answers = asyncio.run(both())
+    assert [[result["commandId"] for result in answer] for answer in answers] == [["a"], ["b"]]

@@ -129,6 +129,8 @@ class SqliteWriteStore(WriteStore):
     of the group answered, so an answer always means durable.
     """
 
+    group_commits = True
+
     def __init__(self, path: str | Path, *, synchronous: str = "FULL", busy_timeout_ms: int = 30_000):
         self.path = Path(path)
         self.synchronous = synchronous

@@ -80,6 +80,11 @@ class DuplicateCommand(Exception):
 class WriteStore(ABC):
     """Aggregate state, the event history and the outbox, written together or not at all."""
 
+    #: Whether ``execute`` commits many callers' works in one transaction (the SQLite store: one fsync for
+    #: a group). Such a store is best fed whole groups from one thread; a store without it (Cosmos DB: each
+    #: command its own transactional batch, a network round trip) is best called from many threads at once.
+    group_commits: bool = False
+
     @abstractmethod
     def load(self, aggregate_id: str) -> Snapshot | None:
         """The aggregate's latest state and version, or ``None`` if it was never created."""

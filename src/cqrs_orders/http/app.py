@@ -3,8 +3,8 @@
 
 ``POST /commands`` is served by :class:`~.command_route.CommandRoute` in front of FastAPI (the hot path,
 kept lean) and described in the OpenAPI document here. Nothing blocking runs on the event loop: commands go
-to the committer's thread (:mod:`.committer`), which commits concurrent requests' commands as one group;
-read-model queries run in the thread pool.
+to the runner :mod:`.committer` picks for the store (one thread committing concurrent requests' commands as
+a group on SQLite, a thread per request on Cosmos DB); read-model queries run in the thread pool.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from cqrs_orders.errors import QueryError
 from cqrs_orders.http import encoding
 from cqrs_orders.http.command_route import PATH as COMMANDS_PATH
 from cqrs_orders.http.command_route import CommandRoute
-from cqrs_orders.http.committer import Committer
+from cqrs_orders.http.committer import command_runner
 from cqrs_orders.http.status import (
     MAX_BATCH_COMMANDS,
     MAX_BODY_BYTES,
@@ -125,12 +125,12 @@ def create_app(
 ) -> CommandRoute:
     """The ASGI app over one command handler and one set of read models; ``on_close`` runs at shutdown."""
 
-    committer = Committer(handler)
+    commands = command_runner(handler)
 
     @asynccontextmanager
     async def lifespan(app):
         yield
-        committer.close()
+        commands.close()
         on_close()
 
     app = FastAPI(title="cqrs-orders", version=__version__, description=_DESCRIPTION, lifespan=lifespan)
@@ -176,7 +176,7 @@ def create_app(
         body.update({name: detail for name, _, detail in checks})
         return _json(200 if healthy else 503, body)
 
-    return CommandRoute(app, committer)  # outermost: the hot route passes through no framework layer
+    return CommandRoute(app, commands)  # outermost: the hot route passes through no framework layer
 
 
 def _openapi(app: FastAPI) -> dict:

@@ -4,7 +4,7 @@ machinery.
 Every command costs the server its handler's work plus the HTTP around it; with FastAPI's routing,
 dependency resolution and response classes that HTTP share was as large as the handler's (see
 benchmarks/RESULTS.md). This route reads the body, checks the framing (:mod:`.intake`), hands the commands to
-the :class:`~.committer.Committer` and writes the JSON answer, nothing else. It wraps the FastAPI app,
+the command runner (:mod:`.committer`) and writes the JSON answer, nothing else. It wraps the FastAPI app,
 which serves every other route, the OpenAPI document (where this operation is described, :mod:`.app`) and
 the lifespan.
 """
@@ -17,7 +17,7 @@ from typing import Any
 from cqrs_orders.application.handler import CommandResult
 from cqrs_orders.errors import CommandRejected, WriteStoreError
 from cqrs_orders.http import encoding, intake
-from cqrs_orders.http.committer import Committer
+from cqrs_orders.http.committer import Committer, ThreadPerRequest
 from cqrs_orders.http.status import ACCEPTED, MAX_BODY_BYTES, status_for
 
 logger = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ class CommandRoute:
     """The outermost ASGI app: answers ``POST /commands`` (405 for other methods there); anything else goes on
     to ``app``."""
 
-    def __init__(self, app, committer: Committer):
+    def __init__(self, app, committer: Committer | ThreadPerRequest):
         self.app = app
         self.committer = committer
 

@@ -1,13 +1,19 @@
-"""Group commit for the HTTP API: the commands of concurrent requests, run together by one writer thread.
+"""How the HTTP API runs commands: grouped by one writer thread when the store group-commits, else each
+request on a thread of its own (:func:`command_runner` picks by ``store.group_commits``).
 
+:class:`Committer` (the SQLite store):
 Each ``POST /commands`` hands its commands to :meth:`Committer.run` and awaits the results. One thread takes
 everything queued (up to :data:`MAX_GROUP_COMMANDS`) and runs it through ``handler.handle_many``, the path
 ``submit --file`` takes: each command in its own savepoint, one commit (one fsync) for the group, every
 result answered only once that commit is durable. While a group commits, the event loop goes on reading and
 framing the next requests, so HTTP work overlaps the fsync instead of queueing behind it.
 
-Why not a thread per request: with 16 concurrent callers, a pool thread per request costs a hand-off each
-way and 16 threads taking turns on the interpreter lock; here it is one hand-off per group.
+Why not a thread per request there: with 16 concurrent callers, a pool thread per request costs a hand-off
+each way and 16 threads taking turns on the interpreter lock; here it is one hand-off per group.
+
+:class:`ThreadPerRequest` (Cosmos DB): each command is its own transactional batch, a network round trip
+that releases the interpreter lock, so concurrent requests must overlap their round trips instead of
+queueing behind one writer.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
+
+from starlette.concurrency import run_in_threadpool
 
 from cqrs_orders.application.handler import CommandHandler, CommandResult
 from cqrs_orders.errors import WriteStoreError
@@ -112,6 +120,38 @@ class Committer:
         # One wake-up per event loop and group (each call_soon_threadsafe writes to the loop's self-pipe).
         for loop, settled in answers.items():
             loop.call_soon_threadsafe(_settle, settled)
+
+
+class ThreadPerRequest:
+    """For a store without group commit: ``await run(raws)`` runs the request's commands in order on a
+    pool thread; if the store fails, that command and the ones after it answer WRITE_STORE_UNAVAILABLE
+    (not run; a retry with the same commandIds is safe for the ones before)."""
+
+    def __init__(self, handler: CommandHandler):
+        self.handler = handler
+
+    async def run(self, raws: list[str | bytes]) -> list[dict[str, Any]]:
+        return await run_in_threadpool(self._run, raws)
+
+    def close(self) -> None:
+        """Nothing queued here: each request waited for its own thread."""
+
+    def _run(self, raws: list[str | bytes]) -> list[dict[str, Any]]:
+        results = []
+        for index, raw in enumerate(raws):
+            try:
+                results.append(self.handler.handle(raw).to_dict())
+            except WriteStoreError as error:
+                logger.warning("the write store failed: %s", error)
+                failed = {"code": error.code, "message": f"the write store failed: {error}; retry later"}
+                results.extend(CommandResult(None, "rejected", error=failed).to_dict() for _ in raws[index:])
+                break
+        return results
+
+
+def command_runner(handler: CommandHandler) -> Committer | ThreadPerRequest:
+    """The way to run the API's commands that suits the handler's store (see the module's docstring)."""
+    return Committer(handler) if handler.store.group_commits else ThreadPerRequest(handler)
 
 
 def _settle(answers: list[tuple[asyncio.Future, Any]]) -> None:
