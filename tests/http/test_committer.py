@@ -1,7 +1,7 @@
-"""How the API runs commands. With a group-committing store, one committer: the commands of requests that
-arrive while a group commits form the next group (one ``handle_many``, one commit), each request gets its own
-results, and a failing store answers every request of its group with WRITE_STORE_UNAVAILABLE. Without group
-commit (Cosmos DB), a thread per request, so concurrent requests' round trips overlap."""
+"""How the API runs commands. With a group-committing store, the committer: the requests of one turn of the
+event loop form one group (one ``handle_many``, one commit), each request gets its own results, and a failing
+store answers every request of its group with WRITE_STORE_UNAVAILABLE. Without group commit (Cosmos DB), a
+thread per request, so concurrent requests' round trips overlap."""
 
 from __future__ import annotations
 
@@ -15,65 +15,72 @@ from cqrs_orders.errors import WriteStoreError
 from cqrs_orders.http.committer import Committer, ThreadPerRequest, command_runner
 
 
-class GatedHandler:
-    """Records each ``handle_many`` call; the first one waits until ``release`` is set."""
+class RecordingHandler:
+    """Records each ``handle_many`` call (one call is one group, one commit); can fail like a store."""
 
-    def __init__(self, fail: bool = False):
+    def __init__(self, fail: Exception | None = None):
         self.calls: list[list[str]] = []
-        self.entered, self.release = threading.Event(), threading.Event()
         self.fail = fail
 
     def handle_many(self, raws):
         self.calls.append(list(raws))
-        if len(self.calls) == 1:
-            self.entered.set()
-            assert self.release.wait(10)
-        if self.fail:
-            raise WriteStoreError("disk I/O error")
+        if self.fail is not None:
+            raise self.fail
         return [CommandResult(raw, "accepted", raw, 1) for raw in raws]
 
 
-async def _run(committer: Committer, handler: GatedHandler) -> list:
-    first = asyncio.ensure_future(committer.run(["a"]))
-    await asyncio.to_thread(handler.entered.wait, 10)  # the first group is committing now
-    later = [asyncio.ensure_future(committer.run(raws)) for raws in (["b"], ["c", "d"], ["e"])]
-    await asyncio.sleep(0.05)  # all three are queued behind the first group
-    handler.release.set()
-    return await asyncio.gather(first, *later)
+async def _requests(committer: Committer, *requests: list[str]) -> list:
+    """The requests in one turn of the event loop (as uvicorn starts the requests that arrived together)."""
+    return await asyncio.gather(*(committer.run(raws) for raws in requests), return_exceptions=True)
 
 
-def test_requests_queued_during_a_commit_form_the_next_group_and_get_their_own_results():
-    handler = GatedHandler()
+def test_the_requests_of_one_turn_form_one_group_and_get_their_own_results():
+    handler = RecordingHandler()
     committer = Committer(handler)
-    try:
-        answers = asyncio.run(_run(committer, handler))
-    finally:
-        committer.close()
 
-    assert handler.calls == [["a"], ["b", "c", "d", "e"]]
+    answers = asyncio.run(_requests(committer, ["a"], ["b"], ["c", "d"], ["e"]))
+    later = asyncio.run(_requests(committer, ["f"]))
+
+    assert handler.calls == [["a", "b", "c", "d", "e"], ["f"]]
     assert [[result["commandId"] for result in answer] for answer in answers] == [
         ["a"],
         ["b"],
         ["c", "d"],
         ["e"],
     ]
-    assert committer.committed == [2, 5]
+    assert later == [[CommandResult("f", "accepted", "f", 1).to_dict()]]
+    assert committer.committed == [2, 6]
+
+
+def test_a_group_never_exceeds_the_command_limit():
+    handler = RecordingHandler()
+    committer = Committer(handler, max_commands=3)
+
+    asyncio.run(_requests(committer, ["a", "b"], ["c"], ["d", "e"], ["f"]))
+
+    assert handler.calls == [["a", "b", "c"], ["d", "e", "f"]]
 
 
 def test_a_failing_store_answers_each_request_of_the_group_unavailable():
-    handler = GatedHandler(fail=True)
-    committer = Committer(handler)
-    try:
-        answers = asyncio.run(_run(committer, handler))
-    finally:
-        committer.close()
+    committer = Committer(RecordingHandler(fail=WriteStoreError("disk I/O error")))
+
+    answers = asyncio.run(_requests(committer, ["a"], ["b", "c"]))
 
     codes = [[result["error"]["code"] for result in answer] for answer in answers]
-    assert codes == [["WRITE_STORE_UNAVAILABLE"]] + [["WRITE_STORE_UNAVAILABLE"] * n for n in (1, 2, 1)]
+    assert codes == [["WRITE_STORE_UNAVAILABLE"], ["WRITE_STORE_UNAVAILABLE"] * 2]
+
+
+def test_a_bug_fails_each_request_of_the_group(caplog):
+    committer = Committer(RecordingHandler(fail=RuntimeError("a bug")))
+
+    answers = asyncio.run(_requests(committer, ["a"], ["b"]))
+
+    assert [type(answer) for answer in answers] == [RuntimeError, RuntimeError]
+    assert "the committer failed on a group of 2 commands" in caplog.text
 
 
 def test_a_closed_committer_refuses_new_commands():
-    committer = Committer(GatedHandler())
+    committer = Committer(RecordingHandler())
     committer.close()
 
     with pytest.raises(WriteStoreError, match="shutting down"):
@@ -97,11 +104,9 @@ class _Store:
 
 
 def test_the_runner_follows_the_store_group_commit_or_a_thread_per_request():
-    grouped, per_request = GatedHandler(), BarrierHandler()
+    grouped, per_request = RecordingHandler(), BarrierHandler()
     grouped.store, per_request.store = _Store(True), _Store(False)
-    committer = command_runner(grouped)
-    committer.close()
-    assert isinstance(committer, Committer)
+    assert isinstance(command_runner(grouped), Committer)
     assert isinstance(command_runner(per_request), ThreadPerRequest)
 
 
