@@ -42,13 +42,13 @@ def test_the_requests_of_one_turn_form_one_group_and_get_their_own_results():
     later = asyncio.run(_requests(committer, ["f"]))
 
     assert handler.calls == [["a", "b", "c", "d", "e"], ["f"]]
-    assert [[result["commandId"] for result in answer] for answer in answers] == [
+    assert [[result.commandId for result in answer] for answer in answers] == [
         ["a"],
         ["b"],
         ["c", "d"],
         ["e"],
     ]
-    assert later == [[CommandResult("f", "accepted", "f", 1).to_dict()]]
+    assert later == [[CommandResult("f", "accepted", "f", 1)]]
     assert committer.committed == [2, 6]
 
 
@@ -66,7 +66,7 @@ def test_a_failing_store_answers_each_request_of_the_group_unavailable():
 
     answers = asyncio.run(_requests(committer, ["a"], ["b", "c"]))
 
-    codes = [[result["error"]["code"] for result in answer] for answer in answers]
+    codes = [[result.error["code"] for result in answer] for answer in answers]
     assert codes == [["WRITE_STORE_UNAVAILABLE"], ["WRITE_STORE_UNAVAILABLE"] * 2]
 
 
@@ -118,4 +118,4 @@ def test_without_group_commit_concurrent_requests_run_at_once():
         return await asyncio.wait_for(asyncio.gather(runner.run(["a"]), runner.run(["b"])), 20)
 
     answers = asyncio.run(both())
-    assert [[result["commandId"] for result in answer] for answer in answers] == [["a"], ["b"]]
+    assert [[result.commandId for result in answer] for answer in answers] == [["a"], ["b"]]

@@ -12,7 +12,6 @@ the lifespan.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from cqrs_orders.application.handler import CommandResult
 from cqrs_orders.errors import CommandRejected, WriteStoreError
@@ -39,39 +38,39 @@ class CommandRoute:
             await self.app(scope, receive, send)
             return
         if scope["method"] != "POST":
-            await _answer(send, 405, {"detail": "Method Not Allowed"}, [(b"allow", b"POST")])
+            body = encoding.to_json({"detail": "Method Not Allowed"})
+            await _answer(send, 405, body, [(b"allow", b"POST")])
             return
         try:
-            status, payload = await self._post(scope, receive)
+            status, body = await self._post(scope, receive)
         except _Disconnected:  # nothing to answer, and nothing was run
             return
         except CommandRejected as refused:  # the framing: nothing was run
-            status, payload = status_for(refused.code), CommandResult.rejected(None, None, refused).to_dict()
+            status, body = status_for(refused.code), _json(CommandResult.rejected(None, None, refused))
         except WriteStoreError as unavailable:  # the server is shutting down: nothing was run
             failed = {"code": unavailable.code, "message": str(unavailable)}
-            status, payload = (
-                status_for(unavailable.code),
-                CommandResult(None, "rejected", error=failed).to_dict(),
-            )
+            status, body = status_for(unavailable.code), _json(CommandResult(None, "rejected", error=failed))
         except Exception:  # a bug: the log has the traceback, the caller a stable code
             logger.exception("unexpected error on POST %s", PATH)
             message = "an unexpected error; the server log has the details"
-            status, payload = (
-                status_for("INTERNAL_ERROR"),
-                {"error": {"code": "INTERNAL_ERROR", "message": message}},
-            )
-        await _answer(send, status, payload)
+            error = {"error": {"code": "INTERNAL_ERROR", "message": message}}
+            status, body = status_for("INTERNAL_ERROR"), encoding.to_json(error)
+        await _answer(send, status, body)
 
-    async def _post(self, scope, receive) -> tuple[int, Any]:
+    async def _post(self, scope, receive) -> tuple[int, bytes]:
         headers = dict(scope["headers"])
         intake.check_media_type(_text(headers.get(b"content-type")))
         intake.check_declared_size(_text(headers.get(b"content-length")))
         commands = intake.split(await _body(receive))
         results = await self.committer.run(commands.raw)
         if commands.batch:
-            return ACCEPTED, results
-        error = results[0]["error"]
-        return status_for(error["code"] if error else None), results[0]
+            return ACCEPTED, f"[{','.join(result.to_json() for result in results)}]".encode()
+        error = results[0].error
+        return status_for(error["code"] if error else None), _json(results[0])
+
+
+def _json(result: CommandResult) -> bytes:
+    return result.to_json().encode()
 
 
 async def _body(receive) -> bytes:
@@ -94,8 +93,7 @@ class _Disconnected(Exception):
     """The client went away before its body arrived."""
 
 
-async def _answer(send, status: int, payload: Any, extra_headers: list | None = None) -> None:
-    body = encoding.to_json(payload)
+async def _answer(send, status: int, body: bytes, extra_headers: list | None = None) -> None:
     headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode()), *(extra_headers or [])]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

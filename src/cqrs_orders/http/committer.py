@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
@@ -37,7 +36,7 @@ _Pending = tuple[list, asyncio.Future]
 
 
 class Committer:
-    """The API's writer for a group-committing store: ``await run(raws)`` gives one result dict per command,
+    """The API's writer for a group-committing store: ``await run(raws)`` gives one result per command,
     in order, once the group holding them is durable."""
 
     def __init__(self, handler: CommandHandler, *, max_commands: int = MAX_GROUP_COMMANDS):
@@ -48,7 +47,7 @@ class Committer:
         #: (groups, commands) run: how well the requests are grouping.
         self.committed = [0, 0]
 
-    async def run(self, raws: list[str | bytes]) -> list[dict[str, Any]]:
+    async def run(self, raws: list[str | bytes]) -> list[CommandResult]:
         if self._closed:
             raise WriteStoreError("The server is shutting down; retry")
         loop = asyncio.get_running_loop()
@@ -84,15 +83,13 @@ class Committer:
     def _commit(self, group: list[_Pending]) -> None:
         raws = [raw for request_raws, _ in group for raw in request_raws]
         try:
-            results: list[dict[str, Any]] | BaseException = [
-                result.to_dict() for result in self.handler.handle_many(raws)
-            ]
+            results: list[CommandResult] | BaseException = self.handler.handle_many(raws)
             self.committed[0] += 1
             self.committed[1] += len(raws)
         except WriteStoreError as error:  # nothing of the group was committed: each caller may retry
             logger.warning("the write store failed: %s", error)
             failed = {"code": error.code, "message": f"the write store failed: {error}; retry later"}
-            results = [CommandResult(None, "rejected", error=failed).to_dict() for _ in raws]
+            results = [CommandResult(None, "rejected", error=failed) for _ in raws]
         except Exception as error:  # a bug: each request of the group answers 500, the log has the details
             logger.exception("the committer failed on a group of %d commands", len(raws))
             results = error
@@ -116,21 +113,21 @@ class ThreadPerRequest:
     def __init__(self, handler: CommandHandler):
         self.handler = handler
 
-    async def run(self, raws: list[str | bytes]) -> list[dict[str, Any]]:
+    async def run(self, raws: list[str | bytes]) -> list[CommandResult]:
         return await run_in_threadpool(self._run, raws)
 
     def close(self) -> None:
         """Nothing queued here: each request waited for its own thread."""
 
-    def _run(self, raws: list[str | bytes]) -> list[dict[str, Any]]:
+    def _run(self, raws: list[str | bytes]) -> list[CommandResult]:
         results = []
         for index, raw in enumerate(raws):
             try:
-                results.append(self.handler.handle(raw).to_dict())
+                results.append(self.handler.handle(raw))
             except WriteStoreError as error:
                 logger.warning("the write store failed: %s", error)
                 failed = {"code": error.code, "message": f"the write store failed: {error}; retry later"}
-                results.extend(CommandResult(None, "rejected", error=failed).to_dict() for _ in raws[index:])
+                results.extend(CommandResult(None, "rejected", error=failed) for _ in raws[index:])
                 break
         return results
 
