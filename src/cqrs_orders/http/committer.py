@@ -6,8 +6,9 @@ and awaits the results. The commands of all requests that reach it in one turn o
 group through ``handler.handle_many``, the path ``submit --file`` takes: each command in its own savepoint,
 one commit (one fsync) for the group, every result answered only once that commit is durable.
 
-It commits on the event loop itself, which blocks the loop for the group's transaction (about a
-millisecond; the read routes wait that long). Measured against a committer thread, that was ~20% more
+It commits on the event loop itself, which blocks the loop for the group's transaction: about a
+millisecond, or as long as another process (a ``submit --file`` import, the relay) holds the store's write
+lock; the read routes wait that long. Measured against a committer thread, that was ~20% more
 commands/s (benchmarks/RESULTS.md): the store's work holds the interpreter lock anyway, and a thread cost two
 hand-offs per group and lost the lock to the loop at each SQLite call. A thread per request was slower still
 (16 threads taking turns on the lock).
