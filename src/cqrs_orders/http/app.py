@@ -2,9 +2,9 @@
 ``GET /healthz``, and FastAPI's ``/openapi.json`` (with ``/docs``).
 
 ``POST /commands`` is served by :class:`~.command_route.CommandRoute` in front of FastAPI (the hot path,
-kept lean) and described in the OpenAPI document here. Nothing blocking runs on the event loop: commands go
-to the runner :mod:`.committer` picks for the store (one thread committing concurrent requests' commands as
-a group on SQLite, a thread per request on Cosmos DB); read-model queries run in the thread pool.
+kept lean) and described in the OpenAPI document here. Commands go to the runner :mod:`.committer` picks for
+the store: on SQLite one group per turn of the event loop, committed on the loop (about a millisecond); on
+Cosmos DB a thread per request. Read-model queries run in the thread pool.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from cqrs_orders.http.command_route import PATH as COMMANDS_PATH
 from cqrs_orders.http.command_route import CommandRoute
 from cqrs_orders.http.committer import command_runner
 from cqrs_orders.http.status import (
+    INTERNAL_ERROR_BODY,
     MAX_BATCH_COMMANDS,
     MAX_BODY_BYTES,
     STATUS_BY_CODE,
@@ -144,8 +145,7 @@ def create_app(
     @app.exception_handler(Exception)
     async def bug(request: Request, error: Exception) -> Response:
         logger.exception("unexpected error on %s %s", request.method, request.url.path)
-        message = "an unexpected error; the server log has the details"
-        return _json(status_for("INTERNAL_ERROR"), {"error": {"code": "INTERNAL_ERROR", "message": message}})
+        return _json(status_for("INTERNAL_ERROR"), INTERNAL_ERROR_BODY)
 
     @app.get("/orders/{orderId}", summary="One order from the read models", responses=_READ_RESPONSES)
     async def get_order(orderId: str) -> Response:  # the API's field name

@@ -17,7 +17,7 @@ from cqrs_orders.application.handler import CommandResult
 from cqrs_orders.errors import CommandRejected, WriteStoreError
 from cqrs_orders.http import encoding, intake
 from cqrs_orders.http.committer import Committer, ThreadPerRequest
-from cqrs_orders.http.status import ACCEPTED, MAX_BODY_BYTES, status_for
+from cqrs_orders.http.status import ACCEPTED, INTERNAL_ERROR_BODY, MAX_BODY_BYTES, status_for
 
 logger = logging.getLogger(__name__)
 
@@ -52,9 +52,7 @@ class CommandRoute:
             status, body = status_for(unavailable.code), _json(CommandResult(None, "rejected", error=failed))
         except Exception:  # a bug: the log has the traceback, the caller a stable code
             logger.exception("unexpected error on POST %s", PATH)
-            message = "an unexpected error; the server log has the details"
-            error = {"error": {"code": "INTERNAL_ERROR", "message": message}}
-            status, body = status_for("INTERNAL_ERROR"), encoding.to_json(error)
+            status, body = status_for("INTERNAL_ERROR"), encoding.to_json(INTERNAL_ERROR_BODY)
         await _answer(send, status, body)
 
     async def _post(self, scope, receive) -> tuple[int, bytes]:

@@ -88,9 +88,7 @@ class Committer:
             self.committed[0] += 1
             self.committed[1] += len(raws)
         except WriteStoreError as error:  # nothing of the group was committed: each caller may retry
-            logger.warning("the write store failed: %s", error)
-            failed = {"code": error.code, "message": f"the write store failed: {error}; retry later"}
-            results = [CommandResult(None, "rejected", error=failed) for _ in raws]
+            results = _unavailable(error, len(raws))
         except Exception as error:  # a bug: each request of the group answers 500, the log has the details
             logger.exception("the committer failed on a group of %d commands", len(raws))
             results = error
@@ -126,9 +124,7 @@ class ThreadPerRequest:
             try:
                 results.append(self.handler.handle(raw))
             except WriteStoreError as error:
-                logger.warning("the write store failed: %s", error)
-                failed = {"code": error.code, "message": f"the write store failed: {error}; retry later"}
-                results.extend(CommandResult(None, "rejected", error=failed) for _ in raws[index:])
+                results += _unavailable(error, len(raws) - index)
                 break
         return results
 
@@ -136,3 +132,10 @@ class ThreadPerRequest:
 def command_runner(handler: CommandHandler) -> Committer | ThreadPerRequest:
     """The way to run the API's commands that suits the handler's store (see the module's docstring)."""
     return Committer(handler) if handler.store.group_commits else ThreadPerRequest(handler)
+
+
+def _unavailable(error: WriteStoreError, count: int) -> list[CommandResult]:
+    """The answer to ``count`` commands the store could not take (none of them ran; each may be retried)."""
+    logger.warning("the write store failed: %s", error)
+    failed = {"code": error.code, "message": f"the write store failed: {error}; retry later"}
+    return [CommandResult(None, "rejected", error=failed) for _ in range(count)]

@@ -35,6 +35,12 @@ MAX_BODY_BYTES = MAX_COMMAND_BYTES
 MAX_BATCH_COMMANDS = 100
 
 
+#: The body of the answer to a bug (the server log has the traceback; the caller gets no detail of it).
+INTERNAL_ERROR_BODY = {
+    "error": {"code": "INTERNAL_ERROR", "message": "an unexpected error; the server log has the details"}
+}
+
+
 def status_for(code: str | None) -> int:
     """The status of one command's result: 200 when accepted (no code), else the table's entry."""
     if code is None:
