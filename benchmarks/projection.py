@@ -3,7 +3,7 @@
 One run, one input: N order events over M orders (each order gets versions 1..k in turn, one *round* of
 versions per event-log append) in a temporary warehouse. Measured, each as events per second:
 
-1. ours: ``cqrs_orders.pipeline.runner.run_once`` (bronze, quarantine, silver, history, gold; availableNow),
+1. ours: ``cqrs_orders.pipeline.runner.run_once`` (bronze, quarantine, silver, gold; availableNow),
    and our bronze half alone (validate, append bronze and quarantine; a query of this script's own) on a
    second warehouse reading the same log: the part of ours that does what the floor does, plus the checks;
 2. floor: the same records read from the log and appended to a Delta table, no parsing, no MERGE;
@@ -11,7 +11,7 @@ versions per event-log append) in a temporary warehouse. Measured, each as event
    the order id), fed one round per micro-batch so no batch holds two events of one order (it fails then);
 4. MERGE growth: a batch of ``--merge-batch`` order updates merged by our silver MERGE into silver_orders
    pre-filled with ``--small-rows`` and with ``--large-rows`` orders (``merge_recent_*``, ``merge_spread_*``);
-   then a second such batch through our whole silver micro-batch, MERGE and history (``silver_batch_*``;
+   then a second such batch through our whole silver micro-batch (``silver_batch_*``;
    gold is refreshed off the batch path, not timed here). Two patterns: the newest orders (``recent``: what
    a live system mostly updates) and orders spread evenly over the key space (``spread``: the worst case).
 
@@ -199,8 +199,8 @@ def measure_naive(spark, settings: Settings, rounds: int) -> tuple[float, int]:
 
 
 def prefill_silver(spark, settings: Settings, rows: int) -> None:
-    """``rows`` orders at version 1 in silver_orders and their creation events in silver_event_history,
-    written into our pipeline's own tables (its properties and layout)."""
+    """``rows`` orders at version 1 in silver_orders, written into our pipeline's own table (its properties
+    and layout)."""
     from pyspark.sql import functions as F
 
     from cqrs_orders.pipeline.tables import SCHEMAS, ensure_tables
@@ -229,20 +229,6 @@ def prefill_silver(spark, settings: Settings, rows: int) -> None:
             created.alias("last_event_time"),
             F.current_timestamp().alias("projected_at"),
         ],
-        "silver_event_history": [
-            F.expr("uuid()").alias("event_id"),
-            F.lit("OrderCreated").alias("event_type"),
-            F.lit("Order").alias("aggregate_type"),
-            order_id.alias("aggregate_id"),
-            F.lit(1).alias("version"),
-            created.alias("event_time"),
-            F.lit(None).alias("correlation_id"),
-            F.lit(None).alias("causation_id"),
-            (F.col("id") % 4).alias("source_partition"),
-            (F.col("id") / 4).alias("source_offset"),
-            F.current_timestamp().alias("ingest_time"),
-            F.lit(False).alias("version_conflict"),
-        ],
     }
     for name, selected in columns.items():
         typed = ids.select(selected).select([F.col(f.name).cast(f.dataType) for f in SCHEMAS[name].fields])
@@ -258,7 +244,7 @@ MERGE_PATTERNS = {"recent": (4, 5), "spread": (2, 3)}
 def measure_merge(spark, base: Settings, label: str, rows: int, batch: int) -> dict[str, float]:
     """Per pattern of :data:`MERGE_PATTERNS`: a batch of ``batch`` order events merged by our orders MERGE
     alone into silver_orders pre-filled with ``rows`` orders (``merge_*``), then a second such batch through
-    our whole silver micro-batch: orders MERGE and event history (``silver_batch_*``). Returns the seconds."""
+    our whole silver micro-batch (``silver_batch_*``). Returns the seconds."""
     from pyspark.sql import functions as F
 
     from cqrs_orders.pipeline.read_models import read_model

@@ -31,7 +31,6 @@ TABLES = (
     "bronze_quarantine",
     "silver_orders",
     "silver_customers",
-    "silver_event_history",
     "gold_daily_order_metrics",
     "ops_stream_progress",
     "ops_projection_lag",

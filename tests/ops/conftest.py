@@ -1,5 +1,6 @@
-"""A hand-made lake for the lag monitor: real events on the embedded log, and bronze, silver, history and
-progress tables written directly with the contract schemas, so each test sets exactly the state it needs."""
+"""A hand-made lake for the lag monitor: real events on the embedded log, and bronze, silver and progress
+tables written directly with the contract schemas, so each test sets exactly the state it needs (the event
+history is a view over bronze)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ from cqrs_orders.pipeline.tables import SCHEMAS, Table
 #: The contract schemas, from the one place that defines them.
 SILVER_ORDERS = SCHEMAS["silver_orders"]
 SILVER_CUSTOMERS = SCHEMAS["silver_customers"]
-HISTORY = SCHEMAS["silver_event_history"]
 QUARANTINE = SCHEMAS["bronze_quarantine"]
 PROGRESS = SCHEMAS["ops_stream_progress"]
 
@@ -90,9 +90,8 @@ class Lake:
         row = (body, partition, offset, at, None, ["body_is_json"], at)
         self._append("bronze_quarantine", self.spark.createDataFrame([row], QUARANTINE))
 
-    def project(self, *events: EventEnvelope, at: datetime, earlier: tuple[EventEnvelope, ...] = ()) -> None:
-        """Silver rows for the given events (at most one per aggregate: the latest applied), plus the event
-        history of those and of the ``earlier`` events that were applied before them."""
+    def project(self, *events: EventEnvelope, at: datetime) -> None:
+        """Silver rows for the given events (at most one per aggregate: the latest applied)."""
         assert len({e.aggregateId for e in events}) == len(events), "silver holds one row per aggregate"
         orders = [
             (e.aggregateId, e.data.customerId, "Created", None, None, None, "EUR", None, None, e.version,
@@ -108,15 +107,6 @@ class Lake:
             self._append("silver_orders", self.spark.createDataFrame(orders, SILVER_ORDERS))
         if customers:
             self._append("silver_customers", self.spark.createDataFrame(customers, SILVER_CUSTOMERS))
-        self.history(*earlier, *events)
-
-    def history(self, *events: EventEnvelope) -> None:
-        rows = [
-            (str(e.eventId), e.eventType, e.aggregateType.value, e.aggregateId, e.version, e.timestamp, None,
-             None, *self.positions.get(str(e.eventId), (0, 0)), e.timestamp, False)
-            for e in events
-        ]  # fmt: skip
-        self._append("silver_event_history", self.spark.createDataFrame(rows, HISTORY))
 
     def progress(self, query_name: str, recorded_at: datetime, latest_offset: str | None = None) -> None:
         row = (

@@ -10,7 +10,7 @@ from pyspark.sql import DataFrame
 
 from cqrs_orders.envelope import CustomerState, EventEnvelope, LineItem, OrderState, new_event
 from cqrs_orders.pipeline.bronze import to_bronze, validate_records
-from cqrs_orders.pipeline.silver import apply_batch
+from cqrs_orders.pipeline.runner import project_batch
 from cqrs_orders.pipeline.tables import RECORD_SCHEMA
 
 
@@ -71,21 +71,25 @@ def events() -> Events:
 
 
 class Batches:
-    """Feeds event bodies through the real bronze validation into silver, as ``foreachBatch`` would."""
+    """Feeds event bodies through the real micro-batch function into bronze and silver, as ``foreachBatch``
+    does."""
 
     def __init__(self, spark):
         self.spark = spark
 
     def bronze(self, *bodies: str, first_offset: int = 0) -> DataFrame:
         """``bronze_events`` rows of ``bodies`` (partition 0, offsets from ``first_offset``)."""
-        records = self.spark.createDataFrame(
-            [(body, 0, first_offset + i, None, None) for i, body in enumerate(bodies)], RECORD_SCHEMA
-        )
-        return to_bronze(validate_records(records))
+        return to_bronze(validate_records(self.records(bodies, first_offset)))
 
     def project(self, settings, batch_id: int, *bodies: str, writer: str, first_offset: int = 0) -> None:
-        """Apply ``bodies`` to silver as micro-batch ``batch_id`` of the writer ``writer``."""
-        apply_batch(self.bronze(*bodies, first_offset=first_offset), batch_id, settings, writer)
+        """Run ``bodies`` as micro-batch ``batch_id`` of writer ``writer`` (bronze, quarantine, silver)."""
+        project_batch(settings, writer)(validate_records(self.records(bodies, first_offset)), batch_id)
+
+    def records(self, bodies, first_offset: int) -> DataFrame:
+        """Bus records of ``bodies`` (partition 0, offsets from ``first_offset``)."""
+        return self.spark.createDataFrame(
+            [(body, 0, first_offset + i, None, None) for i, body in enumerate(bodies)], RECORD_SCHEMA
+        )
 
 
 @pytest.fixture(scope="session")

@@ -33,14 +33,15 @@ from cqrs_orders.config import Settings
 from cqrs_orders.envelope import AggregateType
 from cqrs_orders.pipeline.bronze import to_bronze, to_quarantine, validate_records
 from cqrs_orders.pipeline.gold import daily_order_metrics
+from cqrs_orders.pipeline.history import VIEW, event_history, read_output
 from cqrs_orders.pipeline.read_models import read_model
 from cqrs_orders.pipeline.runner import COUNTED_TABLES
-from cqrs_orders.pipeline.silver import event_history_rows, latest_per_aggregate
+from cqrs_orders.pipeline.silver import latest_per_aggregate
 from cqrs_orders.pipeline.tables import AUTO_COMPACTED, PIPELINE_TABLES, Table
 
 RUN_TIME = ("ingest_time", "projected_at")
 PROCESS_ARGS = ("--trigger-seconds", "1", "--profile", "--warehouse")
-COMPARED = COUNTED_TABLES  # every table the pipeline writes but ops_stream_progress
+COMPARED = COUNTED_TABLES  # every table the pipeline writes but ops_stream_progress, and the history view
 
 
 def cli(settings: Settings, *args: str) -> tuple[int, dict]:
@@ -77,7 +78,7 @@ def frozen(df):
 
 
 def snapshot(spark, settings: Settings) -> dict:
-    return {name: frozen(Table(settings.table(name)).read(spark).drop(*RUN_TIME)) for name in COMPARED}
+    return {name: frozen(read_output(spark, settings, name).drop(*RUN_TIME)) for name in COMPARED}
 
 
 def uninterrupted(spark, settings: Settings) -> dict:
@@ -92,7 +93,7 @@ def uninterrupted(spark, settings: Settings) -> dict:
         "silver_customers": read_model("Customer").project(
             latest_per_aggregate(bronze, AggregateType.CUSTOMER.value)
         ),
-        "silver_event_history": event_history_rows(bronze),  # no version conflicts in this scenario
+        VIEW: event_history(bronze),
         "gold_daily_order_metrics": daily_order_metrics(orders),
     }
     return {name: frozen(rows.drop(*RUN_TIME)) for name, rows in expected.items()}
@@ -231,8 +232,8 @@ def test_the_profile_mode_logs_where_each_batch_spends_its_time(scenario):
     """``project --profile``: one line per micro-batch, naming the steps of the new layout."""
     lines = [line for line in scenario["log"].splitlines() if "INFO: batch 0 (" in line]  # a logged line
     assert len(lines) == 1, scenario["log"][-3000:]
-    for step in ("read+validate", "MERGE silver_orders", "MERGE silver_customers", "history",
-                 "append bronze_events", "append bronze_quarantine"):  # fmt: skip
+    for step in ("read+validate", "MERGE silver_orders", "MERGE silver_customers", "append bronze_events",
+                 "append bronze_quarantine"):  # fmt: skip
         assert f"{step} " in lines[0], lines[0]
 
 

@@ -20,12 +20,13 @@ from chispa import assert_df_equality
 from cqrs_orders.config import Settings
 from cqrs_orders.pipeline import idempotency
 from cqrs_orders.pipeline.gold import GoldRefresher, daily_order_metrics
+from cqrs_orders.pipeline.history import read_output
 from cqrs_orders.pipeline.progress import ProgressRecorder
 from cqrs_orders.pipeline.tables import SCHEMAS, Table, ensure_tables
 
 
 def table(spark, settings, name: str, aggregate_id: str | None = None):
-    rows = Table(settings.table(name)).read(spark).drop("projected_at", "ingest_time")
+    rows = read_output(spark, settings, name).drop("projected_at", "ingest_time")
     if aggregate_id is None:
         return rows
     key = {"silver_orders": "order_id", "silver_customers": "customer_id"}.get(name, "aggregate_id")

@@ -131,6 +131,19 @@ def test_the_read_side_answers_from_the_catalog_tables_and_views(spark, scenario
     assert [tuple(row) for row in rows] == [("order-1", "Ada"), ("order-2", "Ada")]
 
 
+def test_create_views_replaces_the_history_table_of_earlier_versions_with_the_view(spark, scenario):
+    """``silver_event_history`` was a table before it became a view over bronze_events."""
+    history = scenario.name("silver_event_history")
+    spark.sql(f"CREATE TABLE IF NOT EXISTS {history} (event_id STRING) USING delta")  # an old deployment's
+    assert history in create_views(spark, scenario.settings)
+    kind = spark.sql(f"DESCRIBE TABLE EXTENDED {history}").where("col_name = 'Type'").first()["data_type"]
+    assert kind.upper() == "VIEW"
+    rows = spark.table(history).select("aggregate_id", "version", "version_conflict").collect()
+    assert sorted(tuple(row) for row in rows) == [
+        ("cust-1", 1, False), ("order-1", 1, False), ("order-1", 2, False), ("order-2", 1, False)
+    ]  # fmt: skip
+
+
 def test_the_checkpoint_is_on_the_volume_and_the_second_run_resumes_from_it(scenario):
     assert scenario.commits_after_first == [0]
     assert scenario.commits() == [0, 1]  # one more batch, on top of the first run's checkpoint

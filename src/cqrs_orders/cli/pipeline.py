@@ -39,7 +39,8 @@ def register(subcommands, common) -> None:
         parents=[common],
         help="stream the event bus into bronze, silver and gold",
         description="Run the Spark projection, one streaming query: each micro-batch of the bus goes into "
-        "silver_orders, silver_customers, silver_event_history, then bronze_events / bronze_quarantine; "
+        "silver_orders and silver_customers, then bronze_events / bronze_quarantine (the view "
+        "silver_event_history reads bronze_events); "
         "gold_daily_order_metrics is refreshed beside it. Exactly once, restartable; one per warehouse.",
     )
     mode = project.add_mutually_exclusive_group(required=True)
@@ -63,7 +64,7 @@ def register(subcommands, common) -> None:
         "rebuild",
         parents=[common],
         help="rebuild silver and gold from bronze_events (stop the projection first)",
-        description="Recompute silver_orders, silver_customers, silver_event_history and "
+        description="Recompute silver_orders, silver_customers and "
         "gold_daily_order_metrics from the current bronze_events snapshot without touching bronze; the "
         "next `project` carries on from the bus.",
     )
@@ -73,7 +74,7 @@ def register(subcommands, common) -> None:
         "maintain",
         parents=[common],
         help="cluster the read models on their keys and VACUUM old files (safe beside `project`)",
-        description="OPTIMIZE silver_orders, silver_customers and silver_event_history ZORDER BY their "
+        description="OPTIMIZE silver_orders and silver_customers ZORDER BY their "
         "aggregate key into files of at most 32 MiB (what keeps MERGEs small on long runs), then VACUUM "
         "every pipeline table and the embedded event log. A micro-batch that collides with it runs again. "
         "Delta's VACUUM prints its own lines; the JSON summary is the last line of stdout.",

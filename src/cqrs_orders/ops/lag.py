@@ -9,7 +9,8 @@ Per read model (each of :data:`~cqrs_orders.pipeline.read_models.READ_MODELS`) i
   (``bronze_backlog``).
 - **staleness**: wall-clock time since the projection's last batch (``ops_stream_progress``), or since the
   read model's newest ``projected_at`` when no progress was recorded.
-- **version gaps**: aggregates whose versions in ``silver_event_history`` skip a number (a lost event).
+- **version gaps**: aggregates whose versions in the event history skip a number (a lost event); measured
+  on ``bronze_events``, which the history view (``silver_event_history``) deduplicates: the same versions.
 
 A measure is a *breach* when:
 
@@ -78,10 +79,6 @@ _BRONZE = StructType(
 )
 _QUARANTINE = StructType([StructField("partition", IntegerType()), StructField("offset", LongType())])
 _RECORDS = StructType([*_QUARANTINE.fields, StructField("body", StringType())])
-_HISTORY = StructType(
-    [StructField(n, StringType()) for n in ("aggregate_type", "aggregate_id")]
-    + [StructField("version", LongType())]
-)
 _PROGRESS = StructType(
     [
         StructField("query_name", StringType()),
@@ -107,7 +104,6 @@ COLUMNS_READ = {
     "bronze_events": _BRONZE,
     "bronze_quarantine": _QUARANTINE,
     "ops_stream_progress": _PROGRESS,
-    "silver_event_history": _HISTORY,
     **{p.table: _silver_schema(p.key) for p in PROJECTIONS},
 }
 
@@ -236,7 +232,6 @@ def measure_lag(
     bus_backlog = None if end_offsets is None else measures.bus_backlog(end_offsets, ingested)
 
     # Everything else in one Spark job: one row of figures per projection (each part is a 1-row aggregate).
-    history = read("silver_event_history")
     last_batch = measures.last_batch_time(progress)
     stats = None
     for projection in PROJECTIONS:
@@ -245,7 +240,6 @@ def measure_lag(
             read(projection.table),
             bronze,
             bus_times,
-            history,
         ).crossJoin(last_batch)
         stats = row if stats is None else stats.unionByName(row)
     figures = {row.projection: row for row in stats.collect()}
@@ -309,7 +303,7 @@ def _kafka_end_offsets(progress: DataFrame, topic: str) -> dict[int, int] | None
 
 
 def _projection_stats(
-    projection: ReadModel, silver: DataFrame, bronze: DataFrame, bus_times: DataFrame, history: DataFrame
+    projection: ReadModel, silver: DataFrame, bronze: DataFrame, bus_times: DataFrame
 ) -> DataFrame:
     """One row: the projection's name and its raw figures (times as epoch microseconds)."""
     of_type = F.col("aggregate_type") == projection.aggregate_type.value
@@ -324,7 +318,7 @@ def _projection_stats(
     pending = measures.unapplied_events(bronze, silver, projection.aggregate_type.value, projection.key).agg(
         F.count(F.lit(1)).alias("bronze_backlog")
     )
-    gaps = measures.version_gaps(history.where(of_type)).agg(F.count(F.lit(1)).alias("version_gaps"))
+    gaps = measures.version_gaps(bronze.where(of_type)).agg(F.count(F.lit(1)).alias("version_gaps"))
     return (
         applied.crossJoin(bus)
         .crossJoin(pending)

@@ -67,13 +67,14 @@ def unapplied_events(bronze: DataFrame, silver: DataFrame, aggregate_type: str, 
     )
 
 
-def version_gaps(history: DataFrame) -> DataFrame:
-    """Aggregates whose event history skips a version (a sign of a lost event), one row each.
+def version_gaps(events: DataFrame) -> DataFrame:
+    """Aggregates whose events skip a version (a sign of a lost event), one row each; ``events`` are
+    ``bronze_events`` rows or the event history (redeliveries count once either way).
 
     Versions start at 1 and grow by one per event, so an aggregate with highest version ``n`` must have
     ``n`` distinct versions; ``missing`` is how many it lacks.
     """
-    per_aggregate = history.groupBy("aggregate_type", "aggregate_id").agg(
+    per_aggregate = events.groupBy("aggregate_type", "aggregate_id").agg(
         F.max("version").alias("max_version"), F.countDistinct("version").alias("distinct_versions")
     )
     return per_aggregate.withColumn("missing", F.col("max_version") - F.col("distinct_versions")).where(

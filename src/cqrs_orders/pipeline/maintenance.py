@@ -30,11 +30,8 @@ from cqrs_orders.pipeline.tables import PIPELINE_TABLES, Table, ensure_tables
 log = logging.getLogger(__name__)
 
 #: The tables worth clustering, and the column their MERGEs and range filters use: each read model's
-#: cluster key, and the history's aggregate id (its conflict check reads a batch's id range).
-CLUSTER_KEYS = {
-    **{model.table: model.cluster_key for model in READ_MODELS},
-    "silver_event_history": "aggregate_id",
-}
+#: cluster key.
+CLUSTER_KEYS = {model.table: model.cluster_key for model in READ_MODELS}
 #: OPTIMIZE's target file size for them (Delta's default is 1 GiB).
 REWRITE_FILE_BYTES = 32 * 1024 * 1024
 MAX_FILE_SIZE_CONF = "spark.databricks.delta.optimize.maxFileSize"

@@ -2,11 +2,12 @@
 Databricks alike (the job runs ``cqrs-orders project --continuous``).
 
 Each micro-batch is validated once and held as a local checkpoint; then it is projected into the read
-models and the event history (silver first: it is what readers wait for) and appended to
-``bronze_events`` / ``bronze_quarantine``. The bronze appends take their transaction ids as writer
-options, so they run on their own threads while silver is written; every write is exactly-once on its own
-(:mod:`.idempotency`), so their order is free, and a batch that loses a race with another Delta writer
-(``maintain``'s OPTIMIZE) simply runs again (:mod:`.conflicts`).
+models (silver first: it is what readers wait for) and appended to ``bronze_events`` /
+``bronze_quarantine`` (the event history is a view over ``bronze_events``: :mod:`.history`). The bronze
+appends take their transaction ids as writer options, so they run on their own threads while silver is
+written; every write is exactly-once on its own (:mod:`.idempotency`), so their order is free, and a batch
+that loses a race with another Delta writer (``maintain``'s OPTIMIZE) simply runs again
+(:mod:`.conflicts`).
 
 Nothing but the tables readers query is written on the batch's path: progress rows are queued and appended
 every few seconds by :class:`~.progress.ProgressRecorder`, and gold is recomputed by a
@@ -34,6 +35,8 @@ from cqrs_orders.pipeline import checkpoint_lock, idempotency, profile
 from cqrs_orders.pipeline.bronze import to_bronze, to_quarantine, validate_records
 from cqrs_orders.pipeline.conflicts import retry_on_conflict
 from cqrs_orders.pipeline.gold import GoldRefresher
+from cqrs_orders.pipeline.history import VIEW as HISTORY_VIEW
+from cqrs_orders.pipeline.history import read_output
 from cqrs_orders.pipeline.progress import EVENT_TIME_METRIC, ProgressRecorder
 from cqrs_orders.pipeline.silver import Slice, apply_batch
 from cqrs_orders.pipeline.sources import read_records, source_exists
@@ -45,13 +48,13 @@ logger = logging.getLogger(__name__)
 QUERY_NAME = "projection"
 #: The checkpoint folder's name, kept from the layout that came before: existing warehouses resume in it.
 CHECKPOINT = "bronze"
-#: Tables whose row counts ``run_once`` reports.
+#: What ``run_once`` reports the row counts of: the tables it writes but progress, and the event history.
 COUNTED_TABLES = (
     "bronze_events",
     "bronze_quarantine",
     "silver_orders",
     "silver_customers",
-    "silver_event_history",
+    HISTORY_VIEW,
     "gold_daily_order_metrics",
 )
 
@@ -141,7 +144,7 @@ def run_once(spark, settings: Settings) -> dict:
             logger.info("no event log at %s yet: nothing to ingest", settings.event_log_path)
     GoldRefresher(spark, settings).refresh_if_changed()
     for name in COUNTED_TABLES:
-        result[name] = table(settings, name).read(spark).count()
+        result[name] = read_output(spark, settings, name).count()
     return result
 
 

@@ -62,20 +62,6 @@ SCHEMAS: dict[str, T.StructType] = {
         *RECORD_FIELDS, ("failed_expectations", T.ArrayType(S, True)), ("ingest_time", TS)
     ),
     **{model.table: model.columns for model in READ_MODELS},
-    "silver_event_history": _schema(
-        ("event_id", S),
-        ("event_type", S),
-        ("aggregate_type", S),
-        ("aggregate_id", S),
-        ("version", T.LongType()),
-        ("event_time", TS),
-        ("correlation_id", S),
-        ("causation_id", S),
-        ("source_partition", T.IntegerType()),
-        ("source_offset", T.LongType()),
-        ("ingest_time", TS),
-        ("version_conflict", T.BooleanType()),
-    ),
     "gold_daily_order_metrics": _schema(
         ("order_date", T.DateType()),
         ("order_count", T.LongType()),
@@ -111,7 +97,6 @@ STATS_COLUMNS = {
     ),
     "bronze_quarantine": "partition,offset,enqueued_time,ingest_time",
     **{model.table: model.stats_columns for model in READ_MODELS},
-    "silver_event_history": "aggregate_type,aggregate_id,version,event_time,ingest_time",
     "gold_daily_order_metrics": "order_date",
     "ops_stream_progress": "query_name,batch_id,batch_timestamp,recorded_at",
 }
@@ -123,9 +108,7 @@ STATS_COLUMNS = {
 #: their key ranges into a few large files, and without deletion vectors (Synapse) a MERGE rewrites every
 #: file it touches whole, so a few large files would make every batch rewrite most of the table (figures:
 #: benchmarks/RESULTS.md). ``maintain`` clusters them instead.
-AUTO_COMPACTED = frozenset(
-    {"bronze_events", "bronze_quarantine", "silver_event_history", "ops_stream_progress"}
-)
+AUTO_COMPACTED = frozenset({"bronze_events", "bronze_quarantine", "ops_stream_progress"})
 
 
 def ensure_tables(spark, settings: Settings) -> None:

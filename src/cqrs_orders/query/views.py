@@ -8,12 +8,15 @@ Unity Catalog by :func:`create_views`. (``sql/databricks`` in the repository is 
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from importlib.resources import files
 
 from cqrs_orders.config import TABLES, VIEWS, Settings
 from cqrs_orders.errors import ConfigurationError
+
+logger = logging.getLogger(__name__)
 
 _PREFIX = "${catalog}.${schema}."
 _REFERENCE = re.compile(r"\$\{catalog\}\.\$\{schema\}\.(\w+)")
@@ -54,7 +57,7 @@ class ViewDefinition:
 
 
 def view_definitions() -> list[ViewDefinition]:
-    """Every shipped view, the seed's two (``VIEWS``) first, then the lag views."""
+    """Every shipped view, the seed's two (``VIEWS``) first, then the others by name (event history, lag)."""
     folder = files("cqrs_orders.query") / "sql"
     definitions = [
         ViewDefinition(entry.name.removesuffix(".sql"), entry.read_text(encoding="utf-8"))
@@ -68,6 +71,16 @@ def view_definitions() -> list[ViewDefinition]:
             )
     order = {name: index for index, name in enumerate(VIEWS)}
     return sorted(definitions, key=lambda view: (order.get(view.name, len(order)), view.name))
+
+
+def view_definition(name: str) -> ViewDefinition:
+    """The shipped view ``name``."""
+    for view in view_definitions():
+        if view.name == name:
+            return view
+    raise ConfigurationError(
+        f"No shipped view {name!r}; known: {', '.join(v.name for v in view_definitions())}."
+    )
 
 
 def register_views(spark, settings: Settings) -> list[str]:
@@ -110,6 +123,21 @@ def create_views(spark, settings: Settings) -> list[str]:
     created = []
     for view in view_definitions():
         if set(view.sources) <= existing:
+            _retire_table_of_the_same_name(spark, f"`{settings.catalog}`.`{settings.schema}`.`{view.name}`")
             spark.sql(view.unity_catalog_sql(settings.catalog, settings.schema))
             created.append(f"{settings.catalog}.{settings.schema}.{view.name}")
     return created
+
+
+def _retire_table_of_the_same_name(spark, name: str) -> None:
+    """Drop a *table* where a view is to be created: ``silver_event_history`` was a table before it became a
+    view over ``bronze_events``, and ``CREATE OR REPLACE VIEW`` refuses to replace a table. Its rows were
+    all derived from bronze, which the view reads."""
+    if not spark.catalog.tableExists(name):
+        return
+    kind = spark.sql(f"DESCRIBE TABLE EXTENDED {name}").where("col_name = 'Type'").first()
+    if kind is not None and kind["data_type"].upper() != "VIEW":
+        logger.warning(
+            "%s is a table from an earlier version; dropping it to create the view of that name", name
+        )
+        spark.sql(f"DROP TABLE {name}")

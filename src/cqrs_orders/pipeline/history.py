@@ -1,0 +1,34 @@
+"""The event history: every event once, version conflicts flagged, as a view over ``bronze_events``.
+
+Its one definition is the shipped view ``silver_event_history`` (``query/sql/silver_event_history.sql``):
+``cqrs-orders create-views`` creates it in Unity Catalog and :func:`~cqrs_orders.query.views.register_views`
+locally; Python readers (the lag monitor, tests) get the same query over a bronze DataFrame here. Nothing
+writes the history, so a micro-batch does not pay for it and a rebuild has nothing to recompute.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame
+
+from cqrs_orders.config import Settings
+from cqrs_orders.pipeline.tables import table
+
+VIEW = "silver_event_history"
+
+
+def event_history(bronze: DataFrame) -> DataFrame:
+    """The view's rows over ``bronze`` (``bronze_events`` rows: the table, a snapshot of it, or a batch)."""
+    from cqrs_orders.query.views import view_definition
+
+    query = f"WITH bronze_events AS (SELECT * FROM {{bronze}})\n{view_definition(VIEW).select_sql()}"
+    return bronze.sparkSession.sql(query, bronze=bronze)
+
+
+def read_event_history(spark, settings: Settings) -> DataFrame:
+    """The warehouse's event history (the view over its ``bronze_events``)."""
+    return event_history(table(settings, "bronze_events").read(spark))
+
+
+def read_output(spark, settings: Settings, name: str) -> DataFrame:
+    """What the pipeline gives readers, by logical name: one of its tables, or the event history."""
+    return read_event_history(spark, settings) if name == VIEW else table(settings, name).read(spark)
