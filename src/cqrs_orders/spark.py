@@ -25,9 +25,9 @@ _LOCAL_CONF = {
     # A micro-batch compiles more distinct classes (our plans plus Delta's own) than the default cache of
     # 100 holds; they would evict each other and every batch would compile all of them again.
     "spark.sql.codegen.cache.maxEntries": "2000",
-    # Auto compaction (bronze, history) treats files under this size as small; with Delta's default, 64 MiB,
-    # it rewrote at once the files of a large backlog batch, where the aim is only to pack the tiny files
-    # of small micro-batches (still done: every 50 of them). Figures: benchmarks/RESULTS.md.
+    # Auto compaction (the append-only tables) treats files under this size as small; with Delta's default,
+    # 64 MiB, it rewrote at once the files of a large backlog batch, where the aim is only to pack the tiny
+    # files of small micro-batches (still done: every 50 of them). Figures: benchmarks/RESULTS.md.
     "spark.databricks.delta.autoCompact.minFileSize": str(16 * 1024 * 1024),
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
