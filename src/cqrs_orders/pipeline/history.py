@@ -2,8 +2,8 @@
 
 Its one definition is the shipped view ``silver_event_history`` (``query/sql/silver_event_history.sql``):
 ``cqrs-orders create-views`` creates it in Unity Catalog and :func:`~cqrs_orders.query.views.register_views`
-locally; Python readers (the lag monitor, tests) get the same query over a bronze DataFrame here. Nothing
-writes the history, so a micro-batch does not pay for it and a rebuild has nothing to recompute.
+locally; Python readers get the same query over a bronze DataFrame here. Nothing writes the history, so a
+micro-batch does not pay for it and a rebuild has nothing to recompute.
 """
 
 from __future__ import annotations
@@ -12,14 +12,13 @@ from pyspark.sql import DataFrame
 
 from cqrs_orders.config import Settings
 from cqrs_orders.pipeline.tables import table
+from cqrs_orders.query.views import view_definition
 
 VIEW = "silver_event_history"
 
 
 def event_history(bronze: DataFrame) -> DataFrame:
     """The view's rows over ``bronze`` (``bronze_events`` rows: the table, a snapshot of it, or a batch)."""
-    from cqrs_orders.query.views import view_definition
-
     query = f"WITH bronze_events AS (SELECT * FROM {{bronze}})\n{view_definition(VIEW).select_sql()}"
     return bronze.sparkSession.sql(query, bronze=bronze)
 
