@@ -37,6 +37,11 @@ TABLES = (
 )
 #: Views created over the tables (``sql/databricks``); resolvable by ``cqrs-orders sql`` like tables.
 VIEWS = ("vw_order_summary", "vw_daily_order_metrics")
+#: The event history: a view over ``bronze_events`` (``sql/databricks/silver_event_history.sql``).
+EVENT_HISTORY = "silver_event_history"
+#: Shipped views that earlier versions kept as tables of the same name: ``create-views`` drops such a table
+#: (its rows were derived from bronze) to create the view.
+FORMER_TABLES = (EVENT_HISTORY,)
 
 #: The settings a command line may override (see ``Settings.from_env``): every non-secret one a job needs.
 OVERRIDABLE = (

@@ -1,2 +1,3 @@
-"""The event-processing pipeline: bus records -> bronze (expectations, quarantine) -> silver read models and
-event history (exactly-once MERGE) -> gold metrics, with progress recording, a runner and a rebuild."""
+"""The event-processing pipeline: bus records -> bronze (expectations, quarantine) -> silver read models
+(exactly-once MERGE; the event history a view over bronze) -> gold metrics, with progress recording, a
+runner and a rebuild."""

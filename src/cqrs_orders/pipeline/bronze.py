@@ -49,7 +49,7 @@ _KINDS = {
 def validate_records(records: DataFrame) -> DataFrame:
     """Records plus the header columns (``event_id`` ... ``causation_id``; meaningful for valid rows),
     ``failed_expectations`` (empty when valid) and ``ingest_time`` (when checked: one value per batch,
-    shared by its bronze, quarantine and history rows).
+    shared by its bronze and quarantine rows).
 
     Three projections, on purpose: parse, then extract every value the checks need once into a column,
     then check (one projection for all of them). Written as one expression, the guarded checks would repeat

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame
 
-from cqrs_orders.config import Settings
+from cqrs_orders.config import EVENT_HISTORY, Settings
 from cqrs_orders.pipeline.tables import table
 from cqrs_orders.query.views import view_definition
 
-VIEW = "silver_event_history"
+VIEW = EVENT_HISTORY
 
 
 def event_history(bronze: DataFrame) -> DataFrame:

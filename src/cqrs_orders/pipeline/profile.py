@@ -2,8 +2,8 @@
 
 Off by default (a step then costs one attribute lookup). Turned on by ``cqrs-orders project --profile`` or
 ``CQRS_PROFILE=1``; each batch then logs one line at INFO on this module's logger, e.g.
-``batch 7 (183 rows): 1.92 s: read+validate 0.61, history 0.52, MERGE silver_orders 0.70, ...``. Steps
-that run concurrently (the bronze appends, the read models' MERGEs beside the history) overlap, so they
+``batch 7 (183 rows): 1.62 s: read+validate 0.18, append bronze_events 0.59, MERGE silver_orders 1.23, ...``.
+Steps that run concurrently (the bronze appends beside the read models' MERGEs) overlap, so they
 may add up to more than the batch; a "wait for ..." step is the time the batch spent waiting for them
 after its own work. The steps are named where the work is done (:mod:`.runner`, :mod:`.silver`), so the
 profile follows the code as it changes.

@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from functools import cache
 from importlib.resources import files
 
-from cqrs_orders.config import TABLES, VIEWS, Settings
+from cqrs_orders.config import FORMER_TABLES, TABLES, VIEWS, Settings
 from cqrs_orders.errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
@@ -56,8 +57,10 @@ class ViewDefinition:
         return self.sql.replace(_PREFIX, f"`{catalog}`.`{schema}`.")
 
 
-def view_definitions() -> list[ViewDefinition]:
-    """Every shipped view, the seed's two (``VIEWS``) first, then the others by name (event history, lag)."""
+@cache
+def view_definitions() -> tuple[ViewDefinition, ...]:
+    """Every shipped view, the seed's two (``VIEWS``) first, then the others by name (event history, lag).
+    Read from the package once per process."""
     folder = files("cqrs_orders.query") / "sql"
     definitions = [
         ViewDefinition(entry.name.removesuffix(".sql"), entry.read_text(encoding="utf-8"))
@@ -70,7 +73,7 @@ def view_definitions() -> list[ViewDefinition]:
                 f"{view.name}.sql must create the view ${{catalog}}.${{schema}}.{view.name}."
             )
     order = {name: index for index, name in enumerate(VIEWS)}
-    return sorted(definitions, key=lambda view: (order.get(view.name, len(order)), view.name))
+    return tuple(sorted(definitions, key=lambda view: (order.get(view.name, len(order)), view.name)))
 
 
 def view_definition(name: str) -> ViewDefinition:
@@ -123,16 +126,16 @@ def create_views(spark, settings: Settings) -> list[str]:
     created = []
     for view in view_definitions():
         if set(view.sources) <= existing:
-            _retire_table_of_the_same_name(spark, f"`{settings.catalog}`.`{settings.schema}`.`{view.name}`")
+            if view.name in FORMER_TABLES:
+                _drop_former_table(spark, f"`{settings.catalog}`.`{settings.schema}`.`{view.name}`")
             spark.sql(view.unity_catalog_sql(settings.catalog, settings.schema))
             created.append(f"{settings.catalog}.{settings.schema}.{view.name}")
     return created
 
 
-def _retire_table_of_the_same_name(spark, name: str) -> None:
-    """Drop a *table* where a view is to be created: ``silver_event_history`` was a table before it became a
-    view over ``bronze_events``, and ``CREATE OR REPLACE VIEW`` refuses to replace a table. Its rows were
-    all derived from bronze, which the view reads."""
+def _drop_former_table(spark, name: str) -> None:
+    """Drop the table an earlier version kept under a view's name (:data:`~cqrs_orders.config.FORMER_TABLES`):
+    ``CREATE OR REPLACE VIEW`` refuses to replace a table. A view of that name is left alone."""
     if not spark.catalog.tableExists(name):
         return
     kind = spark.sql(f"DESCRIBE TABLE EXTENDED {name}").where("col_name = 'Type'").first()
