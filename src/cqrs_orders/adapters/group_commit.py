@@ -63,7 +63,8 @@ class GroupCommitQueue:
         request = Request(list(works))
         with self._lock:
             self._queue.append(request)
-            self._arrivals.notify()  # a leader gathering its group counts this one in
+            if len(self._queue) >= self._expected:  # a leader gathering its group has all it waits for
+                self._arrivals.notify()
             if self._queue[0] is not request:  # someone else leads: wait for them (a lone caller never does)
                 request.wake = threading.Condition(self._lock)
             while not request.done and self._queue[0] is not request:
