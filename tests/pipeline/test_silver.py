@@ -19,9 +19,11 @@ from chispa import assert_df_equality
 
 from cqrs_orders.config import Settings
 from cqrs_orders.pipeline import idempotency
+from cqrs_orders.pipeline.batch_rows import release
 from cqrs_orders.pipeline.gold import GoldRefresher, daily_order_metrics
 from cqrs_orders.pipeline.history import read_output
 from cqrs_orders.pipeline.progress import ProgressRecorder
+from cqrs_orders.pipeline.silver import apply_batch
 from cqrs_orders.pipeline.tables import SCHEMAS, Table, ensure_tables
 
 
@@ -248,3 +250,43 @@ def test_writers_beside_the_batches_leave_the_batch_transaction_id_alone(spark, 
         commits = (Path(settings.table(name).path) / "_delta_log").glob("*.json")
         txns = [line for commit in commits for line in commit.read_text().splitlines() if '"txn"' in line]
         assert txns == [], name  # a write recorded under the batch's id would skip the next one under it
+
+
+def test_a_batch_frees_the_rows_it_validated_once_its_writes_are_done(spark, events, batches, tmp_path):
+    """The batch's rows are a local checkpoint that every write reads; the batch frees it at its end rather
+    than leaving it to the driver's garbage collector (a 1,000,000-event batch holds ~1 GB there). The
+    rebuild's path (``apply_batch`` checkpointing bronze rows itself) frees its own too."""
+    settings = Settings.from_env(warehouse=tmp_path / "warehouse", env={})
+    ensure_tables(spark, settings)
+    storage = spark.sparkContext._jsc.sc()
+
+    def held() -> set[int]:  # Delta keeps each table's log state cached: that is not the batch's
+        return {rdd.id() for rdd in storage.getRDDStorageInfo() if not rdd.name().startswith("Delta Table")}
+
+    before = held()
+    batches.project(settings, 0, events.order("F1"), events.order("F2"), "not json", writer="frees")
+    assert held() - before == set()
+    assert [
+        read_output(spark, settings, name).count() for name in ("bronze_events", "bronze_quarantine")
+    ] == [2, 1]
+    apply_batch(batches.bronze(events.order("F3")), 1, settings, "frees-rebuild")
+    assert held() - before == set()
+    assert sorted(r["order_id"] for r in read_output(spark, settings, "silver_orders").collect()) == [
+        "F1",
+        "F2",
+        "F3",
+    ]
+
+
+def test_a_checkpoint_that_cannot_be_freed_does_not_fail_the_batch(caplog):
+    """Where the JVM refuses the call (a cluster's access mode), the batch goes on and says so."""
+
+    class Refused:
+        def queryExecution(self):
+            raise RuntimeError("method not whitelisted")
+
+    class Rows:
+        _jdf = Refused()
+
+    release(Rows())
+    assert "could not free the batch's checkpointed rows (method not whitelisted)" in caplog.text

@@ -24,7 +24,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 
 from pyspark.sql import DataFrame, Observation
@@ -32,6 +32,7 @@ from pyspark.sql import functions as F
 
 from cqrs_orders.config import Settings
 from cqrs_orders.pipeline import checkpoint_lock, idempotency, profile
+from cqrs_orders.pipeline.batch_rows import release
 from cqrs_orders.pipeline.bronze import to_bronze, to_quarantine, validate_records
 from cqrs_orders.pipeline.conflicts import retry_on_conflict
 from cqrs_orders.pipeline.gold import GoldRefresher
@@ -112,9 +113,13 @@ def project_batch(settings: Settings, writer_id: str) -> Callable[[DataFrame, in
                     apply_batch(to_bronze(validated), batch_id, settings, writer_id, checkpointed=True,
                                 slices=slices)  # fmt: skip
             finally:
-                with profile.step("wait for bronze appends"):
-                    for future in pending:
-                        future.result()
+                try:
+                    with profile.step("wait for bronze appends"):
+                        for future in pending:
+                            future.result()
+                finally:
+                    wait(pending)  # one failed append leaves the other running on these rows
+                    release(validated)  # every write of the batch is done with them
 
     return write
 

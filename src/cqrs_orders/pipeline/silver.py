@@ -17,7 +17,7 @@ come from :data:`~.read_models.READ_MODELS`.
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame, Window
@@ -26,6 +26,7 @@ from pyspark.sql import functions as F
 from cqrs_orders.config import Settings
 from cqrs_orders.envelope import AggregateType
 from cqrs_orders.pipeline import profile
+from cqrs_orders.pipeline.batch_rows import release
 from cqrs_orders.pipeline.idempotency import isolated_session, transaction_id
 from cqrs_orders.pipeline.read_models import READ_MODELS
 from cqrs_orders.pipeline.tables import Table, table
@@ -99,17 +100,24 @@ def apply_batch(
 
     ``checkpointed``: the caller already made ``batch`` a local checkpoint. ``slices``: the batch's
     :func:`batch_slices`, when the caller already has them (saves a Spark job). Returns the slices."""
-    if not checkpointed:
-        batch = batch.localCheckpoint()
-    slices = batch_slices(batch) if slices is None else slices
-    running = [
-        _MERGES.submit(_merge_read_model, model, batch, batch_id, settings, writer_id, ids)
-        for model in READ_MODELS
-        if (ids := slices.get(model.aggregate_type.value)) is not None
-    ]
-    with profile.step("wait for read-model MERGEs"):
-        for future in running:
-            future.result()
+    own = None if checkpointed else batch.localCheckpoint()
+    if own is not None:
+        batch = own
+    running = []
+    try:
+        slices = batch_slices(batch) if slices is None else slices
+        running += [
+            _MERGES.submit(_merge_read_model, model, batch, batch_id, settings, writer_id, ids)
+            for model in READ_MODELS
+            if (ids := slices.get(model.aggregate_type.value)) is not None
+        ]
+        with profile.step("wait for read-model MERGEs"):
+            for future in running:
+                future.result()
+    finally:
+        wait(running)  # after a failed MERGE the others still read the batch: done before it is freed
+        if own is not None:
+            release(own)
     return slices
 
 

@@ -1,0 +1,35 @@
+"""A micro-batch's rows, computed once for every write of the batch and freed when the batch is done.
+
+A local checkpoint gives each write the same rows without recomputing the validation (and, unlike a cached
+plan, nothing Delta's MERGE would copy again). Its blocks stay in memory until the driver's garbage
+collector lets Spark's cleaner find them, which can take many batches: in a long-running stream, or after a
+1,000,000-event batch, that is memory the next batches' joins and sorts do not get. So each batch frees its
+own when done (:func:`release`).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pyspark.sql import DataFrame
+
+logger = logging.getLogger(__name__)
+
+
+def release(rows: DataFrame) -> None:
+    """Free the blocks of a local checkpoint now. Spark has no Python API for it: done through the JVM on
+    a classic session. Spark Connect has no JVM here and frees a checkpoint when its DataFrame is collected.
+    Never fails the batch: blocks not freed here are still freed at the driver's next garbage collection."""
+    jdf = getattr(rows, "_jdf", None)
+    if jdf is None:
+        return
+    try:
+        plan = jdf.queryExecution().analyzed()
+        if plan.getClass().getSimpleName() == "LogicalRDD":  # anything else is no checkpoint of ours
+            plan.rdd().unpersist(False)
+    except Exception as error:  # e.g. a cluster whose access mode refuses JVM calls
+        logger.warning(
+            "could not free the batch's checkpointed rows (%s); Spark frees them at its next garbage "
+            "collection",
+            error,
+        )
