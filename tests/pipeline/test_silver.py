@@ -254,7 +254,7 @@ def test_writers_beside_the_batches_leave_the_batch_transaction_id_alone(spark, 
 
 def test_a_batch_frees_the_rows_it_validated_once_its_writes_are_done(spark, events, batches, tmp_path):
     """The batch's rows are a local checkpoint that every write reads; the batch frees it at its end rather
-    than leaving it to the driver's garbage collector (a 1,000,000-event batch holds ~1 GB there). The
+    than leaving it to the driver's garbage collector (a 1,000,000-event batch holds ~0.9 GB there). The
     rebuild's path (``apply_batch`` checkpointing bronze rows itself) frees its own too."""
     settings = Settings.from_env(warehouse=tmp_path / "warehouse", env={})
     ensure_tables(spark, settings)
