@@ -3,6 +3,7 @@ killed (SIGKILL) in the middle of a drain and started again; duplicates are allo
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -116,7 +117,7 @@ def test_a_failed_publish_keeps_the_events_for_the_next_drain(settings, store, g
     assert assert_complete_and_ordered(settings, store) == 0
 
 
-def test_follow_survives_an_unreachable_bus_and_stops_when_asked(settings, store, given, capsys):
+def test_follow_survives_an_unreachable_bus_and_stops_when_asked(settings, store, given, caplog):
     committed = make_history(given, orders=3)
     publisher = FailingPublisher(EventLogPublisher(settings.event_log_path), fail_on_call=1)
     stop = threading.Event()
@@ -129,7 +130,7 @@ def test_follow_survives_an_unreachable_bus_and_stops_when_asked(settings, store
     stop.set()
     follower.join(10)
     assert totals == [committed] and publisher.calls >= 2
-    assert "bus unreachable" in capsys.readouterr().err
+    assert "bus unreachable" in caplog.text  # logged as a warning (the CLI's log goes to stderr)
     assert assert_complete_and_ordered(settings, store) == 0
 
 
@@ -190,3 +191,53 @@ def test_relay_killed_mid_drain_loses_and_reorders_nothing(settings, store, give
     duplicates = assert_complete_and_ordered(settings, store)
     print(f"relay killed {kills} times: {committed + 1} events, {duplicates} re-delivered duplicates")
     assert duplicates <= kills * 4  # at most the batch in flight at each kill
+
+
+class RecordingPublisher(Publisher):
+    """Publishes through ``inner`` and notes when, and how many events, each publish carried."""
+
+    def __init__(self, inner: Publisher):
+        self.inner = inner
+        self.sets: list[tuple[float, int]] = []
+
+    def publish(self, entries: list[OutboxEntry]) -> None:
+        self.inner.publish(entries)
+        self.sets.append((time.monotonic(), len(entries)))
+
+
+def test_a_following_relay_publishes_a_trickle_in_sets_and_a_backlog_at_once(settings, store, given):
+    """Commands committed one by one go out together at most every MIN_PUBLISH_INTERVAL_SECONDS (each a
+    small commit on the bus otherwise), still within a fraction of a second; a backlog of full batches is
+    not held back."""
+    from cqrs_orders.application.relay import MIN_PUBLISH_INTERVAL_SECONDS
+
+    backlog = make_history(given, orders=10)
+    publisher = RecordingPublisher(EventLogPublisher(settings.event_log_path))
+    stop = threading.Event()
+    follower = threading.Thread(target=lambda: Relay(store, publisher, batch_size=8).follow(stop, 0.05))
+    follower.start()
+    try:
+        deadline = time.monotonic() + 30
+        while store.counts()["outbox_pending"] and time.monotonic() < deadline:
+            time.sleep(0.005)
+        full = [count for _, count in publisher.sets]
+        assert sum(full) == backlog and full[: backlog // 8] == [8] * (backlog // 8)
+        backlog_took = publisher.sets[-1][0] - publisher.sets[0][0]
+        assert backlog_took < MIN_PUBLISH_INTERVAL_SECONDS * (len(full) - 1), "the backlog was paced"
+
+        trickle_start, committed = len(publisher.sets), []
+        for number in range(12):  # one command every ~20 ms, as at 50 commands a second
+            given.customer(f"trickle-{number}")
+            committed.append(time.monotonic())
+            time.sleep(0.02)
+        while store.counts()["outbox_pending"] and time.monotonic() < deadline:
+            time.sleep(0.005)
+    finally:
+        stop.set()
+        follower.join(10)
+    trickle = publisher.sets[trickle_start:]
+    assert sum(count for _, count in trickle) == 12
+    gaps = [later - earlier for (earlier, _), (later, count) in itertools.pairwise(trickle) if count < 8]
+    assert len(trickle) < 12 and all(gap >= MIN_PUBLISH_INTERVAL_SECONDS * 0.9 for gap in gaps), trickle
+    assert trickle[-1][0] - committed[-1] < 1.0  # the last command still went out within a second
+    assert assert_complete_and_ordered(settings, store) == 0
