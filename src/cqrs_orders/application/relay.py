@@ -20,9 +20,11 @@ log = logging.getLogger(__name__)
 
 #: How often a following relay asks the store whether anything was committed (a cheap look, not a drain).
 WAKE_CHECK_SECONDS = 0.05
-#: A following relay publishes a set shorter than its batch size (a trickle, not a backlog) at most this
-#: often; what is committed meanwhile goes out with it. At 50 commands a second it otherwise published
-#: ~25 sets a second of one or two events, each a small commit on the bus that every reader has to take.
+#: A relay that wakes at each commit (the store has a change marker) publishes a set shorter than its
+#: batch size (a trickle, not a backlog) at most this often; what is committed meanwhile goes out with it.
+#: At 50 commands a second it otherwise published ~25 sets a second of one or two events, each a small
+#: commit on the bus that every reader has to take. A store without a marker is only polled, and its sets
+#: may be short mid-backlog (Cosmos DB's change feed pages skip the state documents): never paced.
 MIN_PUBLISH_INTERVAL_SECONDS = 0.1
 
 
@@ -70,13 +72,13 @@ class Relay:
 
         The wait ends within :data:`WAKE_CHECK_SECONDS` of a commit when the store can tell
         (:meth:`~.ports.WriteStore.change_marker`), and after ``poll_seconds`` in any case; a trickle of
-        commits goes out in sets, at most every :data:`MIN_PUBLISH_INTERVAL_SECONDS`. An unreachable
+        commits then goes out in sets, at most every :data:`MIN_PUBLISH_INTERVAL_SECONDS`. An unreachable
         bus or store is reported on stderr and retried at the next poll, never fatal."""
         total = 0
         while not stop_event.is_set():
             marker = self.store.change_marker()  # before the drain: a commit during it wakes the next wait
             try:
-                published = self._drain(pace_seconds=MIN_PUBLISH_INTERVAL_SECONDS)
+                published = self._drain(0.0 if marker is None else MIN_PUBLISH_INTERVAL_SECONDS)
             except (PublishError, WriteStoreError) as error:  # the bus or store is down: keep trying
                 log.warning("relay: %s", error)
                 published = 0

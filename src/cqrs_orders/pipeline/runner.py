@@ -113,13 +113,11 @@ def project_batch(settings: Settings, writer_id: str) -> Callable[[DataFrame, in
                     apply_batch(to_bronze(validated), batch_id, settings, writer_id, checkpointed=True,
                                 slices=slices)  # fmt: skip
             finally:
-                try:
-                    with profile.step("wait for bronze appends"):
-                        for future in pending:
-                            future.result()
-                finally:
-                    wait(pending)  # one failed append leaves the other running on these rows
-                    release(validated)  # every write of the batch is done with them
+                with profile.step("wait for bronze appends"):
+                    wait(pending)  # all of them, failed or not: then no write reads these rows any more
+                release(validated)
+            for future in pending:
+                future.result()  # an append's failure fails the batch
 
     return write
 

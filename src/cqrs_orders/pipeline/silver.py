@@ -101,23 +101,22 @@ def apply_batch(
     ``checkpointed``: the caller already made ``batch`` a local checkpoint. ``slices``: the batch's
     :func:`batch_slices`, when the caller already has them (saves a Spark job). Returns the slices."""
     own = None if checkpointed else batch.localCheckpoint()
-    if own is not None:
-        batch = own
+    batch = batch if own is None else own
     running = []
     try:
         slices = batch_slices(batch) if slices is None else slices
-        running += [
+        running = [
             _MERGES.submit(_merge_read_model, model, batch, batch_id, settings, writer_id, ids)
             for model in READ_MODELS
             if (ids := slices.get(model.aggregate_type.value)) is not None
         ]
-        with profile.step("wait for read-model MERGEs"):
-            for future in running:
-                future.result()
     finally:
-        wait(running)  # after a failed MERGE the others still read the batch: done before it is freed
+        with profile.step("wait for read-model MERGEs"):
+            wait(running)  # all of them, failed or not: then none reads the batch any more
         if own is not None:
             release(own)
+    for future in running:
+        future.result()  # a MERGE's failure fails the batch
     return slices
 
 
