@@ -77,3 +77,5 @@ def _merged_struct(models) -> T.StructType:
 
 #: The schema to parse a wire body with ``from_json``.
 ENVELOPE_SCHEMA = spark_schema(EventEnvelope)
+#: How the pipeline reads a body with ``from_json``: as strictly as Spark's JSON options allow.
+JSON_OPTIONS = {"allowSingleQuotes": "false", "allowNonNumericNumbers": "false"}

@@ -12,7 +12,23 @@ from importlib.resources import files
 from cqrs_orders.config import running_on_databricks
 from cqrs_orders.errors import SparkUnavailableError
 
+#: What the pipeline's plans need wherever they run. The bundle's job cluster sets the same in its
+#: ``spark_conf`` (``databricks.yml``; the bundle tests hold the deployed cluster to this).
+PIPELINE_CONF = {
+    # A micro-batch compiles more distinct classes (our plans plus Delta's own) than the default cache of
+    # 100 holds; they would evict each other and every batch would compile all of them again.
+    "spark.sql.codegen.cache.maxEntries": "2000",
+    # HotSpot does not compile a method over 8,000 bytes of bytecode: Spark's default limit (65,535) let a
+    # fused stage as long as validation's run interpreted, ~30% slower; past 8,000 it runs unfused.
+    "spark.sql.codegen.hugeMethodLimit": "8000",
+    # Auto compaction (the append-only tables) treats files under this size as small; with Delta's default,
+    # 64 MiB, it rewrote at once the files of a large backlog batch, where the aim is only to pack the tiny
+    # files of small micro-batches (still done: every 50 of them). Figures: benchmarks/RESULTS.md.
+    "spark.databricks.delta.autoCompact.minFileSize": str(16 * 1024 * 1024),
+}
+
 _LOCAL_CONF = {
+    **PIPELINE_CONF,
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
     "spark.sql.session.timeZone": "UTC",
@@ -22,13 +38,6 @@ _LOCAL_CONF = {
     "spark.default.parallelism": "4",
     # VACUUM lists a table's folders in up to 10,000 tasks by default, which dominates it on a small table.
     "spark.sql.sources.parallelPartitionDiscovery.parallelism": "4",
-    # A micro-batch compiles more distinct classes (our plans plus Delta's own) than the default cache of
-    # 100 holds; they would evict each other and every batch would compile all of them again.
-    "spark.sql.codegen.cache.maxEntries": "2000",
-    # Auto compaction (the append-only tables) treats files under this size as small; with Delta's default,
-    # 64 MiB, it rewrote at once the files of a large backlog batch, where the aim is only to pack the tiny
-    # files of small micro-batches (still done: every 50 of them). Figures: benchmarks/RESULTS.md.
-    "spark.databricks.delta.autoCompact.minFileSize": str(16 * 1024 * 1024),
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
     "spark.sql.streaming.stopGracefullyOnShutdown": "true",

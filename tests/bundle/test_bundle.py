@@ -11,6 +11,7 @@ import pytest
 import tomllib
 
 from cqrs_orders.cli import build_parser
+from cqrs_orders.spark import PIPELINE_CONF
 
 # The first test may build the CLI from its module: ~9 minutes on two cores with a cold Go build cache.
 pytestmark = [pytest.mark.databricks_cli, pytest.mark.timeout(1800)]
@@ -189,6 +190,7 @@ def test_dev_jobs_run_on_the_compute_each_needs(dev_deploys):
     assert cluster["new_cluster"] == maintenance_cluster["new_cluster"]
     assert cluster["new_cluster"]["spark_version"] == "17.3.x-scala2.13"
     assert "spark_env_vars" not in cluster["new_cluster"]  # settings are task parameters now
+    assert cluster["new_cluster"]["spark_conf"] == PIPELINE_CONF  # the plans run as tuned on the laptop
 
 
 def test_dev_deploy_grants_and_permissions(dev_deploys, dev_cli, names):

@@ -6,12 +6,15 @@ import json
 
 import pytest
 from chispa import assert_df_equality
+from pyspark.sql import functions as F
 
 from cqrs_orders.pipeline.bronze import (
     EXPECTATION_NAMES,
+    HEADER,
     MAX_BODY_BYTES,
     to_bronze,
     to_quarantine,
+    validate_exactly,
     validate_records,
 )
 from cqrs_orders.pipeline.read_models import read_model
@@ -166,3 +169,100 @@ def test_bronze_and_quarantine_rows_keep_the_record_and_split_it_exactly(spark):
     winners = read_model("Order").winners_with_state(bronze.where("offset = 103"))
     (state,) = winners.select("state").first()
     assert [(i["sku"], i["quantity"], str(i["unitPrice"])) for i in state["items"]] == [("A", 2, "1.50")]
+
+
+CUSTOMER = {
+    **VALID,
+    "eventType": "CustomerRegistered",
+    "aggregateType": "Customer",
+    "aggregateId": "cust-1",
+    "version": 1,
+    "data": {
+        "customerId": "cust-1",
+        "name": "Ada",
+        "email": "ada@example.com",
+        "createdAt": "2025-01-15T09:00:00Z",
+        "updatedAt": "2025-01-15T09:00:00Z",
+    },
+}
+#: JSON values of every type, and strings whose text is what another type reads as in a string field.
+HOSTILE_VALUES = [
+    42, -1, 0, 2.5, 10**30, True, False, None, [], ["x"], {}, {"a": 1}, [{"sku": "A"}],
+    "42", "-1", "1e5", "2.5", "true", "false", "null", "[1]", '{"a": 1}', "", " ", "x" * 129,
+    "Infinity", "NaN", "order-1", "cust-1", "Order", "Customer", "OrderCreated", "\ud800",
+    "2025-01-15T10:00:00Z", "6b8860f3-c83b-47d0-80b5-9eb8e672b3bf",
+]  # fmt: skip
+
+
+def _with(event: dict, path: tuple, value) -> str:
+    copy = json.loads(json.dumps(event))
+    target = copy
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return json.dumps(copy)
+
+
+def _hostile_bodies() -> list[str]:
+    """Every field of an Order and a Customer event set to every hostile value, and texts that parsers
+    disagree on (duplicate keys, single quotes, NaN, trailing text, comments, leading zeros)."""
+    bodies = []
+    for event in (VALID, CUSTOMER):
+        paths = [(key,) for key in event] + [("data", key) for key in event["data"]]
+        if "items" in event["data"]:
+            paths += [("data", "items", 0, key) for key in event["data"]["items"][0]]
+        bodies += [_with(event, path, value) for path in paths for value in HOSTILE_VALUES]
+        id_field = "orderId" if event is VALID else "customerId"  # the ids agree, whatever their type
+        bodies += [
+            _with(json.loads(_with(event, ("aggregateId",), value)), ("data", id_field), value)
+            for value in HOSTILE_VALUES
+        ]
+    valid = json.dumps(VALID)
+    bodies += [
+        valid[:-1] + ', "version": 3}',
+        valid[:-1] + ', "aggregateId": "order-2"}',
+        valid[:-1] + ', "metadata": {}}',
+        valid.replace('"data": {', '"data": {"status": "Lost", '),
+        valid.replace('"data": {', '"data": {"orderId": "order-2", '),
+        valid.replace('"corr-1"', "'corr-1'"),
+        valid[:-1] + ', "extra": NaN}',
+        valid[:-1] + ', "extra": Infinity}',
+        valid + " trailing",
+        valid + " {}",
+        valid.replace('"version": 2', '"version": 02'),
+        valid.replace('"version": 2', '"version": 2.0'),
+        valid.replace('"version": 2', '"version": 2e0'),
+        valid.replace('"version": 2', '/* c */ "version": 2'),
+        valid.replace('"order-1"', '"order-\\u0031"'),
+        json.dumps(CUSTOMER).replace('"cust-1"', '"\\ud800"'),
+        json.dumps([VALID]),
+        json.dumps({"data": VALID}),
+    ]
+    return bodies
+
+
+def test_the_typed_check_passes_only_what_the_exact_check_passes(spark):
+    """``validate_records`` (typed check first) gives what the exact check gives on every record."""
+    bodies = [json.dumps(VALID), json.dumps(CUSTOMER), *_hostile_bodies(), *[body for _, body, _ in CASES]]
+    records = spark.createDataFrame(
+        [(body, 0, offset, None, None) for offset, body in enumerate(bodies)], RECORD_SCHEMA
+    )
+    columns = (*HEADER, "failed_expectations")
+
+    def named(validated, prefix: str):
+        return validated.select("offset", *[F.col(c).alias(f"{prefix}_{c}") for c in columns])
+
+    both = named(validate_records(records), "fast").join(named(validate_exactly(records), "exact"), "offset")
+    rows = both.collect()
+
+    assert len(rows) == len(bodies)
+    different = [
+        (bodies[row.offset], row.fast_failed_expectations, row.exact_failed_expectations)
+        for row in rows
+        if row.fast_failed_expectations != row.exact_failed_expectations
+    ]
+    assert different == []
+    valid = [row for row in rows if not row.exact_failed_expectations]
+    assert len(valid) > 50  # the corpus holds valid events the typed check must pass or defer
+    mismatched = [row for row in valid if any(row[f"fast_{c}"] != row[f"exact_{c}"] for c in HEADER)]
+    assert mismatched == []

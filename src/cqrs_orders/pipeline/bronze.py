@@ -5,26 +5,46 @@ record of what arrived) as its raw body plus the envelope's header columns; any 
 ``bronze_quarantine`` with the names of the expectations it failed. Nothing is dropped: records in =
 bronze rows + quarantine rows. Extra, unknown fields are accepted; they stay in the raw body.
 
-The body is parsed once, as a VARIANT, which keeps each JSON value's real type (a version sent as ``"3"``
-is caught instead of being coerced). The aggregate's ``data`` is typed here only as far as its check
-needs; the read models parse it again for the events that win (:mod:`.read_models`), not for every record.
+Every record is checked twice over, cheaply first:
+
+* **Typed**: the body read with ``from_json`` into the envelope's types, which is fast but lenient (a
+  number in a string field comes back as its text). A value whose JSON type the typed read cannot vouch
+  for (``"42"`` might have been ``42``) counts as unknown, so the check fails rather than guess.
+* **Exact**, for the records the typed check did not pass: the body as a VARIANT, which keeps each JSON
+  value's real type (a version sent as ``"3"`` is caught instead of being coerced) and names the root
+  causes. This is the definition; the typed check only ever passes a record the exact one would pass
+  (``tests/pipeline/test_bronze.py`` holds the two side by side on every hostile value it knows).
+
+Both evaluate the same expectations over the same columns, and both check the aggregate's ``data`` as the
+typed read gives it: the read that the read models parse the winning events with
+(:meth:`~.read_models.ReadModel.parse_state`). The VARIANT parse runs for every record all the same: it
+alone rejects duplicate keys, which ``from_json`` resolves silently (to the last one).
 """
 
 from __future__ import annotations
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from cqrs_orders.envelope import AGGREGATE_ID_FIELD
-from cqrs_orders.pipeline.expectations import EXPECTATIONS, MAX_BODY_BYTES, failed_expectations, state_column
+from cqrs_orders.envelope_schema import ENVELOPE_SCHEMA, JSON_OPTIONS
+from cqrs_orders.pipeline.expectations import EXPECTATIONS, MAX_BODY_BYTES, failed_expectations
 from cqrs_orders.pipeline.read_models import READ_MODELS
 
-__all__ = ["EXPECTATION_NAMES", "MAX_BODY_BYTES", "to_bronze", "to_quarantine", "validate_records"]
+__all__ = [
+    "EXPECTATION_NAMES",
+    "MAX_BODY_BYTES",
+    "to_bronze",
+    "to_quarantine",
+    "validate_exactly",
+    "validate_records",
+]
 
 #: Every expectation a record can fail, in the order they are reported.
 EXPECTATION_NAMES = tuple(e.name for e in EXPECTATIONS)
 RECORD_COLUMNS = ("body", "partition", "offset", "enqueued_time", "partition_key")
-#: The envelope's header, as bronze stores it: column -> (JSON path, type).
+#: The envelope's header, as bronze stores it: column -> (JSON field, type).
 HEADER = {
     "event_id": ("eventId", "string"),
     "event_type": ("eventType", "string"),
@@ -44,6 +64,15 @@ _KINDS = {
     "version": "_kind_version",
     "timestamp": "_kind_timestamp",
 }
+_SPARK_TYPES = {"string": T.StringType(), "bigint": T.LongType()}
+#: The typed read of a body: the header fields, and ``data`` as the union of every aggregate's state.
+TYPED_SCHEMA = T.StructType(
+    [T.StructField(field, _SPARK_TYPES[kind], True) for field, kind in HEADER.values()]
+    + [ENVELOPE_SCHEMA["data"]]
+)
+#: The text ``from_json`` gives a string field holding a number, ``true``/``false``, an object or an
+#: array: a string that looks like this may not have been a JSON string, so the typed check cannot tell.
+_MAYBE_NOT_A_STRING = r"^[-+0-9.eE]*$|^(true|false|-?Infinity|NaN)$|^[\[{]"
 
 
 def validate_records(records: DataFrame) -> DataFrame:
@@ -51,16 +80,61 @@ def validate_records(records: DataFrame) -> DataFrame:
     ``failed_expectations`` (empty when valid) and ``ingest_time`` (when checked: one value per batch,
     shared by its bronze and quarantine rows).
 
-    Three projections, on purpose: parse, then extract every value the checks need once into a column,
-    then check (one projection for all of them). Written as one expression, the guarded checks would repeat
-    ``variant_get`` in conditional branches that Spark does not deduplicate.
+    One projection per step, on purpose: parse, derive the typed values, check them, derive the exact
+    values (for the rows the typed check failed; null, and so free, for the others), check those. Written
+    as one expression, the checks would repeat their extractions in branches Spark does not deduplicate.
+    Only flat columns pass from step to step: a wide struct carried along turns off generated code.
     """
-    parsed = records.withColumn("_variant", F.try_parse_json("body"))
-    derived = parsed.select("*", *_derived_columns(F.col("_variant"))).drop("_variant")
+    typed = _parsed(records).select(*_CARRIED, "_is_object", *_typed_columns(F.col("_typed")))
+    checked = typed.select(*_CARRIED, failed_expectations().alias("_typed_failed"))
+    passed = F.size("_typed_failed") == 0
+    exact_body = F.when(~passed, F.col("body"))
+    exact = checked.select(*_CARRIED, "_typed_failed", *_exact_columns(_variant(exact_body)))
+    return _checked(exact, F.when(passed, F.col("_typed_failed")).otherwise(failed_expectations()))
+
+
+def validate_exactly(records: DataFrame) -> DataFrame:
+    """What :func:`validate_records` gives, by the exact check alone on every record: its definition
+    (tests hold the two side by side), and slower."""
+    exact = _parsed(records).select(*_CARRIED, *_exact_columns(_variant(F.col("body"))))
+    return _checked(exact, failed_expectations())
+
+
+#: What every step passes on: the record, the header as bronze stores it, and the verdict on ``data``.
+_CARRIED = (*RECORD_COLUMNS, *HEADER, "_state_is_complete")
+
+
+def _variant(body: Column) -> Column:
+    return F.try_parse_json(body)
+
+
+def _is_object(variant: Column, path: str = "$") -> Column:
+    """Whether ``path`` holds a JSON object: a cast to the empty struct, which reads no field."""
+    return F.try_variant_get(variant, path, "struct<>").isNotNull()
+
+
+def _parsed(records: DataFrame) -> DataFrame:
+    """The records with their typed read (``_typed``), the header, ``data``'s verdict and whether the
+    body is a JSON object by the VARIANT parse (which alone rejects duplicate keys)."""
+    read = records.select(
+        *RECORD_COLUMNS,
+        F.from_json("body", TYPED_SCHEMA, JSON_OPTIONS).alias("_typed"),
+        _is_object(_variant(F.col("body"))).alias("_is_object"),
+    )
+    typed = F.col("_typed")
+    header = [
+        (F.try_to_timestamp(typed[field]) if field == "timestamp" else typed[field]).alias(name)
+        for name, (field, _) in HEADER.items()
+    ]
+    complete = _by_aggregate_type(typed["aggregateType"], lambda m: m.state_is_complete(typed["data"]))
+    return read.select(*read.columns, *header, complete.alias("_state_is_complete"))
+
+
+def _checked(derived: DataFrame, failed: Column) -> DataFrame:
     return derived.select(
         *RECORD_COLUMNS,
-        *_header_columns(),
-        failed_expectations().alias("failed_expectations"),
+        *HEADER,
+        failed.alias("failed_expectations"),
         F.current_timestamp().alias("ingest_time"),
     )
 
@@ -77,50 +151,62 @@ def to_quarantine(validated: DataFrame) -> DataFrame:
     )
 
 
-def _header_columns() -> list[Column]:
-    columns = []
-    for name, (path, _) in HEADER.items():
-        value = F.col(f"_{name}")
-        columns.append((F.try_to_timestamp(value) if path == "timestamp" else value).alias(name))
-    return columns
+def _by_aggregate_type(aggregate_type: Column, value_of) -> Column:
+    """``value_of(model)`` for the read model of the record's aggregate type (null for an unknown type)."""
+    chosen = None
+    for model in READ_MODELS:
+        is_type, value = aggregate_type == model.aggregate_type.value, value_of(model)
+        chosen = F.when(is_type, value) if chosen is None else chosen.when(is_type, value)
+    return chosen
 
 
-def _derived_columns(variant: Column) -> list[Column]:
-    """Every value the checks and the header need from the variant, each computed once.
+def _typed_columns(typed: Column) -> list[Column]:
+    """The columns the checks read, from the typed read: a JSON type it cannot vouch for is null."""
 
-    Cheap on purpose (they run on every record): an object is told by a cast to the empty struct, which
-    reads no field, and the kind of ``data`` is read off that test instead of ``schema_of_variant``
-    walking it whole. The typed ``data`` of each aggregate type is read only for events of that type.
+    def string_kind(text: Column) -> Column:
+        return F.when(~text.rlike(_MAYBE_NOT_A_STRING), F.lit("STRING"))
+
+    data = typed["data"]
+    data_id = _by_aggregate_type(typed["aggregateType"], lambda m: data[AGGREGATE_ID_FIELD[m.aggregate_type]])
+    kinds = {field: string_kind(typed[field]) for field in _KINDS}
+    kinds["version"] = F.when(typed["version"].isNotNull(), F.lit("BIGINT"))
+    return [
+        data.isNotNull().alias("_data_is_object"),
+        *[kinds[field].alias(column) for field, column in _KINDS.items()],
+        F.when(data.isNotNull(), F.lit("OBJECT")).alias("_kind_data"),
+        string_kind(data_id).alias("_kind_data_id"),
+        data_id.alias("_data_id"),
+        *[typed[field].alias(f"_{name}") for name, (field, _) in HEADER.items()],
+    ]
+
+
+def _exact_columns(variant: Column) -> list[Column]:
+    """The columns the checks read, from the VARIANT: every JSON type exact, each value computed once.
+
+    An object is told by a cast to the empty struct, which reads no field, and the kind of ``data`` is read
+    off that test instead of ``schema_of_variant`` walking it whole. The verdict on ``data`` stays the typed
+    read's.
     """
-
-    def is_object(path: str) -> Column:
-        return F.try_variant_get(variant, path, "struct<>").isNotNull()
 
     def kind(path: str) -> Column:
         return F.schema_of_variant(F.variant_get(variant, path, "variant"))
 
     aggregate_type = F.try_variant_get(variant, "$.aggregateType", "string")
-    data_id_kind, data_id, states = None, None, []
-    for model in READ_MODELS:
-        of_type = aggregate_type == model.aggregate_type.value
-        path = f"$.data.{AGGREGATE_ID_FIELD[model.aggregate_type]}"
-        kind_here, id_here = kind(path), F.try_variant_get(variant, path, "string")
-        data_id_kind = (
-            F.when(of_type, kind_here) if data_id_kind is None else data_id_kind.when(of_type, kind_here)
-        )
-        data_id = F.when(of_type, id_here) if data_id is None else data_id.when(of_type, id_here)
-        state = F.when(of_type, F.try_variant_get(variant, "$.data", model.state_schema.simpleString()))
-        states.append(state.alias(state_column(model.aggregate_type.value)))
+
+    def data_id_path(model) -> str:
+        return f"$.data.{AGGREGATE_ID_FIELD[model.aggregate_type]}"
+
     return [
-        is_object("$").alias("_is_object"),
-        is_object("$.data").alias("_data_is_object"),
-        *[kind(f"$.{path}").alias(column) for path, column in _KINDS.items()],
-        F.when(is_object("$.data"), F.lit("OBJECT")).otherwise(kind("$.data")).alias("_kind_data"),
-        data_id_kind.alias("_kind_data_id"),
-        data_id.alias("_data_id"),
-        *states,
+        _is_object(variant).alias("_is_object"),
+        _is_object(variant, "$.data").alias("_data_is_object"),
+        *[kind(f"$.{field}").alias(column) for field, column in _KINDS.items()],
+        F.when(_is_object(variant, "$.data"), F.lit("OBJECT")).otherwise(kind("$.data")).alias("_kind_data"),
+        _by_aggregate_type(aggregate_type, lambda m: kind(data_id_path(m))).alias("_kind_data_id"),
+        _by_aggregate_type(
+            aggregate_type, lambda m: F.try_variant_get(variant, data_id_path(m), "string")
+        ).alias("_data_id"),
         *[
-            F.try_variant_get(variant, f"$.{path}", data_type).alias(f"_{name}")
-            for name, (path, data_type) in HEADER.items()
+            F.try_variant_get(variant, f"$.{field}", data_type).alias(f"_{name}")
+            for name, (field, data_type) in HEADER.items()
         ],
     ]

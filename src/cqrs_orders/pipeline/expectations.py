@@ -16,7 +16,6 @@ from pyspark.sql import Column
 from pyspark.sql import functions as F
 
 from cqrs_orders.envelope import EVENT_CATALOG, AggregateType
-from cqrs_orders.pipeline.read_models import READ_MODELS
 
 MAX_BODY_BYTES = 1024 * 1024
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
@@ -102,18 +101,9 @@ def data_matches_aggregate_id() -> Column:
 
 
 def data_matches_state_schema() -> Column:
-    """The fields the aggregate's read model needs are present and well-formed (each read model's check)."""
-    chosen = None
-    for model in READ_MODELS:
-        is_type = F.col("_aggregate_type") == model.aggregate_type.value
-        check = model.state_is_complete(F.col(state_column(model.aggregate_type.value)))
-        chosen = F.when(is_type, check) if chosen is None else chosen.when(is_type, check)
-    return chosen.otherwise(F.lit(False))
-
-
-def state_column(aggregate_type: str) -> str:
-    """The column :mod:`.bronze` puts the typed ``data`` of ``aggregate_type``'s events in."""
-    return f"_state_{aggregate_type}"
+    """The fields the aggregate's read model needs are present and well-formed: its read model's
+    ``state_is_complete``, which :mod:`.bronze` evaluates on the typed ``data``."""
+    return F.col("_state_is_complete")
 
 
 _OBJECT = ("body_is_json_object",)

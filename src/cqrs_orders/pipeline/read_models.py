@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from cqrs_orders.envelope import STATE_MODELS, AggregateType, OrderStatus
-from cqrs_orders.envelope_schema import MONEY_TYPE, spark_schema
+from cqrs_orders.envelope_schema import JSON_OPTIONS, MONEY_TYPE, spark_schema
 
 S, TS = T.StringType(), T.TimestampType()
 
@@ -61,8 +61,10 @@ class ReadModel:
         return spark_schema(STATE_MODELS[self.aggregate_type])
 
     def parse_state(self, body: Column) -> Column:
-        """The ``data`` of a raw body, typed by this aggregate's state schema."""
-        return F.try_variant_get(F.try_parse_json(body), "$.data", self.state_schema.simpleString())
+        """The ``data`` of a raw body, typed by this aggregate's state schema: the typed read that
+        validation checked it with (:mod:`.bronze`), so a row holds what passed the check."""
+        envelope = T.StructType([T.StructField("data", self.state_schema, True)])
+        return F.from_json(body, envelope, JSON_OPTIONS)["data"]
 
     def winners_with_state(self, winners: DataFrame) -> DataFrame:
         """Winning ``bronze_events`` rows of this type with their parsed ``state`` (only these are parsed)."""
