@@ -75,6 +75,10 @@ TYPED_SCHEMA = T.StructType(
 _MAYBE_NOT_A_STRING = r"^[-+0-9.eE]*$|^(true|false|-?Infinity|NaN)$|^[\[{]"
 
 
+#: What every step passes on: the record, the header as bronze stores it, and the verdict on ``data``.
+_CARRIED = (*RECORD_COLUMNS, *HEADER, "_state_is_complete")
+
+
 def validate_records(records: DataFrame) -> DataFrame:
     """Records plus the header columns (``event_id`` ... ``causation_id``; meaningful for valid rows),
     ``failed_expectations`` (empty when valid) and ``ingest_time`` (when checked: one value per batch,
@@ -89,23 +93,15 @@ def validate_records(records: DataFrame) -> DataFrame:
     checked = typed.select(*_CARRIED, failed_expectations().alias("_typed_failed"))
     passed = F.size("_typed_failed") == 0
     exact_body = F.when(~passed, F.col("body"))
-    exact = checked.select(*_CARRIED, "_typed_failed", *_exact_columns(_variant(exact_body)))
+    exact = checked.select(*_CARRIED, "_typed_failed", *_exact_columns(F.try_parse_json(exact_body)))
     return _checked(exact, F.when(passed, F.col("_typed_failed")).otherwise(failed_expectations()))
 
 
 def validate_exactly(records: DataFrame) -> DataFrame:
-    """What :func:`validate_records` gives, by the exact check alone on every record: its definition
-    (tests hold the two side by side), and slower."""
-    exact = _parsed(records).select(*_CARRIED, *_exact_columns(_variant(F.col("body"))))
-    return _checked(exact, failed_expectations())
-
-
-#: What every step passes on: the record, the header as bronze stores it, and the verdict on ``data``.
-_CARRIED = (*RECORD_COLUMNS, *HEADER, "_state_is_complete")
-
-
-def _variant(body: Column) -> Column:
-    return F.try_parse_json(body)
+    """What :func:`validate_records` gives, by the exact check alone on every record, with the header read
+    off the VARIANT too: its definition (tests hold the two side by side), and slower."""
+    exact = _parsed(records).select(*_CARRIED, *_exact_columns(F.try_parse_json("body")))
+    return _checked(exact, failed_expectations(), _header(lambda field, name: F.col(f"_{name}")))
 
 
 def _is_object(variant: Column, path: str = "$") -> Column:
@@ -119,21 +115,28 @@ def _parsed(records: DataFrame) -> DataFrame:
     read = records.select(
         *RECORD_COLUMNS,
         F.from_json("body", TYPED_SCHEMA, JSON_OPTIONS).alias("_typed"),
-        _is_object(_variant(F.col("body"))).alias("_is_object"),
+        _is_object(F.try_parse_json("body")).alias("_is_object"),
     )
     typed = F.col("_typed")
-    header = [
-        (F.try_to_timestamp(typed[field]) if field == "timestamp" else typed[field]).alias(name)
-        for name, (field, _) in HEADER.items()
-    ]
+    header = _header(lambda field, _: typed[field])
     complete = _by_aggregate_type(typed["aggregateType"], lambda m: m.state_is_complete(typed["data"]))
     return read.select(*read.columns, *header, complete.alias("_state_is_complete"))
 
 
-def _checked(derived: DataFrame, failed: Column) -> DataFrame:
+def _header(value_of) -> list[Column]:
+    """The header columns as bronze stores them, from ``value_of(json_field, column)``."""
+    return [
+        (F.try_to_timestamp(value) if field == "timestamp" else value).alias(name)
+        for name, (field, _) in HEADER.items()
+        for value in [value_of(field, name)]
+    ]
+
+
+def _checked(derived: DataFrame, failed: Column, header: list | None = None) -> DataFrame:
+    """The validated rows: the record, the header (as carried unless given), the verdict."""
     return derived.select(
         *RECORD_COLUMNS,
-        *HEADER,
+        *(header or HEADER),
         failed.alias("failed_expectations"),
         F.current_timestamp().alias("ingest_time"),
     )
