@@ -105,9 +105,9 @@ def ingest_bronze(spark, settings: Settings) -> None:
     ensure_tables(spark, settings)
 
     def write(validated, _batch_id):
-        validated = validated.localCheckpoint()
+        validated, checked_at = validated.localCheckpoint(), datetime.now(timezone.utc)
         for name, rows in (("bronze_events", to_bronze), ("bronze_quarantine", to_quarantine)):
-            table(settings, name).save(rows(validated).write.format("delta").mode("append"))
+            table(settings, name).save(rows(validated, checked_at).write.format("delta").mode("append"))
 
     (
         validate_records(read_records(spark, settings))

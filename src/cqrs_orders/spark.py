@@ -15,9 +15,11 @@ from cqrs_orders.errors import SparkUnavailableError
 #: What the pipeline's plans need wherever they run. The bundle's job cluster sets the same in its
 #: ``spark_conf`` (``databricks.yml``; the bundle tests hold the deployed cluster to this).
 PIPELINE_CONF = {
-    # A micro-batch compiles more distinct classes (our plans plus Delta's own) than the default cache of
-    # 100 holds; they would evict each other and every batch would compile all of them again.
-    "spark.sql.codegen.cache.maxEntries": "2000",
+    # A micro-batch compiles more distinct classes (our plans plus Delta's own: ~120) than the default cache
+    # of 100 holds; they would evict each other and every batch would compile all of them again. Bounded
+    # all the same: each batch adds a few classes of its own (Delta's per-version filters), held until
+    # evicted: at 2,000, over 100 MiB of the test suite's heap after a single module.
+    "spark.sql.codegen.cache.maxEntries": "500",
     # HotSpot does not compile a method over 8,000 bytes of bytecode: Spark's default limit (65,535) let a
     # fused stage as long as validation's run interpreted, ~30% slower; past 8,000 it runs unfused.
     "spark.sql.codegen.hugeMethodLimit": "8000",
@@ -38,6 +40,10 @@ _LOCAL_CONF = {
     "spark.default.parallelism": "4",
     # VACUUM lists a table's folders in up to 10,000 tasks by default, which dominates it on a small table.
     "spark.sql.sources.parallelPartitionDiscovery.parallelism": "4",
+    # A sort takes its first memory page at this size whatever it sorts; Spark's default for a 4 GiB heap
+    # is 64 MiB. Spark 4 also keeps each task thread's last sorter (SortExec's thread-local), and with it
+    # that page: seven such pages (~450 MiB) were held after one test module.
+    "spark.buffer.pageSize": "4m",
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
     "spark.sql.streaming.stopGracefullyOnShutdown": "true",

@@ -9,6 +9,7 @@ import pytest
 from pyspark.sql import DataFrame
 
 from cqrs_orders.envelope import CustomerState, EventEnvelope, LineItem, OrderState, new_event
+from cqrs_orders.pipeline.batch_rows import release
 from cqrs_orders.pipeline.bronze import to_bronze, validate_records
 from cqrs_orders.pipeline.runner import project_batch
 from cqrs_orders.pipeline.tables import RECORD_SCHEMA
@@ -79,7 +80,11 @@ class Batches:
 
     def bronze(self, *bodies: str, first_offset: int = 0) -> DataFrame:
         """``bronze_events`` rows of ``bodies`` (partition 0, offsets from ``first_offset``)."""
-        return to_bronze(validate_records(self.records(bodies, first_offset)))
+        validated = validate_records(self.records(bodies, first_offset)).localCheckpoint()  # as the runner
+        bronze = to_bronze(validated, datetime.now(timezone.utc))
+        rows = self.spark.createDataFrame(bronze.collect(), bronze.schema)  # holds no checkpoint of its own
+        release(validated)
+        return rows
 
     def project(self, settings, batch_id: int, *bodies: str, writer: str, first_offset: int = 0) -> None:
         """Run ``bodies`` as micro-batch ``batch_id`` of writer ``writer`` (bronze, quarantine, silver)."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from datetime import datetime, timezone
 
 import pytest
 from chispa import assert_df_equality
@@ -134,8 +136,9 @@ def test_bronze_and_quarantine_rows_keep_the_record_and_split_it_exactly(spark):
     records = spark.createDataFrame(
         [(body, 3, 100 + i, None, "order-1") for i, body in enumerate(bodies)], RECORD_SCHEMA
     )
-    validated = validate_records(records)
-    bronze, quarantine = to_bronze(validated), to_quarantine(validated)
+    validated = validate_records(records).localCheckpoint()  # stored, as the runner does
+    checked_at = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
+    bronze, quarantine = to_bronze(validated, checked_at), to_quarantine(validated, checked_at)
 
     assert bronze.schema.simpleString() == SCHEMAS["bronze_events"].simpleString()
     assert quarantine.schema.simpleString() == SCHEMAS["bronze_quarantine"].simpleString()
@@ -163,6 +166,8 @@ def test_bronze_and_quarantine_rows_keep_the_record_and_split_it_exactly(spark):
         ignore_nullable=True,
         ignore_row_order=True,
     )  # fmt: skip
+    stamps = bronze.select("ingest_time").union(quarantine.select("ingest_time"))
+    assert stamps.where(F.col("ingest_time") == F.lit(checked_at)).count() == len(bodies)  # on every row
     accepted = bronze.where("offset = 103").select("event_time", "correlation_id", "causation_id").first()
     assert accepted["event_time"].isoformat() == "2025-01-15T10:00:00.123456"
     assert (accepted["correlation_id"], accepted["causation_id"]) == ("corr-1", "cmd-1")
@@ -266,3 +271,20 @@ def test_the_typed_check_passes_only_what_the_exact_check_passes(spark):
     assert len(valid) > 50  # the corpus holds valid events the typed check must pass or defer
     mismatched = [row for row in valid if any(row[f"fast_{c}"] != row[f"exact_{c}"] for c in HEADER)]
     assert mismatched == []
+
+
+def test_validation_compiles_to_the_same_code_for_every_batch(spark, capsys):
+    """Spark writes constants into the code it generates. A value of the batch in validation (its time, say)
+    would make every micro-batch compile validation's classes, the largest of the pipeline, once more, and
+    keep each copy in the code cache."""
+    records = spark.createDataFrame([(json.dumps(VALID), 0, 1, None, None)], RECORD_SCHEMA)
+
+    def generated_code() -> list[str]:
+        capsys.readouterr()
+        validate_records(records).explain(mode="codegen")
+        return [line for line in capsys.readouterr().out.splitlines() if line.startswith("/* ")]
+
+    first = generated_code()
+    time.sleep(0.01)  # a later batch
+    assert len(first) > 1000
+    assert generated_code() == first

@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -83,12 +84,14 @@ def snapshot(spark, settings: Settings) -> dict:
 
 def uninterrupted(spark, settings: Settings) -> dict:
     """What one uninterrupted run over the whole log gives, by the same pure functions, in one batch."""
-    validated = validate_records(spark.read.format("delta").load(str(settings.event_log_path)))
-    bronze = to_bronze(validated)
+    log = spark.read.format("delta").load(str(settings.event_log_path))
+    validated = validate_records(log).localCheckpoint()  # stored, as the runner does
+    checked_at = datetime.now(timezone.utc)
+    bronze = to_bronze(validated, checked_at)
     orders = read_model("Order").project(latest_per_aggregate(bronze, AggregateType.ORDER.value))
     expected = {
         "bronze_events": bronze,
-        "bronze_quarantine": to_quarantine(validated),
+        "bronze_quarantine": to_quarantine(validated, checked_at),
         "silver_orders": orders,
         "silver_customers": read_model("Customer").project(
             latest_per_aggregate(bronze, AggregateType.CUSTOMER.value)

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
+from datetime import datetime, timezone
 
 from pyspark.sql import DataFrame, Observation
 from pyspark.sql import functions as F
@@ -86,6 +87,7 @@ def project_batch(settings: Settings, writer_id: str) -> Callable[[DataFrame, in
     appends = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bronze-append")
 
     def write(validated: DataFrame, batch_id: int) -> None:
+        checked_at = datetime.now(timezone.utc)  # the batch's ingest_time, in bronze and quarantine alike
         with profile.batch(batch_id) as info:
             # Validated once; every write below reads these rows. The job that stores them also observes
             # what the writes need to know: the valid rows' aggregate id ranges and how many rows failed.
@@ -101,7 +103,7 @@ def project_batch(settings: Settings, writer_id: str) -> Callable[[DataFrame, in
             info["rows"] = metrics["rows"]
             slices = Slice.from_metrics(metrics)
             pending = [
-                appends.submit(_append, settings, writer_id, name, rows(validated), batch_id)
+                appends.submit(_append, settings, writer_id, name, rows(validated, checked_at), batch_id)
                 for name, rows, present in (
                     ("bronze_events", to_bronze, bool(slices)),
                     ("bronze_quarantine", to_quarantine, metrics["rejected"] > 0),
@@ -110,8 +112,8 @@ def project_batch(settings: Settings, writer_id: str) -> Callable[[DataFrame, in
             ]
             try:
                 if slices:
-                    apply_batch(to_bronze(validated), batch_id, settings, writer_id, checkpointed=True,
-                                slices=slices)  # fmt: skip
+                    bronze = to_bronze(validated, checked_at)
+                    apply_batch(bronze, batch_id, settings, writer_id, checkpointed=True, slices=slices)
             finally:
                 with profile.step("wait for bronze appends"):
                     wait(pending)  # all of them, failed or not: then no write reads these rows any more
