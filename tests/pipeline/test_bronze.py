@@ -288,3 +288,15 @@ def test_validation_compiles_to_the_same_code_for_every_batch(spark, capsys):
     time.sleep(0.01)  # a later batch
     assert len(first) > 1000
     assert generated_code() == first
+
+
+def test_the_split_refuses_rows_that_are_not_stored(spark):
+    """Over a lazy validation the split's filter would be planned into validation thousands of times over;
+    it says what to do instead, before any plan is made."""
+    lazy = validate_records(spark.createDataFrame([(json.dumps(VALID), 0, 1, None, None)], RECORD_SCHEMA))
+    now = datetime.now(timezone.utc)
+    for split in (to_bronze, to_quarantine):
+        with pytest.raises(ValueError, match=r"localCheckpoint\(\)"):
+            split(lazy, now)
+    stored = lazy.localCheckpoint()
+    assert to_bronze(stored, now).count() == 1 and to_quarantine(stored, now).count() == 0

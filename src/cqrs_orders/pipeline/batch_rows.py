@@ -20,12 +20,11 @@ def release(rows: DataFrame) -> None:
     """Free the blocks of a local checkpoint now. Spark has no Python API for it: done through the JVM on
     a classic session. Spark Connect has no JVM here and frees a checkpoint when its DataFrame is collected.
     Never fails the batch: blocks not freed here are still freed at the driver's next garbage collection."""
-    jdf = getattr(rows, "_jdf", None)
-    if jdf is None:
+    if getattr(rows, "_jdf", None) is None:
         return
     try:
-        plan = jdf.queryExecution().analyzed()
-        if plan.getClass().getSimpleName() == "LogicalRDD":  # anything else is no checkpoint of ours
+        plan = _stored_plan(rows)
+        if plan is not None:  # anything else is no checkpoint of ours
             plan.rdd().unpersist(False)
     except Exception as error:  # e.g. a cluster whose access mode refuses JVM calls
         logger.warning(
@@ -33,3 +32,26 @@ def release(rows: DataFrame) -> None:
             "collection",
             error,
         )
+
+
+def require_stored(rows: DataFrame, reader: str) -> None:
+    """Refuse ``rows`` that are a lazy plan rather than stored rows (a local checkpoint), for a ``reader``
+    that must not be planned over the computation behind them. Where this cannot be told (Spark Connect,
+    a JVM that refuses the call), the rows pass."""
+    if getattr(rows, "_jdf", None) is None:
+        return
+    try:
+        stored = _stored_plan(rows) is not None
+    except Exception:  # cannot tell here; the reader still works, only slower to plan
+        return
+    if not stored:
+        raise ValueError(
+            f"{reader} takes stored rows: call .localCheckpoint() on the validated rows first (as the "
+            "runner does), or Spark plans the whole validation into it many times over"
+        )
+
+
+def _stored_plan(rows: DataFrame):
+    """The JVM plan of ``rows`` if they are a local checkpoint (Spark's ``LogicalRDD``), else None."""
+    plan = rows._jdf.queryExecution().analyzed()
+    return plan if plan.getClass().getSimpleName() == "LogicalRDD" else None

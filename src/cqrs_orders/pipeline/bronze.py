@@ -31,6 +31,7 @@ from pyspark.sql import types as T
 
 from cqrs_orders.envelope import AGGREGATE_ID_FIELD
 from cqrs_orders.envelope_schema import ENVELOPE_SCHEMA, JSON_OPTIONS
+from cqrs_orders.pipeline.batch_rows import require_stored
 from cqrs_orders.pipeline.expectations import EXPECTATIONS, MAX_BODY_BYTES, failed_expectations
 from cqrs_orders.pipeline.read_models import READ_MODELS
 
@@ -141,14 +142,16 @@ def _checked(derived: DataFrame, failed: Column, header: list | None = None) -> 
 def to_bronze(validated: DataFrame, checked_at: datetime) -> DataFrame:
     """The valid records as ``bronze_events`` rows, ``ingest_time`` being ``checked_at``.
 
-    ``validated`` is stored rows (the runner's checkpoint). Over a lazy validation, Spark pushes this
-    split's filter down through validation's projections, copying their expressions into it at every
-    step: 16,416 copies of the JSON read in a 17 MB plan, 20 to 40 s to plan and gigabytes of heap.
+    ``validated`` must be stored rows (the runner's checkpoint; anything else is refused with a
+    ``ValueError``). Over a lazy validation, Spark pushes this split's filter down through validation's
+    projections, copying their expressions into it at every step: 16,416 copies of the JSON read in a
+    17 MB plan, 20 to 40 s to plan and gigabytes of heap.
 
     The batch's time is given, not taken with ``current_timestamp()`` during validation: Spark writes a
     timestamp constant into the generated code, so validation's code (the largest class) would differ,
     and be compiled and cached again, in every micro-batch. Here it is a constant of the small write step.
     """
+    require_stored(validated, "to_bronze")
     return validated.where(F.size("failed_expectations") == 0).select(
         *RECORD_COLUMNS, *HEADER, _ingest_time(checked_at)
     )
@@ -157,6 +160,7 @@ def to_bronze(validated: DataFrame, checked_at: datetime) -> DataFrame:
 def to_quarantine(validated: DataFrame, checked_at: datetime) -> DataFrame:
     """The rejected records as ``bronze_quarantine`` rows, with the expectations each one failed
     (``validated``: stored rows, as for :func:`to_bronze`)."""
+    require_stored(validated, "to_quarantine")
     return validated.where(F.size("failed_expectations") > 0).select(
         *RECORD_COLUMNS, "failed_expectations", _ingest_time(checked_at)
     )
