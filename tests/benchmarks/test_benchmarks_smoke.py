@@ -47,6 +47,10 @@ def test_projection_benchmark_prints_every_figure(spark_process):
         assert figures[f"{name}_events_per_second"] == pytest.approx(
             400 / figures[f"{name}_seconds"], rel=0.01, abs=0.06
         )
+    assert figures["ours_cold_seconds"] > 0 and figures["floor_cold_seconds"] > 0  # the untimed warm-ups
+    assert figures["ratio_ours_to_floor_cold"] == pytest.approx(
+        figures["ours_cold_seconds"] / figures["floor_cold_seconds"], rel=0.02, abs=0.006
+    )
     for name in ("ours", "ours_bronze_only"):
         assert figures[f"ratio_{name}_to_floor"] == pytest.approx(
             figures[f"{name}_seconds"] / figures["floor_seconds"], rel=0.02, abs=0.006

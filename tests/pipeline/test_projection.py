@@ -234,12 +234,17 @@ def test_each_batch_progress_is_recorded(scenario):
 
 
 def test_the_profile_mode_logs_where_each_batch_spends_its_time(scenario):
-    """``project --profile``: one line per micro-batch, naming the steps of the new layout."""
+    """``project --profile``: one line per micro-batch, naming the steps of the new layout, then one with the
+    engine's durations around it (``durationMs``)."""
     lines = [line for line in scenario["log"].splitlines() if "INFO: batch 0 (" in line]  # a logged line
     assert len(lines) == 1, scenario["log"][-3000:]
     for step in ("read+validate", "MERGE silver_orders", "MERGE silver_customers", "append bronze_events",
                  "append bronze_quarantine"):  # fmt: skip
         assert f"{step} " in lines[0], lines[0]
+    engine = [line for line in scenario["log"].splitlines() if "INFO: batch 0 engine: " in line]
+    assert len(engine) == 1, scenario["log"][-3000:]  # and the streaming engine's own time around it
+    for step in ("addBatch", "latestOffset", "queryPlanning", "walCommit", "commitOffsets"):
+        assert f" {step} " in engine[0], engine[0]
 
 
 def test_rebuild_equals_the_streamed_tables_and_streaming_resumes_after_it(spark, scenario):

@@ -24,6 +24,9 @@ from cqrs_orders.pipeline.tables import table
 
 log = logging.getLogger(__name__)
 
+#: The table this module writes.
+GOLD_TABLE = "gold_daily_order_metrics"
+
 
 def daily_order_metrics(silver_orders: DataFrame) -> DataFrame:
     """``gold_daily_order_metrics`` rows: order count, revenue, average value, distinct customers per day."""
@@ -42,7 +45,7 @@ def daily_order_metrics(silver_orders: DataFrame) -> DataFrame:
 def refresh(spark, settings: Settings) -> None:
     """Overwrite the gold table with the metrics of the current silver orders (idempotent by design)."""
     metrics = daily_order_metrics(table(settings, "silver_orders").read(spark))
-    table(settings, "gold_daily_order_metrics").save(metrics.write.format("delta").mode("overwrite"))
+    table(settings, GOLD_TABLE).save(metrics.write.format("delta").mode("overwrite"))
 
 
 class GoldRefresher:

@@ -6,7 +6,8 @@ Off by default (a step then costs one attribute lookup). Turned on by ``cqrs-ord
 Steps that run concurrently (the bronze appends beside the read models' MERGEs) overlap, so they
 may add up to more than the batch; a "wait for ..." step is the time the batch spent waiting for them
 after its own work. The steps are named where the work is done (:mod:`.runner`, :mod:`.silver`), so the
-profile follows the code as it changes.
+profile follows the code as it changes. A second line per batch gives the streaming engine's own durations
+(finding the new offsets, planning, its logs: :func:`engine`), from the batch's progress event.
 """
 
 from __future__ import annotations
@@ -72,3 +73,11 @@ def step(name: str) -> Iterator[None]:
     finally:
         with _guard:
             steps.append((name, time.perf_counter() - started))
+
+
+def engine(batch_id: int, duration_ms: dict) -> None:
+    """Log the streaming engine's own durations of a batch (its progress event's ``durationMs``): the
+    time around ``foreachBatch`` (``addBatch``) that a batch's steps do not show."""
+    if _enabled and duration_ms:
+        parts = ", ".join(f"{name} {ms / 1000:.2f}" for name, ms in sorted(duration_ms.items()))
+        logger.info("batch %s engine: %s", batch_id, parts)

@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pyspark.sql.streaming import StreamingQueryListener
 
 from cqrs_orders.config import Settings
+from cqrs_orders.pipeline import profile
 from cqrs_orders.pipeline.idempotency import isolated_session
 from cqrs_orders.pipeline.tables import SCHEMAS, table
 
@@ -63,6 +64,7 @@ class ProgressRecorder(StreamingQueryListener):
         try:
             if event.progress.name in self._names:
                 self._rows.put(progress_row(event.progress))
+                profile.engine(event.progress.batchId, event.progress.durationMs)
         except Exception as error:  # never let a bookkeeping bug stop a stream
             _warn(f"could not read a progress event: {error}")
 

@@ -15,6 +15,7 @@ This module is also the only place that reads and writes a table by its location
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from pyspark.sql import types as T
@@ -113,24 +114,36 @@ AUTO_COMPACTED = frozenset({"bronze_events", "bronze_quarantine", "ops_stream_pr
 
 def ensure_tables(spark, settings: Settings) -> None:
     """Create every pipeline table that does not exist yet; add to an existing one the columns it lacks
-    (a warehouse written by an older version: its old columns stay, null in new rows)."""
+    (a warehouse written by an older version: its old columns stay, null in new rows).
+
+    The tables are independent, so they are seen to side by side: each is a few small Delta commits,
+    mostly the driver's bookkeeping, which one after another took over a second for a new warehouse."""
+    with ThreadPoolExecutor(max_workers=_ENSURING_THREADS, thread_name_prefix="ensure-table") as pool:
+        for done in [pool.submit(_ensure_table, spark, settings, name) for name in SCHEMAS]:
+            done.result()
+
+
+#: How many tables :func:`ensure_tables` sees to at once.
+_ENSURING_THREADS = 4
+
+
+def _ensure_table(spark, settings: Settings, name: str) -> None:
     from delta.tables import DeltaTable
 
-    for name, columns in SCHEMAS.items():
-        table = Table(settings.table(name))
-        if table.exists(spark):
-            _add_missing_columns(spark, table, columns)
-            continue
-        properties = {**SYNAPSE_COMPATIBLE_PROPERTIES, "delta.dataSkippingStatsColumns": STATS_COLUMNS[name]}
-        if name in AUTO_COMPACTED:
-            properties["delta.autoOptimize.autoCompact"] = "true"
-        if table.qualified_name:
-            _create_in_catalog(spark, table.qualified_name, columns, properties)
-            continue
-        builder = DeltaTable.createIfNotExists(spark).addColumns(columns).location(table.path)
-        for key, value in properties.items():
-            builder = builder.property(key, value)
-        builder.execute()
+    columns, table = SCHEMAS[name], Table(settings.table(name))
+    if table.exists(spark):
+        _add_missing_columns(spark, table, columns)
+        return
+    properties = {**SYNAPSE_COMPATIBLE_PROPERTIES, "delta.dataSkippingStatsColumns": STATS_COLUMNS[name]}
+    if name in AUTO_COMPACTED:
+        properties["delta.autoOptimize.autoCompact"] = "true"
+    if table.qualified_name:
+        _create_in_catalog(spark, table.qualified_name, columns, properties)
+        return
+    builder = DeltaTable.createIfNotExists(spark).addColumns(columns).location(table.path)
+    for key, value in properties.items():
+        builder = builder.property(key, value)
+    builder.execute()
 
 
 def _add_missing_columns(spark, table: Table, columns: T.StructType) -> None:
