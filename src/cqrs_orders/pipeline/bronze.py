@@ -23,8 +23,6 @@ alone rejects duplicate keys, which ``from_json`` resolves silently (to the last
 
 from __future__ import annotations
 
-import functools
-import operator
 from datetime import datetime
 
 from pyspark.sql import Column, DataFrame
@@ -80,7 +78,6 @@ TYPED_SCHEMA = T.StructType(
 #: of these may not have been a JSON string, so the typed check cannot tell.
 _NUMBER_CHARACTERS = "-+0123456789.eE"
 _LITERALS = ("true", "false", "Infinity", "-Infinity", "NaN")
-_OPENERS = ("[", "{")
 
 
 #: What every step passes on: the record, the header as bronze stores it, and the verdict on ``data``.
@@ -192,7 +189,8 @@ def _typed_columns(typed: Column) -> list[Column]:
         # value to a Java string first, and this test runs on six fields of every record.
         maybe_not_a_string = (
             text.isin(*_LITERALS)
-            | functools.reduce(operator.or_, (text.startswith(c) for c in _OPENERS))
+            | text.startswith("[")
+            | text.startswith("{")
             | (F.ltrim(text, F.lit(_NUMBER_CHARACTERS)) == "")
         )
         return F.when(~maybe_not_a_string, F.lit("STRING"))

@@ -112,6 +112,10 @@ STATS_COLUMNS = {
 AUTO_COMPACTED = frozenset({"bronze_events", "bronze_quarantine", "ops_stream_progress"})
 
 
+#: How many tables :func:`ensure_tables` sees to at once.
+_ENSURING_THREADS = 4
+
+
 def ensure_tables(spark, settings: Settings) -> None:
     """Create every pipeline table that does not exist yet; add to an existing one the columns it lacks
     (a warehouse written by an older version: its old columns stay, null in new rows).
@@ -121,10 +125,6 @@ def ensure_tables(spark, settings: Settings) -> None:
     with ThreadPoolExecutor(max_workers=_ENSURING_THREADS, thread_name_prefix="ensure-table") as pool:
         for done in [pool.submit(_ensure_table, spark, settings, name) for name in SCHEMAS]:
             done.result()
-
-
-#: How many tables :func:`ensure_tables` sees to at once.
-_ENSURING_THREADS = 4
 
 
 def _ensure_table(spark, settings: Settings, name: str) -> None:
