@@ -9,6 +9,9 @@ and polls silver_orders and the floor table (through deltalake's SQL engine) unt
 id, version) is in both. Both streams share the submitter, the relay and the machine, so the ratio
 ours/floor is what the projection itself costs.
 
+``--warm-up-seconds`` submits at the rate for that long first, unmeasured: in the first two minutes each JVM
+spends about a third of its CPU compiling Spark's own code (catalyst, Janino), which both sides pay.
+
 Prints ONE JSON line: latency p50/p99/max in seconds for ours and the floor and their ratios, the median
 micro-batch duration of the projection (from ops_stream_progress) and the rate actually sustained.
 Progress goes to stderr. Usage: ``python benchmarks/freshness.py --rate 50 --seconds 120``.
@@ -188,6 +191,26 @@ def poll(sides: list[Visibility]) -> None:
             side.seen[key] = now - side.pending.pop(key)
 
 
+def pace(handler, indexes: range, rate: float, sides, processes, submitted=None) -> None:
+    """Submit ``command(i)`` for each index at ``rate`` a second, polling the sides in between; each
+    result goes to ``submitted`` (none: a warm-up, not measured)."""
+    first = time.monotonic()
+    for count, index in enumerate(indexes, start=1):
+        due = first + (count - 1) / rate
+        while time.monotonic() < due:
+            poll(sides)
+            time.sleep(min(POLL_SECONDS, max(0.0, due - time.monotonic())))
+        result = submit(handler, command(index + 1))  # index + 1: order 0 was the first, before the run
+        if submitted is not None:
+            submitted(result)
+        if count % max(1, int(rate * 10)) == 0:
+            check_alive(processes)
+            ours, floor = sides
+            what = "measured" if submitted is not None else "warm-up"
+            seen = f"visible {len(ours.seen)} (floor {len(floor.seen)})"
+            progress(f"  {what}: submitted {count}/{len(indexes)}, {seen}")
+
+
 def check_alive(processes: list[subprocess.Popen]) -> None:
     for process in processes:
         if process.poll() is not None:
@@ -221,6 +244,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=50.0, help="commands per second (50)")
     parser.add_argument("--seconds", type=float, default=120.0, help="how long to submit (120)")
+    parser.add_argument(
+        "--warm-up-seconds",
+        type=float,
+        default=0.0,
+        help="submit at the rate this long first, unmeasured (0): both JVMs spend the first minutes "
+        "compiling Spark's own code, a third of their CPU in the first two",
+    )
     parser.add_argument("--trigger-seconds", type=float, default=1.0, help="projection trigger interval (1)")
     parser.add_argument(
         "--relay-poll-seconds", type=float, default=1.0, help="relay outbox poll (1.0, the relay's default)"
@@ -234,8 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.floor_stream:
         return floor_stream(Path(args.warehouse), args.trigger_seconds)
-    if args.rate <= 0 or args.seconds <= 0:
-        parser.error("--rate and --seconds must be > 0")
+    if args.rate <= 0 or args.seconds <= 0 or args.warm_up_seconds < 0:
+        parser.error("--rate and --seconds must be > 0, --warm-up-seconds >= 0")
     work = Path(args.keep or tempfile.mkdtemp(prefix="cqrs-bench-freshness-"))
     try:
         result = run(args, work)
@@ -275,20 +305,15 @@ def run(args, work: Path) -> dict:
             raise RuntimeError(f"the pipeline did not show a first order within {STARTUP_TIMEOUT_SECONDS}s")
         for side in sides:
             side.seen.clear()
+        warm_up = int(args.rate * args.warm_up_seconds)
+        if warm_up:
+            progress(f"warming up: {args.rate:g} commands/s for {args.warm_up_seconds:g}s, not measured")
+            pace(handler, range(1, warm_up + 1), args.rate, sides, processes)
         progress(f"pipeline running; submitting {args.rate:g} commands/s for {args.seconds:g}s")
-
         since_epoch = time.time()
         total = int(args.rate * args.seconds)
         first = time.monotonic()
-        for index in range(1, total + 1):
-            due = first + (index - 1) / args.rate
-            while time.monotonic() < due:
-                poll(sides)
-                time.sleep(min(POLL_SECONDS, max(0.0, due - time.monotonic())))
-            submitted(submit(handler, command(index + 1)))  # index + 1: order 0 was the warm-up
-            if index % max(1, int(args.rate * 10)) == 0:
-                check_alive(processes)
-                progress(f"  submitted {index}/{total}, visible {len(ours.seen)} (floor {len(floor.seen)})")
+        pace(handler, range(warm_up + 1, warm_up + total + 1), args.rate, sides, processes, submitted)
         submit_seconds = time.monotonic() - first
         progress(f"submitted {total} commands in {submit_seconds:.1f}s; waiting for the last ones")
         wait_visible(sides, time.monotonic() + args.drain_timeout, processes)
@@ -324,6 +349,7 @@ def run(args, work: Path) -> dict:
         **ratios,
         "ours_p99_within_1_5x_of_floor": ratios["ratio_p99_ours_to_floor"] <= 1.5,
         "target_rate_per_second": args.rate,
+        "warm_up_seconds": args.warm_up_seconds,
         "sustained_rate_per_second": round(total / submit_seconds, 2) if submit_seconds > 0 else None,
         "median_batch_ms": batches["all"],
         "median_batch_ms_by_query": {k: v for k, v in batches.items() if k != "all"},
