@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -191,7 +192,14 @@ def poll(sides: list[Visibility]) -> None:
             side.seen[key] = now - side.pending.pop(key)
 
 
-def pace(handler, indexes: range, rate: float, sides, processes, submitted=None) -> None:
+def pace(
+    handler,
+    indexes: range,
+    rate: float,
+    sides: list[Visibility],
+    processes: list[subprocess.Popen],
+    submitted: Callable[[object], None] | None = None,
+) -> None:
     """Submit ``command(i)`` for each index at ``rate`` a second, polling the sides in between; each
     result goes to ``submitted`` (none: a warm-up, not measured)."""
     first = time.monotonic()
