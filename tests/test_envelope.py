@@ -43,10 +43,10 @@ def test_round_trip_preserves_every_field():
     assert EventEnvelope.from_json(event.to_json()) == event
 
 
-def test_wire_form_uses_utc_z_timestamps_and_numeric_money():
+def test_wire_form_uses_utc_z_timestamps_and_money_as_decimal_strings():
     wire = json.loads(new_event("OrderCreated", order_state(), 1, at=AT).to_json())
     assert wire["timestamp"] == "2025-01-15T10:30:00Z"
-    assert wire["data"]["items"][0]["unitPrice"] == 19.99
+    assert wire["data"]["items"][0]["unitPrice"] == "19.99"
     assert wire["aggregateId"] == "order-123" and wire["aggregateType"] == "Order"
     assert set(wire) == {
         "eventId", "eventType", "aggregateId", "aggregateType", "version", "timestamp",

@@ -16,6 +16,7 @@ from enum import Enum
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -26,11 +27,26 @@ from pydantic import (
 )
 
 Id = Annotated[str, Field(min_length=1, max_length=128)]
-#: Money: exact in Python, a plain JSON number on the wire (never a quoted string), decimal(18,2) in Spark.
+
+#: The money rule, written once: a non-negative amount with at most 2 decimals and at most 16 digits before
+#: the point (exactly what decimal(18,2) holds in the read models). It is kept as a ``Decimal`` with exactly
+#: two decimals (``9.5`` is kept as ``9.50``, ``-0`` as ``0.00``) and travels as a JSON **string** of those
+#: digits (``"9.50"``) in the write store, the events, the bus and the API. A string, because a JSON number
+#: is read as a binary float by most readers (pydantic included), which holds only 15 to 17 digits. Readers
+#: also take a number, as events written before this rule have them.
+MONEY_MAX_DIGITS, MONEY_DECIMAL_PLACES = 18, 2
+_CENT = Decimal(1).scaleb(-MONEY_DECIMAL_PLACES)
+
+
+def _two_decimals(value: Decimal) -> Decimal:
+    return value.quantize(_CENT) + 0  # ``+ 0`` turns -0.00 into 0.00
+
+
 Money = Annotated[
     Decimal,
-    Field(ge=0, max_digits=18, decimal_places=2),
-    PlainSerializer(lambda value: float(value), return_type=float, when_used="json"),
+    Field(ge=0, max_digits=MONEY_MAX_DIGITS, decimal_places=MONEY_DECIMAL_PLACES, allow_inf_nan=False),
+    AfterValidator(_two_decimals),
+    PlainSerializer(str, return_type=str, when_used="json"),
 ]
 #: Timestamps are ISO-8601 UTC with a ``Z`` suffix on the wire.
 UtcTimestamp = Annotated[
@@ -161,7 +177,7 @@ class EventEnvelope(_Model):
         return self
 
     def to_json(self, data_json: str | None = None) -> str:
-        """The wire form: compact JSON, UTC ``Z`` timestamps, money as numbers, ``data`` last.
+        """The wire form: compact JSON, UTC ``Z`` timestamps, money as decimal strings, ``data`` last.
 
         ``data_json`` is ``data`` already serialised (the write store needs it for the aggregate's row
         anyway): spliced in instead of serialised a second time, the state being most of an event.

@@ -27,9 +27,27 @@ class PublishError(CqrsOrdersError):
 
 
 class WriteStoreError(CqrsOrdersError):
-    """The write store failed for a reason other than a rejected command."""
+    """The write store failed for a reason other than a rejected command, and what was asked of it was not
+    kept (a transaction rolled back, never begun, or committed into a file that was no longer the store)."""
 
     code = "WRITE_STORE_UNAVAILABLE"
+
+    def advice(self) -> str:
+        """What a command's result says: what happened, what was written, what to do."""
+        return f"the write store failed: {self}. This command was not written; send it again later"
+
+
+class WriteOutcomeUnknown(WriteStoreError):
+    """The write store was asked to commit and did not say whether it did (a timeout, a dropped
+    connection): the command may or may not be written."""
+
+    code = "WRITE_OUTCOME_UNKNOWN"
+
+    def advice(self) -> str:
+        return (
+            f"the write store did not confirm the write: {self}. Whether this command was written is "
+            "unknown; send it again with the same commandId, which answers its first result if it was"
+        )
 
 
 class CommandRejected(CqrsOrdersError):

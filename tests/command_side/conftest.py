@@ -123,6 +123,8 @@ class FakeCosmosAccount(HttpTransport):
         self.requests: list[dict] = []
         self.before_next_batch = None  # a hook: another writer acting between a read and a batch
         self.batch_failures: list[int] = []
+        self.answer_next_batch_with: int | None = None  # commit the next batch, then answer this status
+        self.refuse_next_batch_with: int | None = None  # refuse the next batch with this status, unrun
 
     # HttpTransport
     def __enter__(self):
@@ -216,6 +218,13 @@ class FakeCosmosAccount(HttpTransport):
         return stored
 
     def _batch(self, request, partition: str, operations: list[dict]):
+        if self.refuse_next_batch_with:
+            status, self.refuse_next_batch_with = self.refuse_next_batch_with, None
+            return _CosmosResponse(request, status, {"code": "Refused", "message": "refused by the test"})
+        if self.answer_next_batch_with:
+            status, self.answer_next_batch_with = self.answer_next_batch_with, None
+            self._batch(request, partition, operations)
+            return _CosmosResponse(request, status, {"code": "Timeout", "message": "no answer in time"})
         if self.before_next_batch:
             hook, self.before_next_batch = self.before_next_batch, None
             hook()

@@ -1,7 +1,7 @@
 """How the API runs commands. With a group-committing store, the committer: the requests of one turn of the
-event loop form one group (one ``handle_many``, one commit), each request gets its own results, and a failing
-store answers every request of its group with WRITE_STORE_UNAVAILABLE. Without group commit (Cosmos DB), a
-thread per request, so concurrent requests' round trips overlap."""
+event loop form one group (one ``handle_many``, one commit) and each request gets its own results (the
+handler answers a failing store per command: tests/command_side/test_one_outcome.py). Without group commit
+(Cosmos DB), a thread per request, so concurrent requests' round trips overlap."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from cqrs_orders.http.committer import Committer, ThreadPerRequest, command_runn
 
 
 class RecordingHandler:
-    """Records each ``handle_many`` call (one call is one group, one commit); can fail like a store."""
+    """Records each ``handle_many`` call (one call is one group, one commit); can fail like a bug."""
 
     def __init__(self, fail: Exception | None = None):
         self.calls: list[list[str]] = []
@@ -59,15 +59,6 @@ def test_a_group_never_exceeds_the_command_limit():
     asyncio.run(_requests(committer, ["a", "b"], ["c"], ["d", "e"], ["f"]))
 
     assert handler.calls == [["a", "b", "c"], ["d", "e", "f"]]
-
-
-def test_a_failing_store_answers_each_request_of_the_group_unavailable():
-    committer = Committer(RecordingHandler(fail=WriteStoreError("disk I/O error")))
-
-    answers = asyncio.run(_requests(committer, ["a"], ["b", "c"]))
-
-    codes = [[result.error["code"] for result in answer] for answer in answers]
-    assert codes == [["WRITE_STORE_UNAVAILABLE"], ["WRITE_STORE_UNAVAILABLE"] * 2]
 
 
 def test_a_bug_fails_each_request_of_the_group(caplog):

@@ -24,6 +24,7 @@ import hashlib
 import json
 from typing import Any
 
+from azure.core.exceptions import AzureError, ServiceRequestError
 from azure.cosmos import CosmosClient
 from azure.cosmos.exceptions import (
     CosmosAccessConditionFailedError,
@@ -45,7 +46,7 @@ from cqrs_orders.application.ports import (
 from cqrs_orders.config import Settings
 from cqrs_orders.domain.aggregates import Snapshot
 from cqrs_orders.envelope import STATE_MODELS, AggregateType
-from cqrs_orders.errors import ConfigurationError, WriteStoreError
+from cqrs_orders.errors import ConfigurationError, WriteOutcomeUnknown, WriteStoreError
 
 #: The partition holding the relay's checkpoint documents (their ids never clash with an aggregate's).
 CHECKPOINT_PARTITION = "__relay__"
@@ -112,7 +113,13 @@ class CosmosWriteStore(WriteStore):
                 raise DuplicateCommand(recorded) from None
             raise VersionConflict(partition) from None
         except CosmosHttpResponseError as error:
+            if _maybe_executed(error):
+                raise WriteOutcomeUnknown(_describe("write", error)) from error
             raise _store_error("write", error) from error
+        except ServiceRequestError as error:  # the request never reached the service
+            raise WriteStoreError(f"Could not reach the Cosmos DB account to write: {error}") from error
+        except AzureError as error:  # sent, and no answer came back (a dropped connection, a timeout)
+            raise WriteOutcomeUnknown(f"the Cosmos DB write got no answer: {error}") from error
 
     # --- outbox, via the change feed ---------------------------------------------------------------
     def pending(self, limit: int) -> OutboxBatch:
@@ -168,6 +175,8 @@ class CosmosWriteStore(WriteStore):
             return None
         except CosmosHttpResponseError as error:
             raise _store_error("read", error) from error
+        except AzureError as error:  # a transport failure: the store is unreachable, not a bug
+            raise WriteStoreError(f"Could not reach the Cosmos DB account to read: {error}") from error
 
 
 def _new_documents(commit: Commit) -> list[dict]:
@@ -201,7 +210,19 @@ def _command_doc_id(command_id: str) -> str:
 
 
 def _store_error(action: str, error: CosmosHttpResponseError) -> WriteStoreError:
-    return WriteStoreError(
+    return WriteStoreError(_describe(action, error))
+
+
+def _describe(action: str, error: CosmosHttpResponseError) -> str:
+    return (
         f"Could not {action} the Cosmos DB container (HTTP {error.status_code}: {error.reason}); check "
-        "COSMOS_ENDPOINT, COSMOS_KEY, COSMOS_DATABASE and COSMOS_CONTAINER, then retry."
+        "COSMOS_ENDPOINT, COSMOS_KEY, COSMOS_DATABASE and COSMOS_CONTAINER"
     )
+
+
+def _maybe_executed(error: CosmosHttpResponseError) -> bool:
+    """Whether a failed batch may have been committed all the same: a timeout (408) or a server-side
+    failure (5xx) can come after the write; any other refusal (4xx: auth, throttling, a bad request) comes
+    before it."""
+    status = error.status_code or 0
+    return status == 408 or status >= 500

@@ -149,31 +149,71 @@ class SqliteWriteStore(WriteStore):
             max_commands=MAX_GROUP_COMMANDS, max_gather_seconds=MAX_GATHER_SECONDS
         )
         self._writer: sqlite3.Connection | None = None  # the groups' connection, used by one leader at a time
+        self._writer_generation = 0
         self._snapshots: _Snapshots = OrderedDict()
         self._snapshots_at: int | None = None
         #: (groups, commands) committed by this instance: how well group commit is grouping.
         self.committed = self._groups.committed
+        #: The file this store writes: (device, inode) of ``path`` when it was opened, and a generation
+        #: that every connection is tagged with (see :meth:`_verify_file`).
+        self._identity: tuple[int, int] | None = None
+        self._generation = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._write_lock:
+            self._adopt_file()
+
+    def _adopt_file(self) -> None:
+        """Open the file at ``path`` as this store's (called under the write lock): refuse a damaged one,
+        create or upgrade the schema, remember its identity. Connections of an earlier file are dropped."""
+        self._generation += 1
+        self._snapshots.clear()
+        self._snapshots_at = None
+        if self._process_lock is not None:  # the lock file beside the new store file, not the old one's
+            os.close(self._process_lock)
+            self._process_lock = None
         existed = self.path.exists() and self.path.stat().st_size > 0
-        if existed:
-            self._check_integrity()
-        with self._transaction() as connection:
-            version = connection.execute("PRAGMA user_version").fetchone()[0]
-            tables = {
-                row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
-            }
-            if version == 0 and "outbox" in tables:
-                logger.info("write store %s: moving the outbox into the events table (schema 2)", self.path)
-                for statement in _statements(_MIGRATE_FROM_0):
-                    connection.execute(statement)
-            elif version > SCHEMA_VERSION:
-                raise WriteStoreError(
-                    f"The write store at {self.path} has schema {version}, newer than this version of "
-                    f"cqrs-orders knows ({SCHEMA_VERSION}); upgrade cqrs-orders"
-                )
-            for statement in _statements(_SCHEMA):
-                connection.execute(statement)
-            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        connection = self._open()
+        try:
+            if existed:
+                self._check_integrity(connection)
+            with self._locked_across_processes():
+                connection.execute("BEGIN IMMEDIATE")
+                try:
+                    _create_schema(connection, self.path)
+                    connection.execute("COMMIT")
+                except BaseException:
+                    connection.execute("ROLLBACK")
+                    raise
+            self._identity = _identity(self.path)
+        except sqlite3.Error as error:
+            raise WriteStoreError(f"Cannot open the write store at {self.path}: {error}") from error
+        finally:
+            connection.close()
+
+    def _verify_file(self, *, write_locked: bool) -> None:
+        """Check that ``path`` is still the file this store opened, before every use of a connection.
+
+        A connection keeps writing into its file after the file was deleted or its folder moved, and every
+        write there would be lost, so a missing file is a ``WriteStoreError`` (the server answers 503 and
+        recovers when the file is back). A different file at the path (restored from a backup, moved back
+        as a copy) is adopted: the connections of the old one are dropped.
+        """
+        try:
+            found = _identity(self.path)
+        except OSError as error:
+            raise WriteStoreError(
+                f"The write store file {self.path} is gone ({error.strerror}): it was removed or moved since "
+                "it was opened. Put it back (or restart to start an empty store there)"
+            ) from None
+        if found == self._identity:
+            return
+        if write_locked:
+            self._adopt_file()
+        else:
+            with self._write_lock:
+                if _identity(self.path) != self._identity:
+                    self._adopt_file()
+        logger.warning("write store %s: the file was replaced; now using the file at that path", self.path)
 
     # --- commands ----------------------------------------------------------------------------------
     def load(self, aggregate_id: str) -> Snapshot | None:
@@ -190,14 +230,10 @@ class SqliteWriteStore(WriteStore):
     def execute(self, works: Sequence[Work]) -> list:
         """Run each unit of work in its own savepoint of a shared transaction; answer once it is durable.
 
-        A work that raises is rolled back alone and its exception re-raised here (after its neighbours'
-        commit); the results of the others are kept.
+        A work that raises is rolled back alone and its exception is its outcome; its neighbours' results
+        are kept. When the transaction itself fails, every outcome is that ``WriteStoreError``.
         """
-        outcomes = self._run(works)
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome
-        return outcomes
+        return self._run(works)
 
     def waiting(self) -> int:
         """Requests queued for (or in) a group right now (for tests and diagnostics)."""
@@ -210,7 +246,7 @@ class SqliteWriteStore(WriteStore):
         """The leader's transaction: every work of the group in turn, each in its own savepoint, then one
         COMMIT. Returns how long the commit took, or ``None`` if nothing was committed."""
         try:
-            with self._transaction(self._writer_connection()) as db:
+            with self._transaction(writer=True) as db:
                 # The cached snapshots are current unless another connection (another process, a relay
                 # acknowledging) committed since this writer's last group: data_version tells exactly that.
                 seen = db.execute("PRAGMA data_version").fetchone()[0]
@@ -232,8 +268,8 @@ class SqliteWriteStore(WriteStore):
         except BaseException as error:
             self._snapshots.clear()
             self._snapshots_at = None
-            if isinstance(error, sqlite3.Error):  # e.g. disk full or an I/O error at COMMIT
-                raise WriteStoreError(f"The write store at {self.path} failed: {error}; retry") from error
+            if isinstance(error, sqlite3.Error):  # e.g. disk full, an I/O error, a read-only file system
+                raise WriteStoreError(f"The write store at {self.path} failed: {error}") from error
             raise
 
     # --- outbox ------------------------------------------------------------------------------------
@@ -273,7 +309,7 @@ class SqliteWriteStore(WriteStore):
         """SQLite's ``data_version``: it changes when another connection commits (one page read)."""
         try:
             return self._connection().execute("PRAGMA data_version").fetchone()[0]
-        except sqlite3.Error:
+        except (sqlite3.Error, WriteStoreError):
             return None
 
     def counts(self) -> dict[str, int]:
@@ -303,28 +339,38 @@ class SqliteWriteStore(WriteStore):
         self._local = threading.local()
 
     # --- plumbing ----------------------------------------------------------------------------------
-    def _check_integrity(self) -> None:
+    def _check_integrity(self, connection: sqlite3.Connection) -> None:
         """Refuse a damaged file at open instead of writing into it (``PRAGMA quick_check``: every page is
-        read once, indexes are not cross-checked; see benchmarks/RESULTS.md for its cost)."""
+        read once, indexes are not cross-checked)."""
         try:
-            verdict = self._connection().execute("PRAGMA quick_check(1)").fetchone()[0]
+            verdict = connection.execute("PRAGMA quick_check(1)").fetchone()[0]
         except sqlite3.DatabaseError as error:
             verdict = str(error)
         if verdict != "ok":
-            self.close()
             raise WriteStoreError(
                 f"The write store at {self.path} is damaged (SQLite quick_check: {verdict.splitlines()[0]}); "
                 "restore it from a backup, or move it away to start an empty one"
             )
 
     def _connection(self) -> sqlite3.Connection:
-        connection = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = self._open()
-            self._local.connection = connection
+        """This thread's reading connection, to the file at ``path`` (checked first: see _verify_file)."""
+        self._verify_file(write_locked=False)
+        local = self._local
+        if getattr(local, "generation", None) != self._generation:
+            stale = getattr(local, "connection", None)
+            if stale is not None:
+                self._forget(stale)
+            local.connection = self._open()
+            local.generation = self._generation
             with self._guard:
-                self._connections.append(connection)
-        return connection
+                self._connections.append(local.connection)
+        return local.connection
+
+    def _forget(self, connection: sqlite3.Connection) -> None:
+        with self._guard:
+            if connection in self._connections:
+                self._connections.remove(connection)
+        connection.close()
 
     def _open(self) -> sqlite3.Connection:
         try:
@@ -346,31 +392,50 @@ class SqliteWriteStore(WriteStore):
     def _writer_connection(self) -> sqlite3.Connection:
         """One connection for every group of this store, whichever thread leads it (under the write lock):
         its ``data_version`` then says whether anyone else wrote since the last group."""
+        if self._writer is not None and self._writer_generation != self._generation:
+            self._forget(self._writer)
+            self._writer = None
         if self._writer is None:
             self._writer = self._open()
+            self._writer_generation = self._generation
             with self._guard:
                 self._connections.append(self._writer)
         return self._writer
 
     @contextlib.contextmanager
-    def _transaction(self, db: sqlite3.Connection | None = None) -> Iterator[sqlite3.Connection]:
-        """``BEGIN IMMEDIATE``: take the write lock up front, so check-then-write is atomic."""
-        db = db or self._connection()
-        with self._write_lock, self._locked_across_processes():
-            try:
-                db.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as error:
-                raise WriteStoreError(
-                    f"The write store at {self.path} stayed locked for {self.busy_timeout_ms} ms: {error}; "
-                    "retry"
-                ) from error
-            try:
-                yield db
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:  # a failed COMMIT may have rolled back already
-                    db.execute("ROLLBACK")
-                raise
+    def _transaction(self, *, writer: bool = False) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE``: take the write lock up front, so check-then-write is atomic. The file is
+        checked before (a replaced one is adopted, a missing one refused) and after the commit: a commit
+        into a file that is no longer at ``path`` is lost with it, so it is reported as not written."""
+        with self._write_lock:
+            self._verify_file(write_locked=True)
+            db = self._writer_connection() if writer else self._connection()
+            with self._locked_across_processes():
+                try:
+                    db.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as error:
+                    raise WriteStoreError(
+                        f"The write store at {self.path} stayed locked for {self.busy_timeout_ms} ms: {error}"
+                    ) from error
+                try:
+                    yield db
+                    db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:  # a failed COMMIT may have rolled back already
+                        db.execute("ROLLBACK")
+                    raise
+                self._check_still_the_store()
+
+    def _check_still_the_store(self) -> None:
+        try:
+            still = _identity(self.path) == self._identity
+        except OSError:
+            still = False
+        if not still:
+            raise WriteStoreError(
+                f"The write store file {self.path} was removed or replaced while a transaction committed, "
+                "so that transaction is not in the store"
+            )
 
     @contextlib.contextmanager
     def _locked_across_processes(self) -> Iterator[None]:
@@ -412,6 +477,8 @@ class _Session:
         self._touched.clear()
         try:
             outcome = work(self)
+        except sqlite3.Error:  # the database failed (disk full, I/O, read-only): the whole group is undone
+            raise
         except Exception as error:  # this command alone is undone; its neighbours go on
             if self._saved:
                 self._db.execute("ROLLBACK TO command")
@@ -499,6 +566,30 @@ class _Session:
             raise VersionConflict(f"{aggregate_id}: {error}") from None
         self._snapshots[aggregate_id] = Snapshot(commit.aggregate_type, last.data, last.version)
         self._touched.append(aggregate_id)
+
+
+def _create_schema(connection: sqlite3.Connection, path: Path) -> None:
+    """Create the tables, or bring a store of an older schema to this one (inside a write transaction)."""
+    version = connection.execute("PRAGMA user_version").fetchone()[0]
+    tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if version == 0 and "outbox" in tables:
+        logger.info("write store %s: moving the outbox into the events table (schema 2)", path)
+        for statement in _statements(_MIGRATE_FROM_0):
+            connection.execute(statement)
+    elif version > SCHEMA_VERSION:
+        raise WriteStoreError(
+            f"The write store at {path} has schema {version}, newer than this version of cqrs-orders knows "
+            f"({SCHEMA_VERSION}); upgrade cqrs-orders"
+        )
+    for statement in _statements(_SCHEMA):
+        connection.execute(statement)
+    connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    """Which file ``path`` names now: (device, inode); ``OSError`` when there is none."""
+    found = os.stat(path)
+    return found.st_dev, found.st_ino
 
 
 def _load(db: sqlite3.Connection, aggregate_id: str) -> Snapshot | None:

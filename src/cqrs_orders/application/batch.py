@@ -1,8 +1,9 @@
 """One command or a batch of them, as one payload: what the command-ingest job (and any endpoint) receives.
 
 A job run costs seconds even on serverless compute, so a caller with many commands sends them as one JSON
-array and gets one result per command, in order; a single JSON object still gets a single result. Each
-command goes through the handler on its own: one rejection does not stop the others.
+array and gets one result per command, in order; a single JSON object still gets a single result. The
+payload is decoded by the one strict JSON intake (:mod:`~cqrs_orders.domain.strict_json`), as an HTTP body
+is. Each command goes through the handler on its own: one rejection does not stop the others.
 """
 
 from __future__ import annotations
@@ -10,21 +11,26 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from cqrs_orders.application.handler import CommandResult
+from cqrs_orders.domain import strict_json
 from cqrs_orders.domain.commands import MAX_COMMAND_BYTES
+from cqrs_orders.errors import ValidationError
 
 #: Commands per batch. The Jobs API caps a run's job parameters (the command JSON) well below this times
 #: the per-command limit anyway; the cap keeps one run's duration bounded.
 MAX_BATCH_COMMANDS = 1000
+#: The largest payload: a whole batch of ordinary commands (about 1 KiB each).
+MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
 
 
 def handle_payload(handler, payload: str | bytes) -> dict[str, Any] | list[dict[str, Any]]:
     """The result of a JSON object, or the list of results of a JSON array (``handler``: a CommandHandler)."""
     try:
-        decoded = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
-        return handler.handle(payload).to_dict()  # not JSON: the handler rejects it with its usual message
+        decoded = strict_json.decode(payload, max_bytes=MAX_PAYLOAD_BYTES)
+    except ValidationError as refused:  # not one command run: the payload's one answer says why
+        return CommandResult.rejected(None, None, refused).to_dict()
     if not isinstance(decoded, list):
-        return handler.handle(payload).to_dict()
+        return handler.handle(_one(decoded)).to_dict()
     if not decoded or len(decoded) > MAX_BATCH_COMMANDS:
         return [_batch_size_rejection(len(decoded))]
     return [handler.handle(_one(item)).to_dict() for item in decoded]
@@ -32,7 +38,7 @@ def handle_payload(handler, payload: str | bytes) -> dict[str, Any] | list[dict[
 
 def _one(item: Any) -> str | dict:
     # A non-object element is handed over as JSON text so the handler rejects it like a bad single command.
-    return item if isinstance(item, dict) else json.dumps(item)
+    return item if isinstance(item, dict) else json.dumps(item, default=str)
 
 
 def _batch_size_rejection(size: int) -> dict[str, Any]:

@@ -9,6 +9,7 @@ accepted command's outcome is stored with its events, and a repeat is answered f
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import random
 import time
@@ -29,7 +30,9 @@ from cqrs_orders.application.ports import (
 from cqrs_orders.domain.aggregates import decide, target_of, with_target
 from cqrs_orders.domain.commands import Command, CreateOrder, decode_command, validate_command
 from cqrs_orders.envelope import AggregateType
-from cqrs_orders.errors import AlreadyExists, CommandRejected, ConcurrencyConflict
+from cqrs_orders.errors import AlreadyExists, CommandRejected, ConcurrencyConflict, WriteStoreError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -88,22 +91,24 @@ class CommandHandler:
 
     def handle(self, raw: str | bytes | dict) -> CommandResult:
         """Run one command; the answer comes once its effects are durable (or it was rejected)."""
-        prepared = self._prepare(raw)
-        if isinstance(prepared, CommandResult):
-            return prepared
-        [result] = self.store.execute([prepared.run])
+        [result] = self.handle_many([raw])
         return result
 
     def handle_many(self, raws: Iterable[str | bytes | dict]) -> list[CommandResult]:
-        """Run commands in order, as few transactions as the store allows; one result per command.
+        """Run commands in order, as few transactions as the store allows; one result per command, each in
+        its own slot whatever happened to its neighbours (never an exception).
 
         With the SQLite store they share one commit (each in its own savepoint), so a bulk import pays one
         fsync per group instead of one per command, and a crash leaves a prefix of whole commands.
         """
         prepared = [self._prepare(raw) for raw in raws]
-        runs = [p.run for p in prepared if not isinstance(p, CommandResult)]
-        outcomes = iter(self.store.execute(runs) if runs else ())
-        return [p if isinstance(p, CommandResult) else next(outcomes) for p in prepared]
+        runnable = [p for p in prepared if not isinstance(p, CommandResult)]
+        try:
+            outcomes = self.store.execute([p.run for p in runnable]) if runnable else []
+        except WriteStoreError as error:  # the whole call failed (the port's contract): as each one's outcome
+            outcomes = [error] * len(runnable)
+        answers = iter(zip(runnable, outcomes, strict=True))
+        return [p if isinstance(p, CommandResult) else _answer(*next(answers)) for p in prepared]
 
     def _prepare(self, raw: str | bytes | dict) -> _Prepared | CommandResult:
         """Validation and everything else that needs no store: done by the caller's thread, outside the
@@ -116,15 +121,28 @@ class CommandHandler:
             if not replayable:  # an id of our own, validated with the rest (cheaper than a copy after)
                 decoded = {**decoded, "commandId": time_ordered_id()}
             command = validate_command(decoded)
+            targeted = with_target(command)
         except CommandRejected as error:
             return CommandResult.rejected(declared_id, None, error)
-        targeted = with_target(command)
+        except Exception:  # a bug, before anything ran: this command's answer alone
+            logger.exception("command %s failed unexpectedly before it ran", declared_id)
+            return CommandResult(declared_id, "rejected", error=dict(INTERNAL_ERROR))
         # The fingerprint is over the command as given (so a retry matches however its target was filled);
         # that is the stored text too unless filling the target changed it: one serialisation, not two.
         given_json = command.model_dump_json()
         command_json = given_json if targeted is command else targeted.model_dump_json()
         fingerprint = hashlib.sha256(given_json.encode()).hexdigest()
         return _Prepared(self, targeted, command_json, fingerprint, replayable)
+
+    @staticmethod
+    def not_run(raw: str | bytes | dict, why: str) -> CommandResult:
+        """The answer to a command that was never run (``why`` says so), with its commandId if it has one."""
+        try:
+            command_id = _declared_command_id(decode_command(raw))
+        except CommandRejected:
+            command_id = None
+        not_written = {"code": WriteStoreError.code, "message": f"not run: {why}; send it again"}
+        return CommandResult(command_id, "rejected", error=not_written)
 
 
 class _Prepared:
@@ -183,6 +201,28 @@ class _Prepared:
             f"({handler.max_attempts} attempts); submit it again"
         )
         return CommandResult.rejected(command.commandId, aggregate_id, conflict)
+
+
+def _answer(prepared: _Prepared, outcome: CommandResult | BaseException) -> CommandResult:
+    """A command's result from its unit of work's outcome: its answer, or the exception it ended with."""
+    if isinstance(outcome, CommandResult):
+        return outcome
+    command_id, aggregate_id = prepared.command.commandId, prepared.aggregate_id
+    if isinstance(outcome, WriteStoreError):
+        logger.warning("the write store failed on command %s: %s", command_id, outcome)
+        failed = {"code": outcome.code, "message": outcome.advice()}
+        return CommandResult(command_id, "rejected", aggregate_id, error=failed)
+    logger.error("command %s failed unexpectedly", command_id, exc_info=outcome)
+    return CommandResult(command_id, "rejected", aggregate_id, error=dict(INTERNAL_ERROR))
+
+
+#: The result of a command that failed on a bug: the log has the traceback, the caller a stable code and
+#: how to find out what happened (a retry with the same commandId runs it at most once).
+INTERNAL_ERROR = {
+    "code": "INTERNAL_ERROR",
+    "message": "an unexpected error stopped this command (the server log has the details); retry with the "
+    "same commandId: a command is run at most once",
+}
 
 
 def time_ordered_id() -> str:

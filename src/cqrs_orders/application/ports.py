@@ -101,21 +101,19 @@ class WriteStore(ABC):
 
     def execute(self, works: Sequence[Callable[[WriteStore], Any]]) -> list:
         """Run units of work, each given a view with ``load`` / ``recorded_outcome`` / ``append``, and return
-        their results in order; a work's exception is re-raised (after the others ran).
+        one outcome per work, in order: its result, or the exception it raised (that work alone undone).
+        Raises ``WriteStoreError`` only when the whole call failed and none of it was written.
 
         This default runs them one by one on the store itself, each ``append`` its own transaction (what
         a store without cross-aggregate transactions can offer). A store that can do better overrides it:
         the SQLite store runs them as a group in one transaction, each in its own savepoint.
         """
-        outcomes, failure = [], None
+        outcomes = []
         for work in works:
             try:
                 outcomes.append(work(self))
             except Exception as error:
                 outcomes.append(error)
-                failure = failure or error
-        if failure is not None:
-            raise failure
         return outcomes
 
     @abstractmethod

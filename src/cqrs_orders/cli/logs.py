@@ -16,8 +16,17 @@ LEVELS = {-1: logging.WARNING, 0: logging.INFO, 1: logging.DEBUG}
 _HANDLER_NAME = "cqrs-orders-cli"
 
 
-def configure(verbosity: int = 0) -> None:
-    """Send the ``cqrs_orders`` loggers to stderr at the level ``verbosity`` asks for (idempotent)."""
+class _OneLine(logging.Formatter):
+    """Leaves tracebacks out: a terminal gets one line that says what happened (``-v`` shows them)."""
+
+    def formatException(self, exc_info) -> str:
+        kind, error = exc_info[0].__name__, str(exc_info[1]).splitlines()[:1]
+        return f"  ({kind}: {error[0] if error else ''}; run with -v for the traceback)"
+
+
+def configure(verbosity: int = 0, *, tracebacks: bool = False) -> None:
+    """Send the ``cqrs_orders`` loggers to stderr at the level ``verbosity`` asks for (idempotent).
+    Tracebacks are printed with ``-v``, or always when ``tracebacks`` (a server's log)."""
     level = LEVELS[max(-1, min(1, verbosity))]
     root = logging.getLogger("cqrs_orders")
     for handler in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
@@ -25,9 +34,8 @@ def configure(verbosity: int = 0) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.set_name(_HANDLER_NAME)
     detail = " %(name)s" if level <= logging.DEBUG else ""
-    handler.setFormatter(
-        logging.Formatter(f"%(asctime)s %(levelname)s{detail}: %(message)s", datefmt="%H:%M:%S")
-    )
+    formatter = logging.Formatter if tracebacks or level <= logging.DEBUG else _OneLine
+    handler.setFormatter(formatter(f"%(asctime)s %(levelname)s{detail}: %(message)s", datefmt="%H:%M:%S"))
     root.addHandler(handler)
     root.setLevel(level)
     root.propagate = False  # a host application's root handler must not print every line twice

@@ -37,8 +37,10 @@ def register(subcommands, common) -> None:
 def run_serve(args, settings: Settings) -> int:
     import uvicorn
 
+    from cqrs_orders.cli import logs
     from cqrs_orders.http.wiring import app_for
 
+    logs.configure(getattr(args, "verbosity", 0), tracebacks=True)  # a server's log keeps the details
     port = args.port if args.port is not None else _port_from_env()
     if not 0 <= port <= 65535:
         raise ConfigurationError(f"--port {port} is not a TCP port (0-65535).")

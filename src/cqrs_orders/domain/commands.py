@@ -9,37 +9,26 @@ their input without reading our code.
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from cqrs_orders.domain import strict_json
+from cqrs_orders.domain.ids import RULES as ID_RULES
+from cqrs_orders.domain.ids import Id
+from cqrs_orders.domain.strict_json import MAX_COMMAND_BYTES, short
+from cqrs_orders.envelope import Money
 from cqrs_orders.errors import UnknownCommand, ValidationError
 
-#: Commands larger than this (as UTF-8 JSON) are refused before parsing: they are abuse, not orders.
-MAX_COMMAND_BYTES = 256 * 1024
+__all__ = ["COMMANDS", "MAX_COMMAND_BYTES", "Command", "decode_command", "validate_command"]
 
-#: Characters an identifier cannot hold: every control, format (zero-width, direction marks and overrides,
-#: BOM), surrogate, private-use and unassigned code point (``\p{C}``), and any space but U+0020: each makes
-#: an id that looks like another one. Patterns run in pydantic-core's regex engine, so this costs ~1 us.
-_NOT_IN_ID = r"\p{C}\p{Zl}\p{Zp}\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000"
 #: Characters free text (names, reasons) cannot hold: controls (NUL would reach the read models), private
 #: use, and the bidirectional marks, embeddings, overrides and isolates that make text display as something
 #: else. Joiners (U+200C, U+200D) stay allowed: emoji and several scripts need them. (Lone surrogates never
 #: get this far: pydantic-core refuses a string that is not valid Unicode.)
 _NOT_IN_TEXT = r"\p{Cc}\p{Co}\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff"
 
-#: An identifier: 1-128 visible characters (inner U+0020 spaces allowed), nothing invisible or look-alike.
-Id = Annotated[
-    str,
-    StringConstraints(
-        strict=True,
-        min_length=1,
-        max_length=128,
-        pattern=rf"^[^\s{_NOT_IN_ID}](?:[^{_NOT_IN_ID}]*[^\s{_NOT_IN_ID}])?$",
-    ),
-]
 #: Free text: not blank, none of ``_NOT_IN_TEXT``.
 _TEXT_PATTERN = rf"^[^{_NOT_IN_TEXT}]*[^\s{_NOT_IN_TEXT}][^{_NOT_IN_TEXT}]*$"
 Text = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=200, pattern=_TEXT_PATTERN)]
@@ -48,8 +37,8 @@ Email = Annotated[
 ]
 Currency = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Z]{3}$")]
 Quantity = Annotated[int, Field(strict=True, gt=0, le=1_000_000)]
-#: Non-negative, at most 2 decimals, fits decimal(18,2) in the read models.
-Price = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=2)]
+#: A unit price: the envelope's money rule (a decimal string or number, kept digit for digit).
+Price = Money
 
 #: The currency of an order created without one.
 DEFAULT_CURRENCY = "EUR"
@@ -173,63 +162,25 @@ COMMANDS: dict[str, type[Command]] = {
 
 
 def decode_command(raw: str | bytes | dict) -> dict:
-    """JSON text (or an already decoded dict) -> a dict, refusing oversized, non-UTF-8, too deeply nested,
-    duplicate-keyed and non-object input: each a ``ValidationError`` of this command alone."""
-    if isinstance(raw, dict):
+    """JSON text (or an already decoded dict) -> a dict: the strict intake (:mod:`.strict_json`), and the
+    text must be one JSON object. Each refusal is a ``ValidationError`` of this command alone."""
+    if isinstance(raw, dict):  # from Python (a job, a test): held to the same size limit
         size = len(json.dumps(raw, default=str).encode())
-    elif isinstance(raw, str):
-        try:
-            size = len(raw.encode())
-        except UnicodeEncodeError as error:  # a lone surrogate, e.g. undecodable bytes via surrogateescape
-            raise ValidationError(f"command is not valid JSON: not UTF-8 text ({error.reason})") from None
-    else:
-        size = len(raw)
-    if size > MAX_COMMAND_BYTES:
-        raise ValidationError(f"command is {size} bytes; the limit is {MAX_COMMAND_BYTES} bytes (256 KiB)")
-    if isinstance(raw, dict):
+        if size > MAX_COMMAND_BYTES:
+            raise ValidationError(f"command: {strict_json.too_large(size, MAX_COMMAND_BYTES)}")
         return raw
-    if isinstance(raw, bytes):
-        try:
-            raw = raw.decode()
-        except UnicodeDecodeError as error:
-            raise ValidationError(
-                f"command is not valid JSON: not UTF-8 text (byte {error.start} is "
-                f"{error.object[error.start]:#04x}: {error.reason})"
-            ) from None
     try:
-        decoded = _DECODER.decode(raw)
-    except _DuplicateKey as duplicate:
-        raise ValidationError(f"{duplicate.key}: given more than once; give each field once") from None
-    except RecursionError:
-        raise ValidationError("command is nested too deeply to be a command") from None
-    except ValueError as error:
-        raise ValidationError(f"command is not valid JSON: {error}") from None
+        decoded = strict_json.decode(raw)
+    except ValidationError as refused:
+        raise ValidationError(f"command: {refused.message}") from None
     if not isinstance(decoded, dict):
-        raise ValidationError(f"command must be a JSON object, not {type(decoded).__name__}")
+        raise ValidationError(f"command must be a JSON object, not {_json_kind(decoded)}")
     return decoded
 
 
-class _DuplicateKey(Exception):
-    def __init__(self, key: str):
-        super().__init__(key)
-        self.key = key
-
-
-def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict:
-    """JSON objects as dicts, except that a key given twice is an error (plain ``json`` keeps the last,
-    so ``{"customerId": "a", "customerId": "b"}`` would silently mean whatever the sender did not check)."""
-    decoded = dict(pairs)
-    if len(decoded) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise _DuplicateKey(_short(key))
-            seen.add(key)
-    return decoded
-
-
-#: One decoder for every command (``json.loads`` with a hook would build a new one per call).
-_DECODER = json.JSONDecoder(object_pairs_hook=_object_without_duplicates)
+def _json_kind(value: Any) -> str:
+    names = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), "a number")
 
 
 def validate_command(decoded: dict) -> Command:
@@ -238,7 +189,7 @@ def validate_command(decoded: dict) -> Command:
     if kind is None:
         raise ValidationError(f"type: missing; give one of {', '.join(COMMANDS)}")
     if not isinstance(kind, str) or kind not in COMMANDS:
-        raise UnknownCommand(f"type: unknown command {_short(kind)}; known commands: {', '.join(COMMANDS)}")
+        raise UnknownCommand(f"type: unknown command {short(kind)}; known commands: {', '.join(COMMANDS)}")
     try:
         return COMMANDS[kind].model_validate(decoded)
     except pydantic.ValidationError as error:
@@ -258,27 +209,24 @@ def _describe(kind: str, error: pydantic.ValidationError) -> str:
     return f"{kind} is invalid: " + "; ".join(problems) + (f" (and {more} more)" if more > 0 else "")
 
 
+_TEXT_HINT = (
+    "must be a non-blank string of visible characters: no control, invisible or direction-changing characters"
+)
+#: What a field whose pattern failed must be; any other such field is an id.
 _PATTERN_HINTS = {
     "email": "must be an email address like name@example.com",
     "currency": "must be 3 upper-case letters (ISO 4217), e.g. EUR",
+    "name": _TEXT_HINT,
+    "reason": _TEXT_HINT,
 }
 
 
 def _message(detail: dict[str, Any]) -> str:
     if detail["type"] == "string_pattern_mismatch":
-        return _PATTERN_HINTS.get(
-            str(detail["loc"][-1]),
-            "must be a non-blank string of visible characters: no control, invisible or direction-changing "
-            "characters, no surrounding spaces",
-        )
+        return _PATTERN_HINTS.get(str(detail["loc"][-1]), ID_RULES["visible"])
     if detail["type"] == "too_short" and detail["loc"][-1] == "items":
         return "an order needs at least one item"
     if detail["type"] == "extra_forbidden":
         return "unknown field; remove it"
     message = detail["msg"]
     return message.removeprefix("Value error, ")
-
-
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."

@@ -20,9 +20,12 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cqrs_orders import __version__
 from cqrs_orders.application.handler import CommandHandler
+from cqrs_orders.domain.ids import RULES as ID_RULES
+from cqrs_orders.domain.ids import id_problem
 from cqrs_orders.errors import QueryError
 from cqrs_orders.http import encoding
 from cqrs_orders.http.command_route import PATH as COMMANDS_PATH
@@ -117,6 +120,7 @@ _COMMAND_RESPONSES: dict[int | str, dict] = {
 }
 _READ_RESPONSES: dict[int | str, dict] = {
     404: {"description": "NOT_FOUND: not in the read models (or not projected yet)"},
+    422: {"description": "VALIDATION_ERROR: no aggregate can have this id (the message names the rule)"},
     503: {"description": "READ_SIDE_UNAVAILABLE"},
 }
 
@@ -134,13 +138,29 @@ def create_app(
         commands.close()
         on_close()
 
-    app = FastAPI(title="cqrs-orders", version=__version__, description=_DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="cqrs-orders",
+        version=__version__,
+        description=_DESCRIPTION,
+        lifespan=lifespan,
+        redirect_slashes=False,  # a redirect would send `/orders/x/` to another order, `/orders/x`
+    )
     app.openapi = partial(_openapi, app)
 
     @app.exception_handler(QueryError)
     async def read_side_down(request: Request, error: QueryError) -> Response:
         logger.warning("read side: %s", error)
         return _json(status_for(error.code), {"error": {"code": error.code, "message": str(error)}})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def no_such_route(request: Request, error: StarletteHTTPException) -> Response:
+        code = _ROUTE_ERRORS.get(error.status_code, "REJECTED")
+        message = f"no route {request.method} {request.url.path}"
+        if error.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}"
+        elif request.url.path.startswith(("/orders/", "/customers/")):
+            message += f"; an id {ID_RULES['separator']}"
+        return _json(error.status_code, {"error": {"code": code, "message": message}}, error.headers)
 
     @app.exception_handler(Exception)
     async def bug(request: Request, error: Exception) -> Response:
@@ -149,6 +169,8 @@ def create_app(
 
     @app.get("/orders/{orderId}", summary="One order from the read models", responses=_READ_RESPONSES)
     async def get_order(orderId: str) -> Response:  # the API's field name
+        if problem := id_problem(orderId):
+            return _invalid_id("orderId", problem)
         order, fresh = await _with_freshness(read_models, read_models.get_order, orderId)
         if order is None:
             return _not_found(f"order {orderId!r} is not in the read models (yet)", fresh)
@@ -160,6 +182,8 @@ def create_app(
         responses=_READ_RESPONSES,
     )
     async def get_orders_of_customer(customerId: str) -> Response:  # the API's field name
+        if problem := id_problem(customerId):
+            return _invalid_id("customerId", problem)
         orders, fresh = await _with_freshness(read_models, read_models.orders_of_customer, customerId)
         if not orders and await run_in_threadpool(read_models.get_customer, customerId) is None:
             return _not_found(f"customer {customerId!r} is not in the read models (yet)", fresh)
@@ -217,5 +241,14 @@ def _not_found(message: str, fresh: dict) -> Response:
     return _json(404, {"error": {"code": "NOT_FOUND", "message": message}, "freshness": fresh})
 
 
-def _json(status: int, payload: Any) -> Response:
-    return Response(encoding.to_json(payload), status_code=status, media_type=JSON)
+def _invalid_id(field: str, problem: str) -> Response:
+    """No aggregate can have this id (the command side refuses it): 422, naming the rule."""
+    return _json(422, {"error": {"code": "VALIDATION_ERROR", "message": f"{field}: {problem}"}})
+
+
+#: The project's error code for the framework's own refusals (a path that no route takes).
+_ROUTE_ERRORS = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+
+
+def _json(status: int, payload: Any, headers: dict | None = None) -> Response:
+    return Response(encoding.to_json(payload), status_code=status, media_type=JSON, headers=headers)

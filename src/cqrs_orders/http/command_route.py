@@ -38,7 +38,8 @@ class CommandRoute:
             await self.app(scope, receive, send)
             return
         if scope["method"] != "POST":
-            body = encoding.to_json({"detail": "Method Not Allowed"})
+            refusal = {"code": "METHOD_NOT_ALLOWED", "message": f"{scope['method']} is not allowed on {PATH}"}
+            body = encoding.to_json({"error": refusal})
             await _answer(send, 405, body, [(b"allow", b"POST")])
             return
         try:

@@ -26,7 +26,7 @@ import logging
 from starlette.concurrency import run_in_threadpool
 
 from cqrs_orders.application.handler import CommandHandler, CommandResult
-from cqrs_orders.errors import WriteStoreError
+from cqrs_orders.errors import WriteOutcomeUnknown, WriteStoreError
 
 logger = logging.getLogger(__name__)
 
@@ -83,13 +83,11 @@ class Committer:
 
     def _commit(self, group: list[_Pending]) -> None:
         raws = [raw for request_raws, _ in group for raw in request_raws]
-        try:
+        try:  # one result per command, whatever happened to its neighbours
             results: list[CommandResult] | BaseException = self.handler.handle_many(raws)
             self.committed[0] += 1
             self.committed[1] += len(raws)
-        except WriteStoreError as error:  # nothing of the group was committed: each caller may retry
-            results = _unavailable(error, len(raws))
-        except Exception as error:  # a bug: each request of the group answers 500, the log has the details
+        except Exception as error:  # a bug outside any command: each request answers 500, the log has it
             logger.exception("the committer failed on a group of %d commands", len(raws))
             results = error
         start = 0
@@ -106,8 +104,8 @@ class Committer:
 
 class ThreadPerRequest:
     """For a store without group commit: ``await run(raws)`` runs the request's commands in order on a
-    pool thread; if the store fails, that command and the ones after it answer WRITE_STORE_UNAVAILABLE
-    (not run; a retry with the same commandIds is safe for the ones before)."""
+    pool thread. Once the store fails on one, the ones after it are not run (a batch is in order: the next
+    may need this one) and say so; a retry with the same commandIds is safe for all of them."""
 
     def __init__(self, handler: CommandHandler):
         self.handler = handler
@@ -121,11 +119,11 @@ class ThreadPerRequest:
     def _run(self, raws: list[str | bytes]) -> list[CommandResult]:
         results = []
         for index, raw in enumerate(raws):
-            try:
-                results.append(self.handler.handle(raw))
-            except WriteStoreError as error:
-                results += _unavailable(error, len(raws) - index)
-                break
+            result = self.handler.handle(raw)
+            results.append(result)
+            if result.error and result.error["code"] in STORE_FAILED_CODES:
+                why = "the write store failed on an earlier command of this request"
+                return results + [self.handler.not_run(later, why) for later in raws[index + 1 :]]
         return results
 
 
@@ -134,8 +132,5 @@ def command_runner(handler: CommandHandler) -> Committer | ThreadPerRequest:
     return Committer(handler) if handler.store.group_commits else ThreadPerRequest(handler)
 
 
-def _unavailable(error: WriteStoreError, count: int) -> list[CommandResult]:
-    """The answer to ``count`` commands the store could not take (none of them ran; each may be retried)."""
-    logger.warning("the write store failed: %s", error)
-    failed = {"code": error.code, "message": f"the write store failed: {error}; retry later"}
-    return [CommandResult(None, "rejected", error=failed) for _ in range(count)]
+#: The codes of a command the store failed on (its neighbours' outcomes are their own).
+STORE_FAILED_CODES = (WriteStoreError.code, WriteOutcomeUnknown.code)

@@ -1,15 +1,20 @@
-"""Turn a ``POST /commands`` request into the raw commands for the handler, refusing bad input early.
+"""Turn a ``POST /commands`` request into the commands for the handler, refusing bad input early.
 
-Only the framing is checked here (media type, size, object vs. array, batch length): every command still goes
-to the handler as raw JSON text, exactly as ``cqrs-orders submit`` hands it a line, so validation and its
-messages stay in one place. A refusal raises before anything runs, so a refused request writes nothing.
+The body, object or array, is decoded once by the one strict JSON intake (:mod:`~cqrs_orders.domain.
+strict_json`), so a duplicate key, too deep a nesting, ``NaN`` or a size over the limit is refused the same
+way whether the command came alone or in a batch: 422 (413 for size) for the whole request. Then only the
+framing is checked here (media type, object vs. array, batch length); each command goes to the handler as
+its decoded object, and validation and its messages stay there. A refusal raises before anything runs, so a
+refused request writes nothing.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
+from cqrs_orders.domain import strict_json
 from cqrs_orders.errors import BatchTooLarge, PayloadTooLarge, UnsupportedMediaType
 from cqrs_orders.http.status import MAX_BATCH_COMMANDS, MAX_BODY_BYTES
 
@@ -18,7 +23,7 @@ from cqrs_orders.http.status import MAX_BATCH_COMMANDS, MAX_BODY_BYTES
 class Commands:
     """The commands of one request; ``batch`` when the body was a JSON array (answered with an array)."""
 
-    raw: list[str | bytes]
+    raw: list[dict | str]
     batch: bool
 
 
@@ -37,19 +42,20 @@ def check_declared_size(content_length: str | None) -> None:
 
 
 def split(body: bytes) -> Commands:
-    """One command (any body that is not a JSON array: the handler judges it) or the array's commands."""
-    if body.lstrip()[:1] == b"[":
-        try:
-            decoded = json.loads(body)
-        except ValueError:
-            decoded = None  # not JSON: the handler answers VALIDATION_ERROR, as submit does
-        if isinstance(decoded, list):
-            if len(decoded) > MAX_BATCH_COMMANDS:
-                raise BatchTooLarge(
-                    f"the batch holds {len(decoded)} commands; the limit is {MAX_BATCH_COMMANDS} per request"
-                )
-            return Commands([json.dumps(command) for command in decoded], batch=True)
-    return Commands([body], batch=False)
+    """The body's commands: one for an object, the elements of an array (each judged by the handler)."""
+    decoded = strict_json.decode(body, max_bytes=MAX_BODY_BYTES)
+    if not isinstance(decoded, list):
+        return Commands([_command(decoded)], batch=False)
+    if len(decoded) > MAX_BATCH_COMMANDS:
+        raise BatchTooLarge(
+            f"the batch holds {len(decoded)} commands; the limit is {MAX_BATCH_COMMANDS} per request"
+        )
+    return Commands([_command(item) for item in decoded], batch=True)
+
+
+def _command(value: Any) -> dict | str:
+    """An object as it is; anything else as JSON text, which the handler refuses as not an object."""
+    return value if isinstance(value, dict) else json.dumps(value, default=str)
 
 
 def too_large(size: int) -> PayloadTooLarge:
