@@ -2,13 +2,13 @@
 -- silver_orders Delta folder. Deploy with sql/synapse/deploy.sh, which fills in $(StorageUrl).
 --
 -- The same definition as the Databricks view and the gold table gold_daily_order_metrics: orders whose
--- status is not 'Cancelled', grouped by the (UTC) day of created_at; money as DECIMAL(18,2), the average
+-- status is not 'Cancelled', grouped by the (UTC) day of created_at; money as DECIMAL(18,2) (a day's revenue DECIMAL(38,2)), the average
 -- rounded to cents.
 CREATE OR ALTER VIEW dbo.vw_daily_order_metrics AS
 SELECT
     CAST(o.created_at AS DATE) AS order_date,
     COUNT_BIG(*) AS order_count,
-    CAST(SUM(o.total_amount) AS DECIMAL(18, 2)) AS total_revenue,
+    CAST(SUM(o.total_amount) AS DECIMAL(38, 2)) AS total_revenue,
     CAST(AVG(o.total_amount) AS DECIMAL(18, 2)) AS avg_order_value,
     COUNT_BIG(DISTINCT o.customer_id) AS unique_customers
 FROM OPENROWSET(

@@ -20,6 +20,8 @@ from pyspark.sql import types as T
 from cqrs_orders.envelope import EventEnvelope
 
 MONEY_TYPE = T.DecimalType(18, 2)
+#: A sum of amounts (a day's revenue): each amount fits MONEY_TYPE, their sum needs the widest decimal.
+MONEY_SUM_TYPE = T.DecimalType(38, 2)
 
 _SCALARS = {
     str: T.StringType(),

@@ -21,7 +21,7 @@ SOURCES = {
         [
             StructField("order_date", DateType()),
             StructField("order_count", LongType()),
-            StructField("total_revenue", MONEY),
+            StructField("total_revenue", DecimalType(38, 2)),  # a sum of amounts
             StructField("avg_order_value", MONEY),
             StructField("unique_customers", LongType()),
         ]

@@ -94,7 +94,7 @@ def test_daily_metrics_exclude_cancelled_orders_and_group_by_utc_day(spark, read
             (date(2025, 1, 15), 2, Decimal("30.05"), Decimal("15.03"), 2),  # avg 15.025 rounds half up
             (date(2025, 1, 16), 2, Decimal("101.98"), Decimal("50.99"), 2),  # o-4 (Cancelled) left out
         ],
-        "order_date date, order_count bigint, total_revenue decimal(18,2), avg_order_value decimal(18,2), "
+        "order_date date, order_count bigint, total_revenue decimal(38,2), avg_order_value decimal(18,2), "
         "unique_customers bigint",
     )
     assert_df_equality(actual, expected, ignore_nullable=True)

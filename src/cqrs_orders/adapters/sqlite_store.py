@@ -298,6 +298,7 @@ class SqliteWriteStore(WriteStore):
     @contextlib.contextmanager
     def relay_guard(self) -> Iterator[None]:
         """An OS file lock (released even on SIGKILL): one relay drains this outbox at a time."""
+        self._verify_file(write_locked=False)  # a missing store is a WriteStoreError, which relays wait out
         with open(self.path.with_name(self.path.name + ".relay.lock"), "a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:

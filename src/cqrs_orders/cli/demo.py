@@ -97,7 +97,7 @@ def generate_commands(customers: int, orders: int, rng: random.Random) -> list[d
             {
                 "sku": f"SKU-{rng.randint(1, 50):03d}",
                 "quantity": rng.randint(1, 5),
-                "unitPrice": float(Decimal(rng.randint(100, 9999)) / 100),
+                "unitPrice": str(Decimal(rng.randint(100, 9999)) / 100),
             }
             for _ in range(rng.randint(1, 3))
         ]

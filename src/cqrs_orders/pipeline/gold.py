@@ -6,7 +6,8 @@ can never double count. It is kept off the micro-batch path (which only has to m
 ``CQRS_GOLD_REFRESH_SECONDS`` while streaming, and once more when a run ends.
 
 The definition is shared with the view ``vw_daily_order_metrics``: orders whose status is not
-``Cancelled``, grouped by the UTC date of ``created_at``; money as decimal(18,2).
+``Cancelled``, grouped by the UTC date of ``created_at``; money as decimal(18,2), a day's revenue as decimal(38,2) (a sum of
+amounts that each fit decimal(18,2) need not).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from cqrs_orders.config import Settings
-from cqrs_orders.envelope_schema import MONEY_TYPE
+from cqrs_orders.envelope_schema import MONEY_SUM_TYPE, MONEY_TYPE
 from cqrs_orders.pipeline.idempotency import isolated_session
 from cqrs_orders.pipeline.tables import table
 
@@ -35,7 +36,7 @@ def daily_order_metrics(silver_orders: DataFrame) -> DataFrame:
         .groupBy(F.to_date("created_at").alias("order_date"))
         .agg(
             F.count(F.lit(1)).alias("order_count"),
-            F.sum("total_amount").cast(MONEY_TYPE).alias("total_revenue"),
+            F.sum("total_amount").cast(MONEY_SUM_TYPE).alias("total_revenue"),
             F.avg("total_amount").cast(MONEY_TYPE).alias("avg_order_value"),
             F.count_distinct("customer_id").alias("unique_customers"),
         )
@@ -45,7 +46,9 @@ def daily_order_metrics(silver_orders: DataFrame) -> DataFrame:
 def refresh(spark, settings: Settings) -> None:
     """Overwrite the gold table with the metrics of the current silver orders (idempotent by design)."""
     metrics = daily_order_metrics(table(settings, "silver_orders").read(spark))
-    table(settings, GOLD_TABLE).save(metrics.write.format("delta").mode("overwrite"))
+    # Recomputed whole each time, so its schema is the code's (a revenue column of an older width is replaced).
+    writer = metrics.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+    table(settings, GOLD_TABLE).save(writer)
 
 
 class GoldRefresher:

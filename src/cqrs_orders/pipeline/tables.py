@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pyspark.sql import types as T
 
 from cqrs_orders.config import Settings, TableLocation
-from cqrs_orders.envelope_schema import MONEY_TYPE
+from cqrs_orders.envelope_schema import MONEY_SUM_TYPE, MONEY_TYPE
 from cqrs_orders.pipeline.read_models import READ_MODELS, TS, S, schema
 
 #: Table properties that keep every table at the Delta 1.0 level Synapse serverless can read.
@@ -66,7 +66,7 @@ SCHEMAS: dict[str, T.StructType] = {
     "gold_daily_order_metrics": _schema(
         ("order_date", T.DateType()),
         ("order_count", T.LongType()),
-        ("total_revenue", MONEY_TYPE),
+        ("total_revenue", MONEY_SUM_TYPE),
         ("avg_order_value", MONEY_TYPE),
         ("unique_customers", T.LongType()),
     ),
