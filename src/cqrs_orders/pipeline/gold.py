@@ -6,8 +6,8 @@ can never double count. It is kept off the micro-batch path (which only has to m
 ``CQRS_GOLD_REFRESH_SECONDS`` while streaming, and once more when a run ends.
 
 The definition is shared with the view ``vw_daily_order_metrics``: orders whose status is not
-``Cancelled``, grouped by the UTC date of ``created_at``; money as decimal(18,2), a day's revenue as decimal(38,2) (a sum of
-amounts that each fit decimal(18,2) need not).
+``Cancelled``, grouped by the UTC date of ``created_at``; money as decimal(18,2), a day's revenue as
+decimal(38,2) (a sum of amounts that each fit decimal(18,2) need not).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def daily_order_metrics(silver_orders: DataFrame) -> DataFrame:
 def refresh(spark, settings: Settings) -> None:
     """Overwrite the gold table with the metrics of the current silver orders (idempotent by design)."""
     metrics = daily_order_metrics(table(settings, "silver_orders").read(spark))
-    # Recomputed whole each time, so its schema is the code's (a revenue column of an older width is replaced).
+    # Recomputed whole each time, so its schema is the code's (an older revenue column's width is replaced).
     writer = metrics.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
     table(settings, GOLD_TABLE).save(writer)
 
