@@ -18,6 +18,7 @@ from cqrs_orders.domain.ids import RULES
 from cqrs_orders.http.app import create_app
 from cqrs_orders.query.api import ReadModels
 
+from .test_commands import register
 from .test_failures import call
 
 
@@ -41,10 +42,6 @@ def api(settings):
     backend = Recording()
     yield create_app(CommandHandler(store), ReadModels(backend)), backend
     store.close()
-
-
-def register(customer_id: str) -> dict:
-    return {"type": "RegisterCustomer", "customerId": customer_id, "name": "Ada", "email": "a@b.io"}
 
 
 IDS = st.text(min_size=1, max_size=12) | st.sampled_from(

@@ -3,15 +3,11 @@ command's id) and an unhealthy /healthz while it is away, accepted again once it
 
 from __future__ import annotations
 
+from .test_commands import register as register_customer
+
 
 def register(n: int) -> dict:
-    return {
-        "type": "RegisterCustomer",
-        "commandId": f"reg-{n}",
-        "customerId": f"c-{n}",
-        "name": "A",
-        "email": "a@b.io",
-    }
+    return register_customer(f"c-{n}", commandId=f"reg-{n}")
 
 
 def test_serve_answers_503_while_the_store_is_away_and_200_once_it_is_back(tmp_path, served):

@@ -8,12 +8,11 @@ is. Each command goes through the handler on its own: one rejection does not sto
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from cqrs_orders.application.handler import CommandResult
 from cqrs_orders.domain import strict_json
-from cqrs_orders.domain.commands import MAX_COMMAND_BYTES
+from cqrs_orders.domain.commands import MAX_COMMAND_BYTES, one_command
 from cqrs_orders.errors import ValidationError
 
 #: Commands per batch. The Jobs API caps a run's job parameters (the command JSON) well below this times
@@ -30,15 +29,10 @@ def handle_payload(handler, payload: str | bytes) -> dict[str, Any] | list[dict[
     except ValidationError as refused:  # not one command run: the payload's one answer says why
         return CommandResult.rejected(None, None, refused).to_dict()
     if not isinstance(decoded, list):
-        return handler.handle(_one(decoded)).to_dict()
+        return handler.handle(one_command(decoded)).to_dict()
     if not decoded or len(decoded) > MAX_BATCH_COMMANDS:
         return [_batch_size_rejection(len(decoded))]
-    return [handler.handle(_one(item)).to_dict() for item in decoded]
-
-
-def _one(item: Any) -> str | dict:
-    # A non-object element is handed over as JSON text so the handler rejects it like a bad single command.
-    return item if isinstance(item, dict) else json.dumps(item, default=str)
+    return [handler.handle(one_command(item)).to_dict() for item in decoded]
 
 
 def _batch_size_rejection(size: int) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from cqrs_orders.domain.strict_json import MAX_COMMAND_BYTES, short
 from cqrs_orders.envelope import Money
 from cqrs_orders.errors import UnknownCommand, ValidationError
 
-__all__ = ["COMMANDS", "MAX_COMMAND_BYTES", "Command", "decode_command", "validate_command"]
+__all__ = ["COMMANDS", "MAX_COMMAND_BYTES", "Command", "decode_command", "one_command", "validate_command"]
 
 #: Characters free text (names, reasons) cannot hold: controls (NUL would reach the read models), private
 #: use, and the bidirectional marks, embeddings, overrides and isolates that make text display as something
@@ -176,6 +176,12 @@ def decode_command(raw: str | bytes | dict) -> dict:
     if not isinstance(decoded, dict):
         raise ValidationError(f"command must be a JSON object, not {_json_kind(decoded)}")
     return decoded
+
+
+def one_command(value: Any) -> dict | str:
+    """A decoded JSON value as the handler takes one command: an object as it is, anything else as JSON
+    text, which :func:`decode_command` then refuses as not an object (a batch element like any other)."""
+    return value if isinstance(value, dict) else json.dumps(value, default=str)
 
 
 def _json_kind(value: Any) -> str:

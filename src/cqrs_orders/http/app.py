@@ -104,6 +104,15 @@ def _result_response(description: str) -> dict:
     return {"description": description, "content": {JSON: {"schema": _RESULT_SCHEMA}}}
 
 
+def _codes_by_status() -> dict[int, list[str]]:
+    """The error codes ``POST /commands`` can answer, grouped by status (from the one table)."""
+    grouped: dict[int, list[str]] = {}
+    for code, status in STATUS_BY_CODE.items():
+        if code != "READ_SIDE_UNAVAILABLE":  # the GETs' code
+            grouped.setdefault(status, []).append(code)
+    return grouped
+
+
 _COMMAND_RESPONSES: dict[int | str, dict] = {
     200: {
         "description": "accepted (one command), or a batch's results (an array, whatever their outcomes)",
@@ -111,12 +120,7 @@ _COMMAND_RESPONSES: dict[int | str, dict] = {
             JSON: {"schema": {"oneOf": [_RESULT_SCHEMA, {"type": "array", "items": _RESULT_SCHEMA}]}}
         },
     },
-    404: _result_response("NOT_FOUND"),
-    409: _result_response("ALREADY_EXISTS, CONCURRENCY_CONFLICT"),
-    413: _result_response("PAYLOAD_TOO_LARGE, BATCH_TOO_LARGE"),
-    415: _result_response("UNSUPPORTED_MEDIA_TYPE"),
-    422: _result_response("VALIDATION_ERROR, INVALID_TRANSITION, UNKNOWN_COMMAND"),
-    503: _result_response("WRITE_STORE_UNAVAILABLE"),
+    **{status: _result_response(", ".join(codes)) for status, codes in sorted(_codes_by_status().items())},
 }
 _READ_RESPONSES: dict[int | str, dict] = {
     404: {"description": "NOT_FOUND: not in the read models (or not projected yet)"},

@@ -10,11 +10,10 @@ refused request writes nothing.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from typing import Any
 
 from cqrs_orders.domain import strict_json
+from cqrs_orders.domain.commands import one_command
 from cqrs_orders.errors import BatchTooLarge, PayloadTooLarge, UnsupportedMediaType
 from cqrs_orders.http.status import MAX_BATCH_COMMANDS, MAX_BODY_BYTES
 
@@ -45,17 +44,12 @@ def split(body: bytes) -> Commands:
     """The body's commands: one for an object, the elements of an array (each judged by the handler)."""
     decoded = strict_json.decode(body, max_bytes=MAX_BODY_BYTES)
     if not isinstance(decoded, list):
-        return Commands([_command(decoded)], batch=False)
+        return Commands([one_command(decoded)], batch=False)
     if len(decoded) > MAX_BATCH_COMMANDS:
         raise BatchTooLarge(
             f"the batch holds {len(decoded)} commands; the limit is {MAX_BATCH_COMMANDS} per request"
         )
-    return Commands([_command(item) for item in decoded], batch=True)
-
-
-def _command(value: Any) -> dict | str:
-    """An object as it is; anything else as JSON text, which the handler refuses as not an object."""
-    return value if isinstance(value, dict) else json.dumps(value, default=str)
+    return Commands([one_command(item) for item in decoded], batch=True)
 
 
 def too_large(size: int) -> PayloadTooLarge:
