@@ -40,7 +40,7 @@ from decimal import Decimal
 from functools import partial
 from pathlib import Path
 
-from cqrs_orders.adapters.event_log import EventLog
+from cqrs_orders.adapters.event_log import SEGMENT_RECORDS, EventLog
 from cqrs_orders.config import Settings
 from cqrs_orders.envelope import LineItem, OrderState, OrderStatus, new_event
 from cqrs_orders.pipeline.tables import table
@@ -156,8 +156,11 @@ def measure_floor(spark, settings: Settings, name: str) -> float:
     return timed(run)
 
 
-def measure_naive(spark, settings: Settings, rounds: int) -> tuple[float, int]:
-    """The seed note's projection, one round of versions per micro-batch; returns (seconds, batches)."""
+def measure_naive(spark, settings: Settings, rounds: int, aggregates: int) -> tuple[float, int]:
+    """The seed note's projection, one round of versions per micro-batch; returns (seconds, batches).
+
+    A round is one append of ``aggregates`` events, which the log stores as ``aggregates / SEGMENT_RECORDS``
+    files of one segment each (``main`` requires whole segments), so that many files are one round."""
     from delta.tables import DeltaTable
     from pyspark.sql.functions import col, get_json_object
 
@@ -170,7 +173,7 @@ def measure_naive(spark, settings: Settings, rounds: int) -> tuple[float, int]:
     # every order event type is applied (the note applied only Created/Updated, skipping most events).
     events = (
         spark.readStream.format("delta")
-        .option("maxFilesPerTrigger", 1)  # one append, so one round, per micro-batch
+        .option("maxFilesPerTrigger", aggregates // SEGMENT_RECORDS)  # one round per micro-batch
         .load(str(settings.event_log_path))
         .select(
             get_json_object(col("body"), "$.eventType").alias("event_type"),
@@ -302,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if min(args.events, args.aggregates, args.merge_batch, args.small_rows, args.large_rows) < 1:
         parser.error("every size must be >= 1")
+    if args.aggregates % SEGMENT_RECORDS:  # else a file of the log holds the end of one round and the next's
+        parser.error(f"--aggregates must be a multiple of {SEGMENT_RECORDS}, the event log's segment")
 
     work = Path(args.keep or tempfile.mkdtemp(prefix="cqrs-bench-projection-"))
     try:
@@ -337,7 +342,7 @@ def run(args, work: Path) -> dict:
     progress(f"ours, bronze stage alone; ours took {ours:.1f}s")
     bronze_only, bronze_only_rows = measure_bronze_only(spark, settings)
     progress(f"naive MERGE, {rounds} rounds; bronze alone took {bronze_only:.1f}s")
-    naive, naive_batches = measure_naive(spark, settings, rounds)
+    naive, naive_batches = measure_naive(spark, settings, rounds, args.aggregates)
     naive_rows = spark.read.format("delta").load(str(settings.warehouse / "_bench" / "naive_orders")).count()
     progress("MERGE growth")
     small = measure_merge(spark, settings, "small", args.small_rows, args.merge_batch)

@@ -7,6 +7,10 @@
 # MAGIC `{"commandId", "status": "accepted"|"rejected", "aggregateId", "version", "eventIds", "error"}`.
 # MAGIC Callers use `cqrs_orders.client.submit_command(workspace_client, job, command_or_commands)`.
 # MAGIC
+# MAGIC Then it tries one drain of the outbox under the relay lease: holding it, it publishes the events; when
+# MAGIC the command API's relay holds it, that relay publishes them. Which of the two happened is the task
+# MAGIC value `relay` (`{"published", "publishedBy", "note"}`) and the last line of the cell's output.
+# MAGIC
 # MAGIC Settings come as job parameters (serverless compute has no environment variables): `write_store`,
 # MAGIC `publisher`, `cosmos_endpoint`, `cosmos_database`, `eventhub_name` and `secret_scope`, the scope
 # MAGIC holding `cosmos-key` and `eventhub-connection`. On serverless job compute a notebook task takes no
@@ -79,14 +83,26 @@ if wheel_dir:  # the newest wheel the bundle deployed (dev wheels carry a timest
 # COMMAND ----------
 
 from cqrs_orders.application import wiring  # noqa: E402
-from cqrs_orders.application.batch import handle_payload  # noqa: E402
+from cqrs_orders.application.batch import handle_payload, publish_pending  # noqa: E402
 from cqrs_orders.config import Settings  # noqa: E402
 
-handler = wiring.command_handler(Settings.from_env(overrides=overrides))
+settings = Settings.from_env(overrides=overrides)
+handler = wiring.command_handler(settings)
 try:
     result = handle_payload(handler, command)
 finally:
     handler.store.close()
+
+# COMMAND ----------
+
+relay = wiring.relay(settings, who="command_ingest job")
+try:
+    relayed = publish_pending(relay)
+finally:
+    relay.close()
+print(f"relay: {relayed['note']}", file=sys.stderr)  # stdout is the result's (a local run prints it there)
+if hasattr(dbutils, "jobs"):  # on Databricks: the run's task value, beside the result
+    dbutils.jobs.taskValues.set(key="relay", value=relayed)
 
 # COMMAND ----------
 

@@ -86,10 +86,47 @@ def test_vacuum_keeps_what_compactions_replaced_until_it_is_seven_days_old(tmp_p
     log = EventLog(tmp_path / "event_log", partitions=1)
     for n in range(4):
         log.append([("a", str(n))])
-    on_disk = sorted((tmp_path / "event_log").glob("*.parquet"))
+    on_disk = sorted((tmp_path / "event_log").rglob("*.parquet"))  # in segment=N/ folders
     assert len(on_disk) == 5  # four appends and one compaction of three of them
 
     assert log.vacuum() == 0  # the replaced files are minutes old: a lagging stream may still read them
-    assert sorted((tmp_path / "event_log").glob("*.parquet")) == on_disk
+    assert sorted((tmp_path / "event_log").rglob("*.parquet")) == on_disk
     assert [r["body"] for r in log.read().to_pylist()] == ["0", "1", "2", "3"]
     assert EventLog(tmp_path / "empty").vacuum() == 0  # no log yet: nothing to do
+
+
+def _records_per_live_file(path) -> list[int]:
+    import pyarrow as pa
+
+    return pa.table(DeltaTable(str(path)).get_add_actions(flatten=True)).column("num_records").to_pylist()
+
+
+def test_no_file_holds_more_than_a_segment_of_records_before_or_after_compaction(tmp_path, monkeypatch):
+    """What lets the projection bound its micro-batches: Delta's stream admits whole files, so a file must
+    never hold more than SEGMENT_RECORDS records, whatever the appends' sizes and after compactions."""
+    monkeypatch.setattr(event_log, "SEGMENT_RECORDS", 10)
+    monkeypatch.setattr(event_log, "COMPACT_EVERY_COMMITS", 4)
+    log = EventLog(tmp_path / "event_log", partitions=3)
+    sizes = [1, 3, 25, 7, 2, 9, 40, 1, 1, 4, 6]  # trickles and appends of several segments; 2 compactions
+    for n, size in enumerate(sizes):
+        log.append([(f"agg-{n}-{i}", f"{n}.{i}") for i in range(size)])
+        per_file = _records_per_live_file(tmp_path / "event_log")
+        assert max(per_file) <= 10 and sum(per_file) == sum(sizes[: n + 1])
+    assert len(per_file) == -(-sum(sizes) // 10)  # compacted: one file per segment (the last one filling)
+    assert event_log.records_per_file(tmp_path / "event_log") == 10
+    assert sorted(r["body"] for r in log.read().to_pylist()) == sorted(
+        f"{n}.{i}" for n, size in enumerate(sizes) for i in range(size)
+    )
+
+
+def test_a_log_from_before_segments_is_appended_to_as_before_and_has_no_bound(tmp_path):
+    from deltalake import write_deltalake
+
+    path = tmp_path / "event_log"
+    old = EventLog(path).read().schema.empty_table()  # the record columns only, no segment
+    write_deltalake(str(path), old, mode="append")
+    assert event_log.records_per_file(path) is None and event_log.records_per_file(tmp_path / "none") is None
+    log = EventLog(path, partitions=1)
+    assert log.append([("a", "1"), ("a", "2")]) == [(0, 0), (0, 1)]
+    assert EventLog(path, partitions=1).append([("a", "3")]) == [(0, 2)]
+    assert DeltaTable(str(path)).metadata().partition_columns == []

@@ -34,6 +34,7 @@ TABLES = (
     "gold_daily_order_metrics",
     "ops_stream_progress",
     "ops_projection_lag",
+    "ops_quarantine_acknowledgements",  # versions accepted as lost (``cqrs-orders quarantine acknowledge``)
 )
 #: Views created over the tables (``sql/databricks``); resolvable by ``cqrs-orders sql`` like tables.
 VIEWS = ("vw_order_summary", "vw_daily_order_metrics")
@@ -56,11 +57,21 @@ OVERRIDABLE = (
     "EVENTHUB_NAME",
     "KAFKA_BOOTSTRAP_SERVERS",
     "CQRS_SECRET_SCOPE",
+    "CQRS_MAX_RECORDS_PER_BATCH",
 )
 
+#: ``CQRS_MAX_RECORDS_PER_BATCH``'s default: the most bus records one micro-batch of the projection reads.
+#: A batch is held once in memory (its validated rows) while it is written: at ~1 KB a record (an order
+#: event is about half that), 100,000 is ~100 MB, a tenth of the 1,000,000-record batch the projection
+#: benchmark ran in a 4 GiB driver (benchmarks/RESULTS.md). Far less would slow a catch-up: each batch
+#: also pays ~1.5 s of fixed work (a dozen Delta commits), most of a 10,000-record batch's time. On the
+#: embedded log it is 1,000 files a batch, Delta's own default.
+DEFAULT_MAX_RECORDS_PER_BATCH = 100_000
+
 WriteStoreKind = Literal["sqlite", "cosmos"]
-PublisherKind = Literal["event_log", "eventhubs"]
+PublisherKind = Literal["event_log", "kafka"]
 SourceKind = Literal["event_log", "kafka"]
+RelayMode = Literal["off", "follow"]
 
 
 class Secret:
@@ -99,9 +110,17 @@ def read_secret(key: str, env: Mapping[str, str] = os.environ) -> Secret | None:
     if env.get(key):
         return Secret(env[key])
     scope = env.get("CQRS_SECRET_SCOPE")
-    if scope and running_on_databricks(env):
-        from databricks.sdk.runtime import dbutils  # only importable on Databricks
-
+    if scope:
+        # On a cluster the runtime's dbutils; anywhere else the SDK's remote one, which asks the workspace's
+        # Secrets API with the configured credentials (DATABRICKS_HOST/TOKEN): one path for both.
+        try:
+            from databricks.sdk.runtime import dbutils
+        except ValueError as error:  # off a cluster, with no workspace credentials configured
+            raise ConfigurationError(
+                f"{key} is not in the environment and the secret scope {scope!r} cannot be read: no "
+                f"Databricks workspace credentials ({str(error).split(',')[0]}). Set DATABRICKS_HOST and "
+                f"DATABRICKS_TOKEN (or a profile), or set {key} in the environment."
+            ) from None
         try:
             return Secret(dbutils.secrets.get(scope=scope, key=key.lower().replace("_", "-")))
         except Exception:  # the scope exists but not this key: treat as unset
@@ -136,6 +155,7 @@ class Settings:
     publisher: PublisherKind = "event_log"
     source: SourceKind = "event_log"
     event_log_partitions: int = 4
+    max_records_per_batch: int = DEFAULT_MAX_RECORDS_PER_BATCH  # bus records per micro-batch, at most
     # Azure and Kafka: plain settings; secrets are looked up on demand with read_secret().
     cosmos_endpoint: str | None = None
     cosmos_database: str = "orders"
@@ -147,6 +167,7 @@ class Settings:
     gold_refresh_seconds: float = 30.0  # while streaming, gold trails silver by at most this much
     alert_webhook_url: str | None = None
     sql_warehouse_id: str | None = None  # the HTTP server's read side on Databricks
+    relay: RelayMode = "off"  # CQRS_RELAY=follow: `serve` runs a following relay in its process
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -185,9 +206,12 @@ class Settings:
             schema=schema or None,
             checkpoint_root=env.get("CQRS_CHECKPOINT_ROOT") or None,
             write_store=_choice(env, "CQRS_WRITE_STORE", "sqlite", ("sqlite", "cosmos")),
-            publisher=_choice(env, "CQRS_PUBLISHER", "event_log", ("event_log", "eventhubs")),
+            publisher=_choice(env, "CQRS_PUBLISHER", "event_log", ("event_log", "kafka")),
             source=_choice(env, "CQRS_SOURCE", "event_log", ("event_log", "kafka")),
             event_log_partitions=_positive_int(env, "CQRS_EVENT_LOG_PARTITIONS", 4),
+            max_records_per_batch=_positive_int(
+                env, "CQRS_MAX_RECORDS_PER_BATCH", DEFAULT_MAX_RECORDS_PER_BATCH
+            ),
             cosmos_endpoint=env.get("COSMOS_ENDPOINT") or None,
             cosmos_database=env.get("COSMOS_DATABASE", "orders"),
             cosmos_container=env.get("COSMOS_CONTAINER", "order-store"),
@@ -198,6 +222,7 @@ class Settings:
             gold_refresh_seconds=_seconds_setting(env, "CQRS_GOLD_REFRESH_SECONDS", 30.0),
             alert_webhook_url=env.get("CQRS_ALERT_WEBHOOK_URL") or None,
             sql_warehouse_id=env.get("CQRS_SQL_WAREHOUSE_ID") or None,
+            relay=_choice(env, "CQRS_RELAY", "off", ("off", "follow")),
             env=env,
         )
 

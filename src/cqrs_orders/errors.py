@@ -50,6 +50,30 @@ class WriteOutcomeUnknown(WriteStoreError):
         )
 
 
+class RelayLeaseLost(WriteStoreError):
+    """This relay's lease on the outbox was taken over (it went unrenewed past its expiry) or could not be
+    renewed: the relay stops publishing at once, and its position is not moved; whoever holds the lease now
+    publishes from the saved position (at least once, so at worst a batch goes out twice)."""
+
+
+class RelayBusy(CqrsOrdersError):
+    """Another relay holds the outbox's lease: this one published nothing, and the holder publishes what is
+    pending. ``holder`` names it; ``until`` is when its lease expires unless renewed (``None``: an OS lock,
+    held until the holder's process ends)."""
+
+    def __init__(self, holder: str, until=None):
+        self.holder, self.until = holder, until
+        expiry = (
+            "until its process ends"
+            if until is None
+            else f"until {until:%H:%M:%S} UTC, renewed while it runs"
+        )
+        super().__init__(
+            f"{holder} holds the outbox lease ({expiry}) and publishes the pending events; "
+            "this relay published none"
+        )
+
+
 class CommandRejected(CqrsOrdersError):
     """A command was refused; nothing was written. ``code`` is stable and machine-readable."""
 
@@ -118,3 +142,8 @@ class RemoteRunError(CqrsOrdersError):
 
 class CorruptTableError(CqrsOrdersError):
     """A Delta table's transaction log cannot be read (a commit file truncated or overwritten)."""
+
+
+class QuarantineError(CqrsOrdersError):
+    """A quarantine action named records that are not quarantined, or lacked what it needs (a reason);
+    nothing was changed."""

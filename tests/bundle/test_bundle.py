@@ -11,15 +11,24 @@ import pytest
 import tomllib
 
 from cqrs_orders.cli import build_parser
+from cqrs_orders.config import DEFAULT_MAX_RECORDS_PER_BATCH
 from cqrs_orders.spark import PIPELINE_CONF
 
 # The first test may build the CLI from its module: ~9 minutes on two cores with a cold Go build cache.
 pytestmark = [pytest.mark.databricks_cli, pytest.mark.timeout(1800)]
 
 DEV_ROOT = "/Workspace/Users/tester@databricks.com/.bundle/cqrs_orders/dev"
-JOBS = {"projection", "lag_monitor", "maintenance", "views", "command_ingest"}
+JOBS = {"projection", "lag_monitor", "maintenance", "views", "command_ingest", "quarantine"}
 RUN_AS = {"USE_SCHEMA", "CREATE_TABLE", "MODIFY", "SELECT"}  # the jobs' least privilege on the schema
 READ_ONLY = {"USE_SCHEMA", "SELECT"}
+JOB_PARAMETER = re.compile(r"\{\{job\.parameters\.(\w+)\}\}")
+
+
+def at_defaults(parameters: list[str], job: dict) -> list[str]:
+    """A task's parameters as a run started without job parameters gets them: each reference to a job
+    parameter (``{{job.parameters.NAME}}``) replaced by that parameter's default."""
+    defaults = {p["name"]: p["default"] for p in job.get("parameters", [])}
+    return [JOB_PARAMETER.sub(lambda m: defaults[m.group(1)], parameter) for parameter in parameters]
 
 
 def grants(cli, securable: str, name: str) -> dict[str, set[str]]:
@@ -67,7 +76,8 @@ def test_validate_names_the_dev_schema_once_per_developer(dev_cli, names):
 
 
 def test_wheel_tasks_are_valid_command_lines_and_the_notebook_reads_its_parameters(dev_cli, names):
-    """What the CLI cannot know: that each wheel task's parameters parse as a `cqrs-orders` command line,
+    """What the CLI cannot know: that each wheel task's parameters parse as a `cqrs-orders` command line
+    (with each `{{job.parameters.NAME}}` at its default, as a run started without parameters passes it),
     and that the notebook reads every parameter the job passes it."""
     config = dev_cli("bundle", "validate", "--output", "json", *names["deploy_vars"]).json()
     project = tomllib.loads((names["root"] / "pyproject.toml").read_text())["project"]
@@ -79,8 +89,9 @@ def test_wheel_tasks_are_valid_command_lines_and_the_notebook_reads_its_paramete
                 wheel_tasks += 1
                 wheel = task["python_wheel_task"]
                 assert wheel["entry_point"] in project["scripts"], key
+                given = at_defaults(wheel["parameters"], job)
                 try:
-                    parser.parse_args(wheel["parameters"])
+                    parser.parse_args(given)
                 except SystemExit:
                     pytest.fail(f"{key}: `cqrs-orders {' '.join(wheel['parameters'])}` does not parse")
             if "notebook_task" in task:
@@ -91,7 +102,7 @@ def test_wheel_tasks_are_valid_command_lines_and_the_notebook_reads_its_paramete
                 ]
                 for parameter in given:
                     assert f'"{parameter}"' in source, (key, parameter)
-    assert wheel_tasks == 4  # project, lag, maintain, create-views
+    assert wheel_tasks == 5  # project, lag, maintain, create-views, quarantine
 
 
 def test_the_app_installs_the_wheel_the_bundle_builds(names):
@@ -182,6 +193,7 @@ def test_dev_jobs_run_on_the_compute_each_needs(dev_deploys):
         "--source=kafka",
         "--eventhub-name=order-events",
         "--secret-scope=cqrs-orders",
+        f"--max-records-per-batch={DEFAULT_MAX_RECORDS_PER_BATCH}",  # the variable's default is the wheel's
         "--checkpoint-root=/Volumes/main/dev_tester_cqrs_orders/checkpoints",
     ]
     assert project["libraries"] == [{"whl": wheel}]
@@ -271,14 +283,14 @@ def test_prod_deploy_starts_the_app_with_its_command_and_environment(prod_deploy
     assert [r for r in second.requests if r["method"] == "POST" and r["path"] == "/api/2.0/apps"] == []
     [deployment] = second.calls("POST", "/api/2.0/apps/cqrs-orders-api/deployments")
     body = deployment["body"]
-    assert body["command"] == ["cqrs-orders", "serve", "--host", "0.0.0.0"]
+    assert body["command"] == ["cqrs-orders", "serve", "--host", "0.0.0.0", "--relay"]  # it publishes too
     assert body["source_code_path"] == (
         f"/Workspace/Users/{names['service_principal']}/.bundle/cqrs_orders/prod/files/app"
     )
     env = {e["name"]: e.get("value", ("from", e.get("value_from"))) for e in body["env_vars"]}
     assert env == {
         "CQRS_WRITE_STORE": "cosmos",
-        "CQRS_PUBLISHER": "eventhubs",
+        "CQRS_PUBLISHER": "kafka",
         "COSMOS_ENDPOINT": "https://cosmos-orders-test.documents.azure.com:443/",
         "COSMOS_DATABASE": "orders",
         "EVENTHUB_NAME": "order-events",

@@ -61,6 +61,22 @@ def test_relay_drains_and_reports(cli):
     assert cli("relay").stdout.strip() == "published 0 events"
 
 
+def test_a_relay_that_finds_the_lease_held_says_who_publishes_instead(cli, settings):
+    from cqrs_orders.adapters.sqlite_store import SqliteWriteStore
+
+    cli("submit", json.dumps(REGISTER))
+    holder = SqliteWriteStore(settings.write_store_path)
+    try:
+        with holder.relay_guard("the command API's relay"):
+            busy = cli("relay")
+    finally:
+        holder.close()
+    assert busy.exit_code == 0, busy.stderr
+    assert busy.stdout.startswith("published 0 events: the command API's relay (host ")
+    assert "holds the outbox lease (until its process ends)" in busy.stdout
+    assert cli("relay").stdout.strip() == "published 1 events"
+
+
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
 def test_relay_follow_publishes_until_signalled(settings, stop_signal):
     from cqrs_orders.adapters.event_log import EventLog

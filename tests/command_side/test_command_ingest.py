@@ -56,6 +56,30 @@ def test_the_notebook_runs_locally_as_a_script(settings):
     assert rejected["error"]["code"] == "UNKNOWN_COMMAND"
 
 
+def test_the_notebook_publishes_unless_another_relay_holds_the_lease_and_says_which(settings):
+    from cqrs_orders.adapters.event_log import EventLog
+    from cqrs_orders.adapters.sqlite_store import SqliteWriteStore
+
+    done = run_notebook(json.dumps(REGISTER), settings.warehouse)
+    assert done.returncode == 0, done.stderr
+    assert "relay: published 1 events" in done.stderr  # no other relay: this run published
+    assert len(EventLog(settings.event_log_path).read()) == 1
+
+    app = SqliteWriteStore(settings.write_store_path)
+    try:
+        with app.relay_guard("command API relay"):  # the app's relay holds the lease
+            held = run_notebook(
+                json.dumps({**REGISTER, "commandId": "reg-2", "customerId": "c2"}), settings.warehouse
+            )
+    finally:
+        app.close()
+    assert held.returncode == 0, held.stderr
+    assert json.loads(held.stdout)["status"] == "accepted"  # the result is the same either way
+    assert "relay: not published by this run: command API relay (host " in held.stderr
+    assert "holds the outbox lease" in held.stderr and "publishes the pending events" in held.stderr
+    assert len(EventLog(settings.event_log_path).read()) == 1  # left to the holder
+
+
 class JobsApi(BaseHTTPRequestHandler):
     """Jobs 2.2: list (by name), run-now (honouring idempotency_token), runs/get, runs/get-output."""
 

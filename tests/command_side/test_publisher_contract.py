@@ -1,6 +1,8 @@
 """One contract for every publisher (the event bus port), run against each adapter: the embedded event log
-always, Azure Event Hubs when ``EVENTHUB_CONNECTION`` is set. Plus Event Hubs' batching and failure paths,
-which need no hub: the SDK's own ``EventDataBatch`` and an endpoint on 127.0.0.1 that refuses connections."""
+here, the Kafka publisher against the local broker (``tests/kafka/test_kafka_publisher.py``) and against
+Azure Event Hubs' Kafka endpoint when ``EVENTHUB_CONNECTION`` is set (read back with Event Hubs' own AMQP
+client: what Kafka producers write, Event Hubs consumers see). Plus the Kafka publisher's failure paths,
+which need no bus: an endpoint on 127.0.0.1 that refuses connections, an event over the size limit."""
 
 from __future__ import annotations
 
@@ -11,11 +13,10 @@ import time
 import uuid
 
 import pytest
-from azure.eventhub import EventDataBatch
 
 from cqrs_orders.adapters.event_log import EventLog
 from cqrs_orders.adapters.event_log_publisher import EventLogPublisher
-from cqrs_orders.adapters.eventhubs_publisher import EventHubsPublisher, split_batches
+from cqrs_orders.adapters.kafka_publisher import MAX_MESSAGE_BYTES, KafkaPublisher
 from cqrs_orders.application.ports import OutboxEntry
 from cqrs_orders.application.relay import Relay
 from cqrs_orders.config import Settings
@@ -80,7 +81,7 @@ class TestEventHubsPublisher(PublisherContract):
         from azure.eventhub import EventHubConsumerClient
 
         settings = Settings.from_env(warehouse=tmp_path)
-        publisher = EventHubsPublisher.from_settings(settings)
+        publisher = KafkaPublisher.from_settings(settings)
         consumer = EventHubConsumerClient.from_connection_string(
             settings.secret("EVENTHUB_CONNECTION").reveal(), "$Default", eventhub_name=settings.eventhub_name
         )
@@ -127,55 +128,31 @@ class TestEventHubsPublisher(PublisherContract):
         return received
 
 
-class RecordingBatch(EventDataBatch):
-    """The SDK's real batch (own size accounting, ``ValueError`` when full) that remembers what it took."""
-
-    def __init__(self, key: str):
-        super().__init__(max_size_in_bytes=1024, partition_key=key)
-        self.key, self.versions = key, []
-
-    def add(self, event_data):
-        super().add(event_data)
-        self.versions.append(json.loads(event_data.body_as_str())["version"])
+def test_an_event_larger_than_the_limit_is_a_clear_error(settings):
+    [too_big] = entries_for(["a"], per_key=1, size=MAX_MESSAGE_BYTES)
+    local = Settings.from_env(settings.warehouse, env={"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"})
+    with pytest.raises(PublishError, match=r"larger than the bus's message size limit \(1048576 bytes\)"):
+        KafkaPublisher.from_settings(local).publish([too_big])
 
 
-def test_batches_split_at_the_size_limit_keeping_each_key_in_order():
-    entries = entries_for(["a", "b"], per_key=10, size=150)
-    batches = list(split_batches(entries, RecordingBatch))
-    assert len(batches) > 2  # 20 events of ~250 bytes do not fit two 1 KiB batches
-    assert all(len(batch) > 0 and batch.size_in_bytes <= 1024 for batch in batches)
-    versions: dict[str, list[int]] = {}
-    for batch in batches:
-        versions.setdefault(batch.key, []).extend(batch.versions)
-    assert versions == {"a": list(range(1, 11)), "b": list(range(1, 11))}
+UNREACHABLE = "Endpoint=sb://127.0.0.1/;SharedAccessKeyName=relay;SharedAccessKey=c2VjcmV0LWtleQ=="
 
 
-def test_an_event_larger_than_the_limit_is_a_clear_error():
-    [too_big] = entries_for(["a"], per_key=1, size=2000)
-    with pytest.raises(PublishError, match=r"larger than the hub's message size limit \(1024 bytes\)"):
-        list(split_batches([too_big], RecordingBatch))
-
-
-UNREACHABLE = "Endpoint=sb://127.0.0.1:9/;SharedAccessKeyName=relay;SharedAccessKey=c2VjcmV0LWtleQ=="
-
-
-def test_an_unreachable_hub_is_a_publish_error_and_the_outbox_keeps_the_events(settings, given, store):
+def test_an_unreachable_bus_is_a_publish_error_and_the_outbox_keeps_the_events(settings, given, store):
     given.customer()
     unreachable = Settings.from_env(settings.warehouse, env={"EVENTHUB_CONNECTION": UNREACHABLE})
-    publisher = EventHubsPublisher.from_settings(
-        unreachable, retry_total=1, retry_backoff_factor=0.01, retry_backoff_max=0.05
-    )
+    publisher = KafkaPublisher.from_settings(unreachable, bootstrap_timeout_ms=500, max_block_ms=500)
     started = time.monotonic()
     with pytest.raises(PublishError) as raised:
         Relay(store, publisher).drain()
     assert time.monotonic() - started < 30
     message = str(raised.value)
-    assert "did not accept the events" in message and "run the relay again" in message
+    assert "did not accept the events" in message and "publishes them again" in message
     assert "c2VjcmV0LWtleQ" not in message  # the key never shows
     assert store.counts()["outbox_pending"] == 1
     publisher.close()
 
 
-def test_event_hubs_without_a_connection_string_says_what_to_set(settings):
-    with pytest.raises(ConfigurationError, match="EVENTHUB_CONNECTION"):
-        EventHubsPublisher.from_settings(settings)
+def test_the_kafka_publisher_without_a_bus_says_what_to_set(settings):
+    with pytest.raises(ConfigurationError, match=r"EVENTHUB_CONNECTION .* or KAFKA_BOOTSTRAP_SERVERS"):
+        KafkaPublisher.from_settings(settings)

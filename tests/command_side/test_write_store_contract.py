@@ -4,26 +4,40 @@ SQLite always, Cosmos DB when ``COSMOS_ENDPOINT`` and ``COSMOS_KEY`` are set."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 import uuid
-from datetime import datetime, timezone
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from cqrs_orders.adapters.sqlite_store import SqliteWriteStore
-from cqrs_orders.application.ports import Commit, DuplicateCommand, VersionConflict, WriteStore
+from cqrs_orders.application.ports import (
+    Commit,
+    DuplicateCommand,
+    OutboxEntry,
+    OutboxLag,
+    Publisher,
+    VersionConflict,
+    WriteStore,
+)
+from cqrs_orders.application.relay import Relay
 from cqrs_orders.config import Settings
 from cqrs_orders.envelope import AggregateType, CustomerState, new_event
+from cqrs_orders.errors import PublishError, RelayBusy
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 
 
 def customer_commit(
-    customer_id: str, version: int, name: str = "Ada", command_id: str | None = None
+    customer_id: str, version: int, name: str = "Ada", command_id: str | None = None, at: datetime = NOW
 ) -> Commit:
     state = CustomerState(
-        customerId=customer_id, name=name, email="ada@example.com", createdAt=NOW, updatedAt=NOW
+        customerId=customer_id, name=name, email="ada@example.com", createdAt=at, updatedAt=at
     )
-    event = new_event("CustomerRegistered" if version == 1 else "CustomerUpdated", state, version, at=NOW)
+    event = new_event("CustomerRegistered" if version == 1 else "CustomerUpdated", state, version, at=at)
     command_id = command_id or str(uuid.uuid4())
     return Commit(
         command_id=command_id,
@@ -44,11 +58,40 @@ def customer_commit(
     )
 
 
+class Recording(Publisher):
+    """A bus in memory: what each publish carried; ``during_publish`` runs inside a publish (before it is
+    accepted), ``fail`` refuses the next publishes."""
+
+    def __init__(self, during_publish: Callable[[], None] | None = None):
+        self.published: list[OutboxEntry] = []
+        self.during_publish = during_publish
+        self.fail = False
+
+    def publish(self, entries: Sequence[OutboxEntry]) -> None:
+        if self.fail:
+            raise PublishError("the bus is down")
+        if self.during_publish:
+            hook, self.during_publish = self.during_publish, None
+            hook()
+        self.published.extend(entries)
+
+
 class WriteStoreContract:
-    """Subclasses provide ``store`` (a fresh, empty store) as a fixture."""
+    """Subclasses provide ``store`` (a fresh, empty store) and ``other_store`` (another instance on the same
+    data: what a second process opens) as fixtures, and :meth:`hold_then_die`."""
 
     @pytest.fixture
     def store(self) -> WriteStore:
+        raise NotImplementedError
+
+    @pytest.fixture
+    def other_store(self) -> WriteStore:
+        raise NotImplementedError
+
+    def hold_then_die(self, request) -> Callable[[], None]:
+        """Have a relay called "doomed relay" take the lease and keep it; return the function that kills it
+        without a release and waits out the documented takeover bound (for a lease that expires, by moving
+        the clock past its expiry)."""
         raise NotImplementedError
 
     def test_an_unknown_aggregate_loads_as_none(self, store):
@@ -108,6 +151,87 @@ class WriteStoreContract:
         assert {e.aggregate_id for e in batch.entries} | {e.aggregate_id for e in rest} >= set(customers)
         assert not {e.event_id for e in batch.entries} & {e.event_id for e in rest}
 
+    # --- the relay lease ---------------------------------------------------------------------------
+    def test_a_second_relay_is_told_who_holds_the_lease(self, store, other_store):
+        with store.relay_guard("first relay") as lease:
+            assert "first relay" in lease.holder
+            with (
+                pytest.raises(RelayBusy, match="first relay") as busy,
+                other_store.relay_guard("second relay"),
+            ):
+                pytest.fail("two relays held the lease at once")
+            assert "first relay" in busy.value.holder and "holds the outbox lease" in str(busy.value)
+
+    def test_a_released_lease_is_taken_at_once(self, store, other_store):
+        with store.relay_guard("first relay"):
+            pass
+        with other_store.relay_guard("second relay") as lease:  # no wait for an expiry: it was released
+            assert "second relay" in lease.holder
+        with store.relay_guard("first relay"):  # and back
+            pass
+
+    def test_a_dead_holders_lease_is_taken_over(self, store, request):
+        die = self.hold_then_die(request)
+        with pytest.raises(RelayBusy, match="doomed relay"), store.relay_guard("heir"):
+            pytest.fail("the lease was taken from a live holder")
+        die()
+        with store.relay_guard("heir") as lease:
+            assert "heir" in lease.holder
+            lease.renew()
+
+    def test_two_relays_never_drain_at_once(self, store, other_store):
+        """While one relay publishes, another relay's drain publishes nothing and says who holds the lease;
+        every event goes out once, in version order."""
+        customer = f"cust-{uuid.uuid4()}"
+        for version in (1, 2, 3):
+            store.append(customer_commit(customer, version))
+        rival, told = Relay(other_store, Recording(), who="rival relay"), []
+
+        def rival_drains() -> None:
+            with pytest.raises(RelayBusy, match="first relay") as busy:
+                rival.drain()
+            told.append(busy.value)
+
+        first = Relay(store, Recording(during_publish=rival_drains), batch_size=2, who="first relay")
+        first.drain()
+        assert told and rival.publisher.published == []
+        mine = [e.version for e in first.publisher.published if e.aggregate_id == customer]
+        assert mine == [1, 2, 3]
+        assert rival.drain() == 0  # released: the rival takes the lease, and nothing is left
+
+    def test_the_position_survives_a_restart_and_a_failed_publish_moves_nothing(self, store, other_store):
+        customer = f"cust-{uuid.uuid4()}"
+        store.append(customer_commit(customer, 1))
+        self.drain(store)  # earlier entries are not this test's
+        store.append(customer_commit(customer, 2))
+        failing = Recording()
+        failing.fail = True
+        with pytest.raises(PublishError):
+            Relay(store, failing).drain()
+        assert store.outbox_lag(datetime.now(timezone.utc)).unpublished == 1  # still waiting
+
+        restarted = Relay(other_store, Recording())  # another instance: a restarted process
+        assert restarted.drain() == 1
+        assert [(e.aggregate_id, e.version) for e in restarted.publisher.published] == [(customer, 2)]
+        assert Relay(store, Recording()).drain() == 0  # the position is the store's, not the instance's
+
+    # --- outbox lag --------------------------------------------------------------------------------
+    def test_outbox_lag_counts_unpublished_events_and_the_oldest_ones_age(self, store):
+        self.drain(store)
+        now = datetime.now(timezone.utc)
+        assert store.outbox_lag(now) == OutboxLag(unpublished=0, oldest_age_seconds=None)
+        first, second = f"cust-{uuid.uuid4()}", f"cust-{uuid.uuid4()}"
+        store.append(customer_commit(first, 1, at=now))
+        store.append(customer_commit(second, 1, at=now))
+        store.append(customer_commit(first, 2, at=now))
+        later = now + timedelta(seconds=90)
+        lag = store.outbox_lag(later)
+        assert lag.unpublished == 3 and lag.exact
+        assert 85 <= lag.oldest_age_seconds <= 95  # from the oldest commit (stores keep whole seconds)
+        assert store.outbox_lag(later) == lag  # reading it acknowledged nothing
+        self.drain(store)
+        assert store.outbox_lag(later).unpublished == 0 and store.outbox_lag(later).oldest_age_seconds is None
+
     @staticmethod
     def drain(store) -> list:
         entries = []
@@ -124,15 +248,73 @@ class TestSqliteWriteStore(WriteStoreContract):
         yield store
         store.close()
 
+    @pytest.fixture
+    def other_store(self, tmp_path):
+        store = SqliteWriteStore(tmp_path / "write_store.sqlite")
+        yield store
+        store.close()
+
+    def hold_then_die(self, request):
+        """A relay process that takes the lock, then is killed (SIGKILL): the kernel releases its lock."""
+        path = request.getfixturevalue("tmp_path") / "write_store.sqlite"
+        holder = subprocess.Popen(
+            [sys.executable, "-c", _HOLDER.format(path=str(path))], stdout=subprocess.PIPE, text=True
+        )
+        request.addfinalizer(holder.kill)
+        assert holder.stdout.readline().strip() == "held"
+
+        def die():
+            holder.kill()
+            holder.wait(10)
+
+        return die
+
+
+#: A relay process that holds the SQLite store's lease until it is killed.
+_HOLDER = """
+import time
+from cqrs_orders.adapters.sqlite_store import SqliteWriteStore
+with SqliteWriteStore({path!r}).relay_guard("doomed relay"):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
 
 class TestCosmosWriteStoreOverTheTransport(WriteStoreContract):
-    """The Cosmos adapter through the real SDK, answered by the in-memory account (see conftest)."""
+    """The Cosmos adapter through the real SDK, answered by the in-memory account (see conftest), on a
+    clock the test moves."""
 
     @pytest.fixture
-    def store(self, cosmos_settings, cosmos_account):
+    def store(self, cosmos_settings, cosmos_account, cosmos_clock):
         from cqrs_orders.adapters.cosmos_store import CosmosWriteStore
 
-        return CosmosWriteStore.from_settings(cosmos_settings, transport=cosmos_account)
+        return CosmosWriteStore.from_settings(cosmos_settings, transport=cosmos_account, clock=cosmos_clock)
+
+    other_store = store
+
+    def hold_then_die(self, request):
+        """Another store instance takes the lease and never releases it; dying is the clock passing the
+        lease's expiry (a crashed holder renews no more)."""
+        from cqrs_orders.adapters.cosmos_store import LEASE_SECONDS, CosmosWriteStore
+
+        clock = request.getfixturevalue("cosmos_clock")
+        doomed = CosmosWriteStore.from_settings(
+            request.getfixturevalue("cosmos_settings"),
+            transport=request.getfixturevalue("cosmos_account"),
+            clock=clock,
+        )
+        held = doomed.relay_guard("doomed relay")
+        held.__enter__()
+        request.addfinalizer(lambda: _keep(held))  # never exited: a dead holder releases nothing
+
+        def die():
+            clock.advance(LEASE_SECONDS + 0.001)
+
+        return die
+
+
+def _keep(_held) -> None:
+    """Holds a reference until the test's end (a collected generator would run its release)."""
 
 
 @pytest.mark.live
@@ -151,3 +333,18 @@ class TestCosmosWriteStore(WriteStoreContract):
         self.drain(store)  # start from "now": entries of earlier runs are not this test's
         yield store
         store.close()
+
+    other_store = store
+
+    def hold_then_die(self, request):
+        """A holder with a 2-second lease that is never released; dying is waiting that lease out."""
+        from cqrs_orders.adapters.cosmos_store import CosmosWriteStore
+
+        doomed = CosmosWriteStore.from_settings(
+            Settings.from_env(warehouse=request.getfixturevalue("tmp_path"))
+        )
+        doomed.lease_seconds = 2.0
+        held = doomed.relay_guard("doomed relay")
+        held.__enter__()
+        request.addfinalizer(lambda: _keep(held))
+        return lambda: time.sleep(2.5)

@@ -40,6 +40,7 @@ def test_event_hubs_options_come_from_the_connection_string(tmp_path):
     assert options["subscribe"] == "orders"
     assert options["startingOffsets"] == "earliest"
     assert options["failOnDataLoss"] == "true"
+    assert options["maxOffsetsPerTrigger"] == "100000"  # CQRS_MAX_RECORDS_PER_BATCH's default
 
 
 def test_databricks_uses_its_shaded_login_module(tmp_path):
@@ -60,6 +61,7 @@ def test_a_plaintext_broker_needs_only_its_address(tmp_path):
         "subscribe": "t",
         "startingOffsets": "earliest",
         "failOnDataLoss": "true",
+        "maxOffsetsPerTrigger": "100000",  # CQRS_MAX_RECORDS_PER_BATCH's default
     }
 
 

@@ -289,7 +289,7 @@ def test_the_stream_reads_each_record_once_across_event_log_compactions(spark, e
     assert cli(settings, "project", "--once")[1]["projection_input_rows"] == 1
     for version in (2, 3, 4):  # three more commits: the log compacts twice on the way
         ingest(settings, tmp_path, f"v{version}", events.order("order-1", version, "Confirmed", version))
-    assert len(list(settings.event_log_path.glob("*.parquet"))) > 4  # rewritten files are added, not swapped
+    assert len(list(settings.event_log_path.rglob("*.parquet"))) > 4  # rewritten files are added, not swapped
     code, summary = cli(settings, "project", "--once")
     assert (code, summary["projection_input_rows"], summary["bronze_events"]) == (0, 3, 4)
     assert_same_tables(snapshot(spark, settings), uninterrupted(spark, settings))

@@ -75,6 +75,8 @@ def lag(run_at, projection, lag_seconds, healthy=True):
         60.0,
         healthy,
         [] if healthy else ["event_time_lag"],
+        None,  # outbox_unpublished: no write store measured
+        None,  # outbox_oldest_age_seconds
     )
 
 

@@ -21,6 +21,7 @@ import pytest
 
 from cqrs_orders.adapters.kafka_source import kafka_options
 from cqrs_orders.config import Secret, Settings, read_secret
+from cqrs_orders.errors import ConfigurationError
 
 SCOPE = "cqrs-orders"
 TOKEN = "dapi-test-token"
@@ -135,3 +136,23 @@ def test_the_kafka_source_on_databricks_takes_the_scope_secret_and_the_shaded_lo
         f'username="$ConnectionString" password="{CONNECTION}";'
     )
     assert [request["query"]["key"] for request in workspace.api_requests] == ["eventhub-connection"]
+
+
+def test_off_a_cluster_the_scope_is_read_through_the_same_api(workspace, monkeypatch):
+    """A task started elsewhere (the bundle flow test, a laptop with workspace credentials) reads the scope
+    the same way: one code path, the SDK's dbutils."""
+    monkeypatch.delenv("DATABRICKS_RUNTIME_VERSION")
+    assert read_secret("EVENTHUB_CONNECTION", os.environ) == Secret(CONNECTION)
+    assert [request["query"]["key"] for request in workspace.api_requests] == ["eventhub-connection"]
+
+
+def test_a_scope_without_workspace_credentials_says_what_to_set(monkeypatch, tmp_path):
+    for variable in list(os.environ):
+        if variable.startswith("DATABRICKS_"):
+            monkeypatch.delenv(variable)
+    monkeypatch.setenv("DATABRICKS_CONFIG_FILE", str(tmp_path / "none.cfg"))
+    monkeypatch.delitem(sys.modules, "databricks.sdk.runtime", raising=False)
+    expected = r"Set DATABRICKS_HOST and DATABRICKS_TOKEN .* or set COSMOS_KEY"
+    with pytest.raises(ConfigurationError, match=expected):
+        read_secret("COSMOS_KEY", {"CQRS_SECRET_SCOPE": SCOPE})
+    sys.modules.pop("databricks.sdk.runtime", None)

@@ -8,6 +8,11 @@ if another writer got there first, the whole batch fails and nothing is written.
 Publishing is driven by the container's change feed: the relay reads ``outbox`` documents in modification
 order (per partition key = per aggregate, hence in version order), publishes them, and only then saves the
 change-feed continuation token in a checkpoint document, so a restarted relay resumes where it stopped.
+
+One relay at a time drains the feed: it holds a lease document next to the checkpoint (see
+:class:`_CosmosLease`), and saves the checkpoint in one transactional batch with the lease's renewal,
+guarded by the lease's ETag. A relay that lost its lease therefore can never move the checkpoint, and it
+stops publishing at its next step.
 The key (``COSMOS_KEY``, from the environment or a Databricks secret scope) is never logged.
 
 Group commit (as in the SQLite store) does not apply here, and this store does not pretend to it: it runs
@@ -20,10 +25,19 @@ limited by the provisioned RU/s, not by a lock.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 from typing import Any
 
+from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ServiceRequestError
 from azure.cosmos import CosmosClient
 from azure.cosmos.exceptions import (
@@ -39,27 +53,65 @@ from cqrs_orders.application.ports import (
     DuplicateCommand,
     OutboxBatch,
     OutboxEntry,
+    OutboxLag,
     RecordedOutcome,
+    RelayLease,
     VersionConflict,
     WriteStore,
 )
 from cqrs_orders.config import Settings
 from cqrs_orders.domain.aggregates import Snapshot
 from cqrs_orders.envelope import STATE_MODELS, AggregateType
-from cqrs_orders.errors import ConfigurationError, WriteOutcomeUnknown, WriteStoreError
+from cqrs_orders.errors import (
+    ConfigurationError,
+    RelayBusy,
+    RelayLeaseLost,
+    WriteOutcomeUnknown,
+    WriteStoreError,
+)
 
-#: The partition holding the relay's checkpoint documents (their ids never clash with an aggregate's).
+log = logging.getLogger(__name__)
+
+#: The partition holding the relay's checkpoint and lease documents (their ids never clash with an
+#: aggregate's), so the two can be written in one transactional batch.
 CHECKPOINT_PARTITION = "__relay__"
+#: How long a relay's lease lasts unless renewed: after a relay dies without releasing it (a crash, a
+#: SIGKILL), a standby takes over within this plus its poll interval. Short enough that a crash costs half
+#: a minute of publishing; long enough that a slow publish (Event Hubs retries for up to ~10 s) fits with
+#: room to spare, since a holder renews before each step and at each saved checkpoint.
+LEASE_SECONDS = 30.0
+#: A holder renews when this much of its lease has passed (at a drain step, or at the latest while idle):
+#: each step then starts with at least LEASE_SECONDS - RENEW_EVERY_SECONDS of lease left, one write per
+#: RENEW_EVERY_SECONDS at most, and a relay idle between commits costs one small write every 10 s.
+RENEW_EVERY_SECONDS = LEASE_SECONDS / 3
+#: ``outbox_lag`` reads the change feed from the checkpoint and stops after the page that passes this many
+#: documents (the count is then a lower bound; a backlog that large is a breach whatever its exact size).
+LAG_SCAN_LIMIT = 100_000
 
 
 class CosmosWriteStore(WriteStore):
-    def __init__(self, container, *, client: CosmosClient | None = None, relay_name: str = "default"):
+    def __init__(
+        self,
+        container,
+        *,
+        client: CosmosClient | None = None,
+        relay_name: str = "default",
+        clock: Callable[[], float] = time.time,
+        lease_seconds: float = LEASE_SECONDS,
+    ):
         self.container = container
         self.client = client
         self.checkpoint_id = f"checkpoint-{relay_name}"
+        self.lease_id = f"lease-{relay_name}"
+        self.clock = clock  # epoch seconds; the lease's expiry is read against it
+        self.lease_seconds = lease_seconds
+        self.instance = uuid.uuid4().hex  # this store's identity as a lease holder
+        self._lease: _CosmosLease | None = None  # held while a relay drains through this store
 
     @classmethod
-    def from_settings(cls, settings: Settings, **client_options) -> CosmosWriteStore:
+    def from_settings(
+        cls, settings: Settings, *, clock: Callable[[], float] = time.time, **client_options
+    ) -> CosmosWriteStore:
         key = settings.secret("COSMOS_KEY")
         if not settings.cosmos_endpoint or key is None:
             raise ConfigurationError(
@@ -70,7 +122,7 @@ class CosmosWriteStore(WriteStore):
             )
         client = CosmosClient(settings.cosmos_endpoint, credential=key.reveal(), **client_options)
         database = client.get_database_client(settings.cosmos_database)
-        return cls(database.get_container_client(settings.cosmos_container), client=client)
+        return cls(database.get_container_client(settings.cosmos_container), client=client, clock=clock)
 
     # --- commands ----------------------------------------------------------------------------------
     def load(self, aggregate_id: str) -> Snapshot | None:
@@ -147,6 +199,8 @@ class CosmosWriteStore(WriteStore):
         return OutboxBatch(entries, token=token)
 
     def acknowledge(self, batch: OutboxBatch) -> None:
+        """Save the batch's continuation token. Under a held lease, in one transactional batch with the
+        lease's renewal guarded by its ETag: a relay whose lease was taken over moves nothing."""
         if batch.token is None:
             return
         checkpoint = {
@@ -155,10 +209,48 @@ class CosmosWriteStore(WriteStore):
             "docType": "checkpoint",
             "continuation": batch.token,
         }
+        if self._lease is not None:
+            self._lease.save_with(checkpoint)
+            return
         try:
             self.container.upsert_item(checkpoint)
         except CosmosHttpResponseError as error:
             raise _store_error("save the relay checkpoint in", error) from error
+
+    @contextlib.contextmanager
+    def relay_guard(self, who: str = "relay") -> Iterator[RelayLease]:
+        """The lease document ``lease-<relay name>``: taken when absent, expired or already this store's,
+        else ``RelayBusy`` naming its holder; released (deleted) on exit, so a standby takes over at once."""
+        lease = _CosmosLease.acquire(self, who)
+        self._lease = lease
+        try:
+            yield lease
+        finally:
+            self._lease = None
+            lease.release()
+
+    def outbox_lag(self, now: datetime) -> OutboxLag:
+        """Outbox documents in the change feed after the saved continuation token (read, not acknowledged);
+        the oldest one's age from its ``_ts`` (the service's time of the commit, in seconds)."""
+        token = self._saved_token()
+        start: dict[str, Any] = {"continuation": token} if token else {"start_time": "Beginning"}
+        unpublished, scanned, oldest, exact = 0, 0, None, True
+        try:
+            for page in self.container.query_items_change_feed(max_item_count=1000, **start).by_page():
+                for document in page:
+                    scanned += 1
+                    if document.get("docType") == "outbox":
+                        unpublished += 1
+                        oldest = document["_ts"] if oldest is None else min(oldest, document["_ts"])
+                if scanned >= LAG_SCAN_LIMIT:
+                    exact = False
+                    break
+        except CosmosHttpResponseError as error:
+            raise _store_error("read the change feed of", error) from error
+        except AzureError as error:
+            raise WriteStoreError(f"Could not reach the Cosmos DB account to read: {error}") from error
+        age = None if oldest is None else max(0.0, now.timestamp() - oldest)
+        return OutboxLag(unpublished, age, exact)
 
     def close(self) -> None:
         if self.client is not None:
@@ -177,6 +269,161 @@ class CosmosWriteStore(WriteStore):
             raise _store_error("read", error) from error
         except AzureError as error:  # a transport failure: the store is unreachable, not a bug
             raise WriteStoreError(f"Could not reach the Cosmos DB account to read: {error}") from error
+
+
+class _CosmosLease(RelayLease):
+    """The relay's lease: one document in the ``__relay__`` partition, next to the checkpoint::
+
+        {"id": "lease-default", "aggregateId": "__relay__", "docType": "lease",
+         "holder": "command API relay (host h, pid 7, 1a2b3c4d)", "holderId": "<uuid of the store>",
+         "acquiredAt": "...Z", "renewedAt": "...Z", "expiresAt": "...Z", "leaseSeconds": 30.0}
+
+    Taken by create (409: another relay was first) or, when expired or already ours, by replace guarded by
+    its ETag (412: another relay was first); renewed the same way; released by a delete guarded by its ETag.
+    Expiry is read against each relay's own clock: hosts are expected to keep NTP time (seconds apart, well
+    inside the ``RENEW_EVERY_SECONDS`` margin a holder keeps).
+    """
+
+    renew_every = RENEW_EVERY_SECONDS
+
+    def __init__(self, store: CosmosWriteStore, holder: str, written: dict, renewed_at: float):
+        super().__init__(holder)
+        self.store = store
+        self.acquired_at = written["acquiredAt"]
+        self.etag = written["_etag"]
+        self.renewed_at = renewed_at
+
+    @classmethod
+    def acquire(cls, store: CosmosWriteStore, who: str) -> _CosmosLease:
+        holder = f"{who} (host {socket.gethostname()}, pid {os.getpid()}, {store.instance[:8]})"
+        container, lease_id = store.container, store.lease_id
+        current = None
+        for _ in range(3):  # a rival may write between our read and our write; look again, then give up
+            current = store._read(lease_id, CHECKPOINT_PARTITION)
+            now = store.clock()
+            document = _lease_document(store, holder, _iso(now), now)
+            try:
+                if current is None:
+                    written = container.create_item(document)
+                elif current.get("holderId") == store.instance or now >= _epoch(current["expiresAt"]):
+                    if current.get("holderId") != store.instance:
+                        log.info("relay lease: taking over from %s (expired %s)", current["holder"],
+                                 current["expiresAt"])  # fmt: skip
+                    written = container.replace_item(
+                        lease_id,
+                        document,
+                        etag=current["_etag"],
+                        match_condition=MatchConditions.IfNotModified,
+                    )
+                else:
+                    break
+            except (CosmosResourceExistsError, CosmosAccessConditionFailedError, CosmosResourceNotFoundError):
+                continue
+            except CosmosHttpResponseError as error:
+                raise _store_error("take the relay lease in", error) from error
+            except AzureError as error:
+                raise WriteStoreError(
+                    f"Could not reach the Cosmos DB account for the lease: {error}"
+                ) from error
+            return cls(store, holder, written, now)
+        if current is None:
+            current = store._read(lease_id, CHECKPOINT_PARTITION) or {"holder": "another relay"}
+        until = datetime.fromisoformat(current["expiresAt"]) if "expiresAt" in current else None
+        raise RelayBusy(current["holder"], until)
+
+    def renew(self) -> None:
+        """Extend the lease once ``RENEW_EVERY_SECONDS`` of it have passed (a replace guarded by its ETag)."""
+        now = self.store.clock()
+        if now - self.renewed_at < RENEW_EVERY_SECONDS:
+            return
+        try:
+            written = self.store.container.replace_item(
+                self.store.lease_id,
+                _lease_document(self.store, self.holder, self.acquired_at, now),
+                etag=self.etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except (CosmosAccessConditionFailedError, CosmosResourceNotFoundError):
+            raise self._lost() from None
+        except CosmosHttpResponseError as error:
+            raise _store_error("renew the relay lease in", error) from error
+        except AzureError as error:
+            raise WriteStoreError(f"Could not reach the Cosmos DB account for the lease: {error}") from error
+        self.etag, self.renewed_at = written["_etag"], now
+
+    def save_with(self, checkpoint: dict) -> None:
+        """Renew the lease and save ``checkpoint`` in one transactional batch: both, or neither if the lease
+        is no longer ours."""
+        now = self.store.clock()
+        operations: list[tuple] = [
+            (
+                "replace",
+                (self.store.lease_id, _lease_document(self.store, self.holder, self.acquired_at, now)),
+                {"if_match_etag": self.etag},
+            ),
+            ("upsert", (checkpoint,)),
+        ]
+        try:
+            results = self.store.container.execute_item_batch(operations, partition_key=CHECKPOINT_PARTITION)
+        except CosmosBatchOperationError as error:
+            if getattr(error, "error_index", None) == 0:  # the lease's ETag no longer matches (or it is gone)
+                raise self._lost() from None
+            raise WriteStoreError(f"Could not save the relay checkpoint: {error.message}") from error
+        except CosmosHttpResponseError as error:
+            raise _store_error("save the relay checkpoint in", error) from error
+        except AzureError as error:
+            raise WriteStoreError(f"Could not reach the Cosmos DB account for the lease: {error}") from error
+        lease_result = results[0]
+        self.etag = lease_result.get("eTag") or lease_result["resourceBody"]["_etag"]
+        self.renewed_at = now
+
+    def release(self) -> None:
+        """Delete the lease if it is still ours, so a standby takes it at its next poll; a lease that cannot
+        be released (the account unreachable) simply expires."""
+        try:
+            self.store.container.delete_item(
+                self.store.lease_id,
+                partition_key=CHECKPOINT_PARTITION,
+                etag=self.etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+            log.info("relay lease released by %s", self.holder)
+        except (CosmosAccessConditionFailedError, CosmosResourceNotFoundError):
+            log.info("relay lease: %s no longer held it at release", self.holder)
+        except AzureError as error:
+            log.warning("relay lease not released (it expires within %g s): %s", LEASE_SECONDS, error)
+
+    def _lost(self) -> RelayLeaseLost:
+        current = self.store._read(self.store.lease_id, CHECKPOINT_PARTITION)
+        now_held_by = current["holder"] if current else "nobody"
+        return RelayLeaseLost(
+            f"{self.holder} lost the relay lease (now held by {now_held_by}); it stops publishing until it "
+            "holds the lease again"
+        )
+
+
+def _lease_document(store: CosmosWriteStore, holder: str, acquired_at: str, now: float) -> dict:
+    return {
+        "id": store.lease_id,
+        "aggregateId": CHECKPOINT_PARTITION,
+        "docType": "lease",
+        "holder": holder,
+        "holderId": store.instance,
+        "acquiredAt": acquired_at,
+        "renewedAt": _iso(now),
+        "expiresAt": _iso(now + store.lease_seconds),
+        "leaseSeconds": store.lease_seconds,
+    }
+
+
+def _iso(epoch: float) -> str:
+    return (
+        datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
+
+
+def _epoch(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
 
 
 def _new_documents(commit: Commit) -> list[dict]:

@@ -7,6 +7,16 @@ a streaming source.
 
 Offsets are dense and increase by one per partition, like Kafka's. A file lock serialises appenders
 (relay, ``ingest-events``, several processes) so no two records ever share a (partition, offset).
+
+**Segments: a file never holds more than** :data:`SEGMENT_RECORDS` **records.** Delta's streaming source
+admits whole files (``maxFilesPerTrigger``), never a number of records, so the projection can bound its
+micro-batches (``CQRS_MAX_RECORDS_PER_BATCH``) only if it knows how many records a file can hold. Each record
+gets a position in the whole log (the records before it: the partitions' end offsets added up, well defined
+under the lock) and the table is partitioned by ``segment`` = position // ``SEGMENT_RECORDS``; Delta writes
+one file per partition value, so an append of 250 records becomes three files, a small one one file (two
+across a segment's end). Compaction keeps the bound: it merges files within a partition, never across
+(see :meth:`EventLog._compact`). Logs written before segments existed have no ``segment`` column and are
+appended to as before; their batches cannot be bounded (:func:`records_per_file` says so).
 """
 
 from __future__ import annotations
@@ -39,6 +49,15 @@ RECORD_SCHEMA = pa.schema(
 
 #: Every this many commits an append also compacts the log's files (see ``EventLog._compact``).
 COMPACT_EVERY_COMMITS = 100
+#: The most records one file of the log holds: a segment's worth (see the module docstring). Small, so that
+#: a micro-batch of a few thousand records still takes tens of files (a trickling relay writes a file per
+#: append, a batch of files may hold few records); not smaller, since compaction leaves a file per segment
+#: and an append's cost grows with the live files (measured: 6 ms at 10 files, 22 ms at 5,000; a log of
+#: 1,000,000 records keeps 10,000). Fixed for the life of a log: changing it needs a new log.
+SEGMENT_RECORDS = 100
+SEGMENT_COLUMN = "segment"
+#: What the table stores: the records plus the segment each belongs to (the table's partition column).
+_TABLE_SCHEMA = pa.schema([*RECORD_SCHEMA, pa.field(SEGMENT_COLUMN, pa.int64(), nullable=False)])
 
 #: One message to append: (partition key, body). The key picks the partition, as on Event Hubs.
 Message = tuple[str | None, str]
@@ -76,6 +95,7 @@ class EventLog:
         self._lock_path = self.path.with_name(self.path.name + ".lock")
         self._cached: tuple[int, dict[int, int]] | None = None  # (table version, next offsets)
         self._delta: DeltaTable | None = None  # loaded once, then brought up to date incrementally
+        self._segmented: bool | None = None  # whether the table has segments; known once it is loaded
 
     def partition_for(self, key: str | None, body: str) -> int:
         text = key if key is not None else body
@@ -87,21 +107,27 @@ class EventLog:
             return []
         with self._locked():
             next_offsets = dict(self._next_offsets())
-            positions, columns = [], {name: [] for name in RECORD_SCHEMA.names}
+            first = sum(next_offsets.values())  # offsets are dense from 0: the records already in the log
+            positions, columns = [], {name: [] for name in _TABLE_SCHEMA.names}
             now = datetime.now(timezone.utc)
-            for key, body in messages:
+            for position, (key, body) in enumerate(messages, start=first):
                 partition = self.partition_for(key, body)
                 offset = next_offsets.get(partition, 0)
                 next_offsets[partition] = offset + 1
                 positions.append((partition, offset))
-                for name, value in zip(RECORD_SCHEMA.names, (body, partition, offset, now, key), strict=True):
+                segment = position // SEGMENT_RECORDS
+                values = (body, partition, offset, now, key, segment)
+                for name, value in zip(_TABLE_SCHEMA.names, values, strict=True):
                     columns[name].append(value)
             try:
-                data = pa.table(columns, schema=RECORD_SCHEMA)
-                if self._delta is None:
-                    write_deltalake(str(self.path), data, mode="append")  # creates the table
-                    self._delta = DeltaTable(str(self.path))
+                if self._delta is None:  # creates the table, with segments
+                    data = pa.table(columns, schema=_TABLE_SCHEMA)
+                    write_deltalake(str(self.path), data, mode="append", partition_by=[SEGMENT_COLUMN])
+                    self._delta, self._segmented = DeltaTable(str(self.path)), True
                 else:
+                    if not self._segmented:  # a log from before segments: appended to as it was written
+                        del columns[SEGMENT_COLUMN]
+                    data = pa.table(columns, schema=_TABLE_SCHEMA if self._segmented else RECORD_SCHEMA)
                     write_deltalake(self._delta, data, mode="append")  # also moves _delta to the new version
                 version = self._delta.version()
             except (DeltaError, OSError) as error:
@@ -112,9 +138,13 @@ class EventLog:
         return positions
 
     def _compact(self) -> None:
-        """Merge the small files of many appends into one (a ``dataChange=false`` commit, which streaming
-        readers skip), so that an append keeps costing ~20 ms instead of growing with every file the log
-        ever received (~70 ms after 600 appends, without bound for a relay that runs for days).
+        """Merge the small files of many appends into one per segment (a ``dataChange=false`` commit), so
+        that an append keeps costing ~20 ms instead of growing with every file the log ever received (~70 ms
+        after 600 appends, without bound for a relay that runs for days).
+
+        A running stream skips such a commit (it read the records from the appends' files already), but a
+        stream that starts on the log reads its current files, compacted ones included: they must keep the
+        segment bound too, and they do, since OPTIMIZE bin-packs each partition (segment) on its own.
 
         Best effort: the append is already committed, so a failed compaction only warns and is left for
         the next one."""
@@ -147,7 +177,8 @@ class EventLog:
             table = self._table()
             if table is None:
                 return RECORD_SCHEMA.empty_table()
-            return _query(table, 'SELECT * FROM log ORDER BY "partition", "offset"')
+            columns = ", ".join(f'"{name}"' for name in RECORD_SCHEMA.names)  # not the segment
+            return _query(table, f'SELECT {columns} FROM log ORDER BY "partition", "offset"')
 
     def _table(self) -> DeltaTable | None:
         """The table at its newest version (other processes append too), or None before the first append.
@@ -156,6 +187,7 @@ class EventLog:
         try:
             if self._delta is None:
                 self._delta = DeltaTable(str(self.path))
+                self._segmented = _is_segmented(self._delta)
             else:
                 self._delta.update_incremental()
         except TableNotFoundError:
@@ -190,9 +222,22 @@ class EventLog:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def records_per_file(path: str | Path) -> int | None:
+    """The most records one file of the log at ``path`` can hold, now and in every later append:
+    :data:`SEGMENT_RECORDS`; ``None`` for a log written before segments (no bound) or no log yet."""
+    try:
+        return SEGMENT_RECORDS if _is_segmented(DeltaTable(str(path))) else None
+    except TableNotFoundError:
+        return None
+
+
+def _is_segmented(table: DeltaTable) -> bool:
+    return table.metadata().partition_columns == [SEGMENT_COLUMN]
+
+
 def _query(table: DeltaTable, sql: str) -> pa.Table:
     # deltalake's own SQL engine: pyarrow's dataset scanner can abort the process at exit after a write.
     return pa.table(QueryBuilder().register("log", table).execute(sql).read_all())
 
 
-__all__ = ["RECORD_SCHEMA", "EventLog", "Message", "partition_key_of"]
+__all__ = ["RECORD_SCHEMA", "SEGMENT_RECORDS", "EventLog", "Message", "partition_key_of", "records_per_file"]

@@ -7,19 +7,23 @@ test broker). Either way it yields the same record columns as the embedded event
 
 ``failOnDataLoss`` stays on: if retention deleted records the stream has not read yet, the query must stop
 loudly rather than skip them. The connection string never appears in a repr or a log line.
+
+A micro-batch reads at most ``CQRS_MAX_RECORDS_PER_BATCH`` records (``maxOffsetsPerTrigger``: offsets are
+dense on Event Hubs and Kafka, so offsets are records), spread over the partitions by their backlogs. The
+connector rounds a partition's share below one record up to one, so that no partition starves: a batch can
+exceed the limit by one record per partition with such a tiny share, so by fewer than the event hub's
+partition count (a rounding, not a memory concern).
 """
 
 from __future__ import annotations
 
 import logging
 
+from cqrs_orders.adapters.kafka_endpoint import CONNECTION_STRING_USER, kafka_endpoint
 from cqrs_orders.config import Settings, running_on_databricks
-from cqrs_orders.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 
-CONNECTION_SECRET = "EVENTHUB_CONNECTION"
-EVENTHUBS_KAFKA_PORT = 9093
 _JAAS_KEY = "kafka.sasl.jaas.config"
 _LOGIN_MODULE = "org.apache.kafka.common.security.plain.PlainLoginModule"
 _SHADED_LOGIN_MODULE = "kafkashaded." + _LOGIN_MODULE  # Databricks shades its Kafka client
@@ -43,36 +47,30 @@ def kafka_options(settings: Settings, on_databricks: bool | None = None) -> Kafk
         "subscribe": settings.kafka_topic,
         "startingOffsets": "earliest",
         "failOnDataLoss": "true",
+        "maxOffsetsPerTrigger": str(settings.max_records_per_batch),  # bounded catch-up
     }
-    secret = settings.secret(CONNECTION_SECRET)
-    if secret is not None:
-        connection = secret.reveal()
-        namespace_host = _namespace_host(connection, settings.kafka_topic)
-        if on_databricks is None:
-            on_databricks = running_on_databricks()
-        login_module = _SHADED_LOGIN_MODULE if on_databricks else _LOGIN_MODULE
-        jaas = f'{login_module} required username="$ConnectionString" password="{connection}";'
-        return KafkaOptions(
-            {
-                "kafka.bootstrap.servers": f"{namespace_host}:{EVENTHUBS_KAFKA_PORT}",
-                "kafka.security.protocol": "SASL_SSL",
-                "kafka.sasl.mechanism": "PLAIN",
-                _JAAS_KEY: jaas,
-                # Microsoft's recommended client settings: Event Hubs closes connections idle for 240 s,
-                # and shorter timeouts cause consumer rebalances.
-                "kafka.request.timeout.ms": "60000",
-                "kafka.session.timeout.ms": "30000",
-                "kafka.connections.max.idle.ms": "180000",
-                "kafka.metadata.max.age.ms": "180000",
-                **common,
-            }
-        )
-    if settings.kafka_bootstrap_servers:
-        return KafkaOptions({"kafka.bootstrap.servers": settings.kafka_bootstrap_servers, **common})
-    raise ConfigurationError(
-        "CQRS_SOURCE=kafka needs a broker: set EVENTHUB_CONNECTION (an Event Hubs namespace connection "
-        "string, from the environment or the CQRS_SECRET_SCOPE secret scope) or KAFKA_BOOTSTRAP_SERVERS "
-        "(host:port of a plaintext Kafka broker)."
+    endpoint = kafka_endpoint(settings, "CQRS_SOURCE=kafka")
+    if not endpoint.is_event_hubs:
+        return KafkaOptions({"kafka.bootstrap.servers": endpoint.bootstrap_servers, **common})
+    if on_databricks is None:
+        on_databricks = running_on_databricks()
+    login_module = _SHADED_LOGIN_MODULE if on_databricks else _LOGIN_MODULE
+    password = endpoint.connection.reveal()
+    jaas = f'{login_module} required username="{CONNECTION_STRING_USER}" password="{password}";'
+    return KafkaOptions(
+        {
+            "kafka.bootstrap.servers": endpoint.bootstrap_servers,
+            "kafka.security.protocol": "SASL_SSL",
+            "kafka.sasl.mechanism": "PLAIN",
+            _JAAS_KEY: jaas,
+            # Microsoft's recommended client settings: Event Hubs closes connections idle for 240 s,
+            # and shorter timeouts cause consumer rebalances.
+            "kafka.request.timeout.ms": "60000",
+            "kafka.session.timeout.ms": "30000",
+            "kafka.connections.max.idle.ms": "180000",
+            "kafka.metadata.max.age.ms": "180000",
+            **common,
+        }
     )
 
 
@@ -103,23 +101,3 @@ def _redact_passwords_in_plans(spark) -> None:
         spark.conf.set(_REDACTION_CONF, _PASSWORD_PATTERN)
     elif _PASSWORD_PATTERN not in pattern:
         spark.conf.set(_REDACTION_CONF, f"{pattern}|{_PASSWORD_PATTERN}")
-
-
-def _namespace_host(connection: str, topic: str) -> str:
-    """``<namespace>.servicebus.windows.net`` from ``Endpoint=sb://<namespace>.servicebus.windows.net/;...``."""
-    parts = dict(part.split("=", 1) for part in connection.split(";") if "=" in part)
-    endpoint = parts.get("Endpoint", "")
-    host = endpoint.removeprefix("sb://").split("/", 1)[0]
-    if not endpoint.startswith("sb://") or not host:
-        raise ConfigurationError(
-            "EVENTHUB_CONNECTION is not an Event Hubs connection string: it needs "
-            "'Endpoint=sb://<namespace>.servicebus.windows.net/;SharedAccessKeyName=...;SharedAccessKey=...' "
-            "(copy it from the namespace's 'Shared access policies' in the Azure portal)."
-        )
-    entity = parts.get("EntityPath")
-    if entity and entity != topic:
-        raise ConfigurationError(
-            f"EVENTHUB_CONNECTION is scoped to the event hub {entity!r} but KAFKA_TOPIC/EVENTHUB_NAME is "
-            f"{topic!r}: set them to the same event hub."
-        )
-    return host

@@ -17,6 +17,7 @@ import fcntl
 import json
 import logging
 import os
+import socket
 import sqlite3
 import threading
 import time
@@ -31,14 +32,16 @@ from cqrs_orders.application.ports import (
     DuplicateCommand,
     OutboxBatch,
     OutboxEntry,
+    OutboxLag,
     RecordedOutcome,
+    RelayLease,
     VersionConflict,
     WriteStore,
     outcome_json,
 )
 from cqrs_orders.domain.aggregates import Snapshot
 from cqrs_orders.envelope import STATE_MODELS, AggregateType
-from cqrs_orders.errors import WriteStoreError
+from cqrs_orders.errors import RelayBusy, WriteStoreError
 
 logger = logging.getLogger(__name__)
 
@@ -296,15 +299,42 @@ class SqliteWriteStore(WriteStore):
             )
 
     @contextlib.contextmanager
-    def relay_guard(self) -> Iterator[None]:
-        """An OS file lock (released even on SIGKILL): one relay drains this outbox at a time."""
+    def relay_guard(self, who: str = "relay") -> Iterator[RelayLease]:
+        """An OS file lock beside the store: one relay drains this outbox at a time. The kernel releases it
+        when its process ends, even on SIGKILL, so it never expires and never needs renewing; the holder
+        writes its name into the file, and another relay is told that name (``RelayBusy``) at once."""
         self._verify_file(write_locked=False)  # a missing store is a WriteStoreError, which relays wait out
-        with open(self.path.with_name(self.path.name + ".relay.lock"), "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+        descriptor = os.open(
+            self.path.with_name(self.path.name + ".relay.lock"), os.O_RDWR | os.O_CREAT, 0o644
+        )
+        try:
             try:
-                yield
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(descriptor, 1024, 0).decode(errors="replace").strip()
+                raise RelayBusy(holder or "another relay") from None
+            holder = f"{who} (host {socket.gethostname()}, pid {os.getpid()})"
+            os.ftruncate(descriptor, 0)
+            os.pwrite(descriptor, holder.encode(), 0)
+            try:
+                yield RelayLease(holder)
             finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+                fcntl.flock(descriptor, fcntl.LOCK_UN)
+        finally:
+            os.close(descriptor)
+
+    def outbox_lag(self, now: datetime) -> OutboxLag:
+        """Events after the relay's position; the oldest one's age from its timestamp (taken at commit)."""
+        db = self._connection()
+        count, first = db.execute(
+            "SELECT count(*), min(seq) FROM events "
+            "WHERE seq > (SELECT published_through FROM outbox_position)"
+        ).fetchone()
+        if not count:
+            return OutboxLag(0, None)
+        (body,) = db.execute("SELECT body FROM events WHERE seq = ?", (first,)).fetchone()
+        committed = datetime.fromisoformat(json.loads(body)["timestamp"])
+        return OutboxLag(count, max(0.0, (now - committed).total_seconds()))
 
     def change_marker(self) -> int | None:
         """SQLite's ``data_version``: it changes when another connection commits (one page read)."""

@@ -4,6 +4,9 @@ A job run costs seconds even on serverless compute, so a caller with many comman
 array and gets one result per command, in order; a single JSON object still gets a single result. The
 payload is decoded by the one strict JSON intake (:mod:`~cqrs_orders.domain.strict_json`), as an HTTP body
 is. Each command goes through the handler on its own: one rejection does not stop the others.
+
+After handling, the job tries one drain of the outbox (:func:`publish_pending`): it publishes when it gets
+the outbox lease, and otherwise says which relay holds it (the command API's, which publishes them).
 """
 
 from __future__ import annotations
@@ -11,9 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 from cqrs_orders.application.handler import CommandResult
+from cqrs_orders.application.relay import Relay
 from cqrs_orders.domain import strict_json
 from cqrs_orders.domain.commands import MAX_COMMAND_BYTES, one_command
-from cqrs_orders.errors import ValidationError
+from cqrs_orders.errors import PublishError, RelayBusy, ValidationError, WriteStoreError
 
 #: Commands per batch. The Jobs API caps a run's job parameters (the command JSON) well below this times
 #: the per-command limit anyway; the cap keeps one run's duration bounded.
@@ -33,6 +37,23 @@ def handle_payload(handler, payload: str | bytes) -> dict[str, Any] | list[dict[
     if not decoded or len(decoded) > MAX_BATCH_COMMANDS:
         return [_batch_size_rejection(len(decoded))]
     return [handler.handle(one_command(item)).to_dict() for item in decoded]
+
+
+def publish_pending(relay: Relay) -> dict[str, Any]:
+    """One drain under the outbox lease, reported as ``{"published": n, "publishedBy": who, "note": text}``.
+
+    ``publishedBy`` is this relay when it held the lease, else the holder (which publishes the events: the
+    command API's relay in the bundle). A bus or store that fails leaves the events in the outbox for the
+    next drain and is reported, not raised: the commands themselves were handled, and their results stand.
+    """
+    try:
+        published = relay.drain()
+    except RelayBusy as busy:
+        return {"published": 0, "publishedBy": busy.holder, "note": f"not published by this run: {busy}"}
+    except (PublishError, WriteStoreError) as error:
+        note = f"not published yet: {error}; the events stay in the outbox for the next relay"
+        return {"published": 0, "publishedBy": None, "note": note}
+    return {"published": published, "publishedBy": relay.who, "note": f"published {published} events"}
 
 
 def _batch_size_rejection(size: int) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
@@ -63,6 +64,36 @@ class OutboxBatch:
 
     entries: list[OutboxEntry]
     token: Any = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class OutboxLag:
+    """How far the outbox is behind: committed events not yet published, and how long the oldest of them has
+    waited (``None`` when none waits). ``exact`` is false when the store stopped counting at a limit (then
+    ``unpublished`` is a lower bound)."""
+
+    unpublished: int
+    oldest_age_seconds: float | None
+    exact: bool = True
+
+
+class RelayLease:
+    """What a relay holds while it drains (see :meth:`WriteStore.relay_guard`), so that two relays never
+    interleave (and reorder) one outbox.
+
+    This base class is a lease that cannot be lost (an OS lock held until its process ends); a store whose
+    lease expires (Cosmos DB's lease document) overrides :meth:`renew`.
+    """
+
+    #: How often a holder must call :meth:`renew` (at least) to keep its lease; ``None``: it never expires.
+    renew_every: float | None = None
+
+    def __init__(self, holder: str):
+        self.holder = holder  # who holds it, as other relays are told (RelayBusy)
+
+    def renew(self) -> None:
+        """Confirm the lease is still ours, extending it if it expires; called before each drain step.
+        Raises :class:`~cqrs_orders.errors.RelayLeaseLost` when another relay has taken it over."""
 
 
 class VersionConflict(Exception):
@@ -125,9 +156,16 @@ class WriteStore(ABC):
         """Mark a batch published; call only after the bus accepted it."""
 
     @contextlib.contextmanager
-    def relay_guard(self) -> Iterator[None]:
-        """Held by a relay while it drains, so two relays never interleave (and reorder) one outbox."""
-        yield
+    def relay_guard(self, who: str = "relay") -> Iterator[RelayLease]:
+        """The outbox's lease, held by one relay at a time while it drains and released on exit, so two relays
+        never interleave (and reorder) one outbox. ``who`` labels the holder in what other relays are told.
+        Raises :class:`~cqrs_orders.errors.RelayBusy` (without waiting) when another relay holds it."""
+        yield RelayLease(who)
+
+    @abstractmethod
+    def outbox_lag(self, now: datetime) -> OutboxLag:
+        """How many committed events are not published yet, and the age at ``now`` of the oldest; read only
+        (it neither takes the relay's lease nor moves its position)."""
 
     def change_marker(self) -> object | None:
         """A cheap value that differs after another process committed to the store, so a following relay

@@ -22,10 +22,10 @@ def write_store(settings: Settings) -> WriteStore:
 
 
 def publisher(settings: Settings) -> Publisher:
-    if settings.publisher == "eventhubs":
-        from cqrs_orders.adapters.eventhubs_publisher import EventHubsPublisher
+    if settings.publisher == "kafka":
+        from cqrs_orders.adapters.kafka_publisher import KafkaPublisher
 
-        return EventHubsPublisher.from_settings(settings)
+        return KafkaPublisher.from_settings(settings)
     from cqrs_orders.adapters.event_log_publisher import EventLogPublisher
 
     return EventLogPublisher(settings.event_log_path, settings.event_log_partitions)
@@ -35,5 +35,7 @@ def command_handler(settings: Settings) -> CommandHandler:
     return CommandHandler(write_store(settings))
 
 
-def relay(settings: Settings, *, batch_size: int = 500, progress=None) -> Relay:
-    return Relay(write_store(settings), publisher(settings), batch_size=batch_size, progress=progress)
+def relay(settings: Settings, *, batch_size: int = 500, progress=None, who: str = "relay") -> Relay:
+    """A relay with a store and a publisher of its own (``who`` names it in the outbox lease)."""
+    store, bus = write_store(settings), publisher(settings)
+    return Relay(store, bus, batch_size=batch_size, progress=progress, who=who)

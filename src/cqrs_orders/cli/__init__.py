@@ -1,9 +1,9 @@
 """``cqrs-orders``: one command line for the write side, the pipeline and the read side.
 
-Each area registers its own subcommands (``command_side``, ``pipeline``, ``read_side``, ``ops``,
-``demo``, ``serve``); every subcommand takes ``--warehouse``, ``--verbose``/``--quiet`` and the settings
-options below. Exit codes are :class:`~cqrs_orders.exit_codes.ExitCode`. Results go to stdout; progress and
-errors are logged to stderr (:mod:`.logs`).
+Each area registers its own subcommands (``command_side``, ``pipeline``, ``quarantine``, ``read_side``,
+``ops``, ``demo``, ``serve``); every subcommand takes ``--warehouse``, ``--verbose``/``--quiet`` and the
+settings options below. Exit codes are :class:`~cqrs_orders.exit_codes.ExitCode`. Results go to stdout;
+progress and errors are logged to stderr (:mod:`.logs`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from cqrs_orders import __version__
-from cqrs_orders.cli import command_side, demo, logs, ops, pipeline, read_side, serve
+from cqrs_orders.cli import command_side, demo, logs, ops, pipeline, quarantine, read_side, serve
 from cqrs_orders.config import WAREHOUSE_ENV, Settings
 from cqrs_orders.errors import CqrsOrdersError
 from cqrs_orders.exit_codes import ExitCode
@@ -32,6 +32,7 @@ SETTING_OPTIONS = (
     ("--eventhub-name", "EVENTHUB_NAME", "the event hub (Kafka topic) carrying the events"),
     ("--kafka-bootstrap-servers", "KAFKA_BOOTSTRAP_SERVERS", "a plaintext broker instead of Event Hubs"),
     ("--secret-scope", "CQRS_SECRET_SCOPE", "Databricks secret scope holding the secrets"),
+    ("--max-records-per-batch", "CQRS_MAX_RECORDS_PER_BATCH", "most bus records one micro-batch reads"),
 )
 
 
@@ -59,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subcommands = parser.add_subparsers(dest="subcommand", metavar="COMMAND", required=True)
-    for area in (command_side, pipeline, read_side, ops, demo, serve):
+    for area in (command_side, pipeline, quarantine, read_side, ops, demo, serve):
         area.register(subcommands, common)
     return parser
 

@@ -8,7 +8,7 @@ import sys
 import threading
 
 from cqrs_orders.config import Settings, positive_seconds
-from cqrs_orders.errors import ConfigurationError
+from cqrs_orders.errors import ConfigurationError, RelayBusy
 from cqrs_orders.exit_codes import ExitCode
 
 log = logging.getLogger(__name__)
@@ -37,9 +37,12 @@ def register(subcommands, common) -> None:
         parents=[common],
         help="publish the outbox to the event bus (drain and exit, or --follow)",
         description="Publish committed events from the write store's outbox to the event bus (the embedded "
-        "event log, or Event Hubs with CQRS_PUBLISHER=eventhubs), in order, at least once. "
+        "event log, or Event Hubs through its Kafka endpoint with CQRS_PUBLISHER=kafka), in order, at least "
+        "once. "
         "Without --follow it "
-        "drains the outbox, prints how many events it published, and exits.",
+        "drains the outbox, prints how many events it published, and exits. One relay at a time holds the "
+        "outbox's lease: a drain that finds it held publishes nothing and says who holds it; --follow then "
+        "stands by and takes over when the holder stops (or, on Cosmos DB, within 30 s of its crash).",
     )
     relay.add_argument("--follow", action="store_true", help="keep polling the outbox until interrupted")
     relay.add_argument(
@@ -133,10 +136,14 @@ def run_relay(args, settings: Settings) -> int:
         settings,
         batch_size=args.batch_size,
         progress=lambda total: log.info("relay: %d events published so far", total),
+        who="cqrs-orders relay" + (" --follow" if args.follow else ""),
     )
     try:
         if not args.follow:
-            print(f"published {relay.drain()} events")
+            try:
+                print(f"published {relay.drain()} events")
+            except RelayBusy as busy:  # not a failure: the holder publishes them
+                print(f"published 0 events: {busy}")
             return ExitCode.OK
         stop = threading.Event()
         previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}

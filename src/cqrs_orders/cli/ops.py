@@ -21,7 +21,8 @@ def register(subcommands, common) -> None:
         "lag",
         parents=[common],
         help="measure projection lag; exit 3 when past the threshold",
-        description="Measure, per read model, the event-time lag, the backlog (bus -> bronze -> silver), "
+        description="Measure the outbox (committed events the relay has not published, read in the write "
+        "store) and, per read model, the event-time lag, the backlog (bus -> bronze -> silver), "
         "the staleness of the last batch and version gaps; append the result to ops_projection_lag; "
         "print it; exit 0 when healthy and 3 when any measure is past its threshold (and send the "
         "webhook alert if CQRS_ALERT_WEBHOOK_URL is configured).",

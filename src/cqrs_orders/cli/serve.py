@@ -6,6 +6,7 @@ Binds 127.0.0.1 by default: on a laptop the API is for this machine only. A Data
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from cqrs_orders.config import Settings
@@ -31,6 +32,12 @@ def register(subcommands, common) -> None:
         "--port", type=int, metavar="P", help=f"port (default: env {PORT_ENV} if set, else {DEFAULT_PORT})"
     )
     serve.add_argument("--access-log", action="store_true", help="log every request (off by default)")
+    serve.add_argument(
+        "--relay",
+        action="store_true",
+        help="also publish the outbox from this process: a following relay that holds the outbox lease, "
+        "or stands by while another relay holds it (env CQRS_RELAY=follow)",
+    )
     serve.set_defaults(run=run_serve)
 
 
@@ -44,6 +51,8 @@ def run_serve(args, settings: Settings) -> int:
     port = args.port if args.port is not None else _port_from_env()
     if not 0 <= port <= 65535:
         raise ConfigurationError(f"--port {port} is not a TCP port (0-65535).")
+    if args.relay:
+        settings = dataclasses.replace(settings, relay="follow")
     app = app_for(settings)
     # uvicorn's own lines follow -v/-q like ours (the CLI configured the cqrs_orders loggers already)
     level = {-1: "warning", 0: "info", 1: "debug"}[getattr(args, "verbosity", 0)]

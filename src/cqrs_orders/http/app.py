@@ -130,14 +130,20 @@ _READ_RESPONSES: dict[int | str, dict] = {
 
 
 def create_app(
-    handler: CommandHandler, read_models: ReadModels, *, on_close: Callable[[], None] = lambda: None
+    handler: CommandHandler,
+    read_models: ReadModels,
+    *,
+    on_start: Callable[[], None] = lambda: None,
+    on_close: Callable[[], None] = lambda: None,
 ) -> CommandRoute:
-    """The ASGI app over one command handler and one set of read models; ``on_close`` runs at shutdown."""
+    """The ASGI app over one command handler and one set of read models; ``on_start`` runs at startup (in
+    the serving process), ``on_close`` at shutdown."""
 
     commands = command_runner(handler)
 
     @asynccontextmanager
     async def lifespan(app):
+        on_start()
         yield
         commands.close()
         on_close()

@@ -45,7 +45,20 @@ def read_models(settings: Settings) -> ReadModels:
 
 
 def app_for(settings: Settings):
-    """The ASGI app for these settings; closes the write store at shutdown."""
+    """The ASGI app for these settings; closes the write store at shutdown. With ``settings.relay ==
+    "follow"`` it also runs a following relay (its own store and publisher) from startup to shutdown."""
     models = read_models(settings)
     handler = wiring.command_handler(settings)
-    return create_app(handler, models, on_close=handler.store.close)
+    if settings.relay != "follow":
+        return create_app(handler, models, on_close=handler.store.close)
+    from cqrs_orders.application.background_relay import BackgroundRelay
+
+    # Built here, before the server starts, so that a missing setting (the bus's connection) is a usage
+    # error of `serve` rather than a failed startup.
+    relay = BackgroundRelay(wiring.relay(settings, who="command API relay"))
+
+    def close() -> None:
+        relay.stop()  # releases the outbox lease: another relay takes over at once
+        handler.store.close()
+
+    return create_app(handler, models, on_start=relay.start, on_close=close)

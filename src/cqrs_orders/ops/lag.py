@@ -2,6 +2,9 @@
 
 Per read model (each of :data:`~cqrs_orders.pipeline.read_models.READ_MODELS`) it measures:
 
+- **outbox lag** (:mod:`.outbox`): committed events the relay has not published yet, and how long the
+  oldest has waited (``outbox_unpublished``, ``outbox_oldest_age_seconds``; upstream of every read model,
+  so each row carries the same figures, ``null`` when there is no write store to measure).
 - **event-time lag**: newest event time on the bus minus the newest event time applied to the read model
   (the seed note's measure). With nothing applied yet it is how long the oldest waiting event has waited.
 - **backlog**: records on the bus not yet in bronze (``bus_backlog``; the bus is untyped until bronze
@@ -11,6 +14,7 @@ Per read model (each of :data:`~cqrs_orders.pipeline.read_models.READ_MODELS`) i
   read model's newest ``projected_at`` when no progress was recorded.
 - **version gaps**: aggregates whose versions in the event history skip a number (a lost event); measured
   on ``bronze_events``, which the history view (``silver_event_history``) deduplicates: the same versions.
+  A version acknowledged as lost (``cqrs-orders quarantine acknowledge``) is no gap any more.
 
 A measure is a *breach* when:
 
@@ -19,7 +23,9 @@ A measure is a *breach* when:
   batch when nothing arrives, so an idle bus is not a stale projection;
 - ``bus_backlog`` / ``bronze_backlog``: that backlog is non-zero while the lag or staleness is breached
   (a backlog alone is normal between two micro-batches; it names which stage is stuck);
-- ``version_gaps``: any gap at all.
+- ``version_gaps``: any gap at all;
+- ``outbox_lag``: the oldest unpublished event has waited past the threshold (the relay is not
+  publishing), or the write store could not be read.
 """
 
 from __future__ import annotations
@@ -45,8 +51,10 @@ from pyspark.sql.types import (
 
 from cqrs_orders.config import Settings
 from cqrs_orders.ops import measures
+from cqrs_orders.ops.outbox import BREACH as OUTBOX_BREACH
+from cqrs_orders.ops.outbox import OutboxMeasure, measure_outbox
 from cqrs_orders.pipeline.read_models import READ_MODELS, ReadModel
-from cqrs_orders.pipeline.tables import SYNAPSE_COMPATIBLE_PROPERTIES, Table
+from cqrs_orders.pipeline.tables import SYNAPSE_COMPATIBLE_PROPERTIES, Table, create_if_missing
 
 LAG_TABLE = "ops_projection_lag"
 LAG_SCHEMA = StructType(
@@ -61,6 +69,9 @@ LAG_SCHEMA = StructType(
         StructField("threshold_seconds", DoubleType()),
         StructField("healthy", BooleanType()),
         StructField("breaches", ArrayType(StringType())),
+        # Added later, so last: a table made by an earlier version gains them at its next append.
+        StructField("outbox_unpublished", LongType()),
+        StructField("outbox_oldest_age_seconds", DoubleType()),
     ]
 )
 #: What is measured: every read model, as declared once in the pipeline.
@@ -78,6 +89,13 @@ _BRONZE = StructType(
     ]
 )
 _QUARANTINE = StructType([StructField("partition", IntegerType()), StructField("offset", LongType())])
+_ACKNOWLEDGED = StructType(
+    [
+        StructField("aggregate_type", StringType()),
+        StructField("aggregate_id", StringType()),
+        StructField("version", LongType()),
+    ]
+)
 _RECORDS = StructType([*_QUARANTINE.fields, StructField("body", StringType())])
 _PROGRESS = StructType(
     [
@@ -104,6 +122,7 @@ COLUMNS_READ = {
     "bronze_events": _BRONZE,
     "bronze_quarantine": _QUARANTINE,
     "ops_stream_progress": _PROGRESS,
+    "ops_quarantine_acknowledgements": _ACKNOWLEDGED,
     **{p.table: _silver_schema(p.key) for p in PROJECTIONS},
 }
 
@@ -120,6 +139,8 @@ class ProjectionLag:
     version_gaps: int
     threshold_seconds: float
     breaches: tuple[str, ...]
+    outbox_unpublished: int | None = None  # None: not measured (see the module docstring)
+    outbox_oldest_age_seconds: float | None = None  # None: nothing waits, or not measured
 
     @property
     def healthy(self) -> bool:
@@ -156,6 +177,7 @@ class LagReport:
     run_at: datetime
     threshold_seconds: float
     projections: tuple[ProjectionLag, ...]
+    outbox: OutboxMeasure | None = None  # None: no write store here to measure
 
     @property
     def healthy(self) -> bool:
@@ -174,6 +196,7 @@ class LagReport:
                 "threshold_seconds": self.threshold_seconds,
                 "healthy": self.healthy,
                 "projections": projections,
+                "outbox": None if self.outbox is None else asdict(self.outbox),
             }
         )
 
@@ -182,6 +205,9 @@ class LagReport:
             f"Projection lag at {self.run_at:%Y-%m-%d %H:%M:%S} UTC "
             f"(threshold {self.threshold_seconds:g} s): {'HEALTHY' if self.healthy else 'BREACH'}"
         ]
+        if self.outbox is not None:
+            breached = self.outbox.breached(self.threshold_seconds)
+            lines.append(f"  outbox: {'BREACH: ' if breached else ''}{self.outbox.to_text()}")
         for p in self.projections:
             lines += [
                 f"  {p.projection}: {'ok' if p.healthy else 'BREACH: ' + ', '.join(p.breaches)}",
@@ -195,7 +221,13 @@ class LagReport:
 
     def alert_text(self) -> str:
         broken = [f"{p.projection} ({', '.join(p.breaches)})" for p in self.projections if not p.healthy]
-        return f"cqrs-orders projection lag breach: {'; '.join(broken)}.\n\n{self.to_text()}"
+        stalled = ""
+        if self.outbox is not None and self.outbox.breached(self.threshold_seconds):
+            stalled = (
+                f"\nThe relay is not publishing the outbox ({OUTBOX_BREACH}): {self.outbox.to_text()}; "
+                "is the command API app (its relay) running?"
+            )
+        return f"cqrs-orders projection lag breach: {'; '.join(broken)}.{stalled}\n\n{self.to_text()}"
 
 
 def _seconds(value: float | None) -> str:
@@ -211,6 +243,8 @@ def measure_lag(
 ) -> LagReport:
     """Measure every projection; with ``record`` (the default) append the result to ``ops_projection_lag``."""
     now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    waiting = measure_outbox(settings, now)  # the write store's outbox: before the bus, and without Spark
+    stalled = (OUTBOX_BREACH,) if waiting is not None and waiting.breached(threshold_seconds) else ()
     read = _Reader(spark, settings)
     bronze, quarantine, progress = (
         read("bronze_events"),
@@ -226,13 +260,14 @@ def measure_lag(
 
         bus_times = measures.bus_event_times(read.event_log(), quarantine)
         end_offsets = EventLog(settings.event_log_path, settings.event_log_partitions).end_offsets()
-    ingested = {
-        r.partition: r.next_offset for r in measures.ingested_next_offsets(bronze, quarantine).collect()
-    }
+    # Kafka is read in offset order; the embedded log not always, but its offsets have no holes: a count.
+    ingested_by = measures.ingested_next_offsets if settings.source == "kafka" else measures.ingested_counts
+    ingested = {r.partition: r.next_offset for r in ingested_by(bronze, quarantine).collect()}
     bus_backlog = None if end_offsets is None else measures.bus_backlog(end_offsets, ingested)
 
     # Everything else in one Spark job: one row of figures per projection (each part is a 1-row aggregate).
     last_batch = measures.last_batch_time(progress)
+    acknowledged = read("ops_quarantine_acknowledgements")  # versions accepted as lost: no gap
     stats = None
     for projection in PROJECTIONS:
         row = _projection_stats(
@@ -240,6 +275,7 @@ def measure_lag(
             read(projection.table),
             bronze,
             bus_times,
+            acknowledged,
         ).crossJoin(last_batch)
         stats = row if stats is None else stats.unionByName(row)
     figures = {row.projection: row for row in stats.collect()}
@@ -266,10 +302,17 @@ def measure_lag(
                 staleness_seconds=staleness,
                 version_gaps=gaps,
                 threshold_seconds=float(threshold_seconds),
-                breaches=find_breaches(lag, bus_backlog, backlog, staleness, gaps, threshold_seconds),
+                breaches=(
+                    *find_breaches(lag, bus_backlog, backlog, staleness, gaps, threshold_seconds),
+                    *stalled,
+                ),
+                outbox_unpublished=None if waiting is None else waiting.unpublished,
+                outbox_oldest_age_seconds=None if waiting is None else waiting.oldest_age_seconds,
             )
         )
-    report = LagReport(run_at=now, threshold_seconds=float(threshold_seconds), projections=tuple(results))
+    report = LagReport(
+        run_at=now, threshold_seconds=float(threshold_seconds), projections=tuple(results), outbox=waiting
+    )
     if record:
         record_report(spark, settings, report)
     return report
@@ -280,20 +323,16 @@ def record_report(spark: SparkSession, settings: Settings, report: LagReport) ->
     table = Table(settings.table(LAG_TABLE))
     ensure_lag_table(spark, settings)
     rows = [{**row, "breaches": list(row["breaches"])} for row in report.rows()]
-    table.save(spark.createDataFrame(rows, LAG_SCHEMA).write.format("delta").mode("append"))
+    # mergeSchema: a table created by an earlier version lacks the newest columns (the outbox's); this append
+    # adds them (a metadata change; its older rows read them as null). It can only add columns, never
+    # change or drop one, and the table stays at the Delta 1.0 level Synapse reads.
+    writer = spark.createDataFrame(rows, LAG_SCHEMA).write.format("delta").mode("append")
+    table.save(writer.option("mergeSchema", "true"))
 
 
 def ensure_lag_table(spark: SparkSession, settings: Settings) -> None:
-    from delta.tables import DeltaTable
-
-    table = settings.table(LAG_TABLE)
-    builder = DeltaTable.createIfNotExists(spark).addColumns(LAG_SCHEMA)
-    builder = (
-        builder.tableName(table.qualified_name) if table.qualified_name else builder.location(table.path)
-    )
-    for key, value in SYNAPSE_COMPATIBLE_PROPERTIES.items():  # Synapse serverless reads Delta 1.0 tables only
-        builder = builder.property(key, value)
-    builder.execute()
+    # Synapse serverless reads Delta 1.0 tables only.
+    create_if_missing(spark, settings.table(LAG_TABLE), LAG_SCHEMA, SYNAPSE_COMPATIBLE_PROPERTIES)
 
 
 def _kafka_end_offsets(progress: DataFrame, topic: str) -> dict[int, int] | None:
@@ -303,7 +342,7 @@ def _kafka_end_offsets(progress: DataFrame, topic: str) -> dict[int, int] | None
 
 
 def _projection_stats(
-    projection: ReadModel, silver: DataFrame, bronze: DataFrame, bus_times: DataFrame
+    projection: ReadModel, silver: DataFrame, bronze: DataFrame, bus_times: DataFrame, acknowledged: DataFrame
 ) -> DataFrame:
     """One row: the projection's name and its raw figures (times as epoch microseconds)."""
     of_type = F.col("aggregate_type") == projection.aggregate_type.value
@@ -318,7 +357,9 @@ def _projection_stats(
     pending = measures.unapplied_events(bronze, silver, projection.aggregate_type.value, projection.key).agg(
         F.count(F.lit(1)).alias("bronze_backlog")
     )
-    gaps = measures.version_gaps(bronze.where(of_type)).agg(F.count(F.lit(1)).alias("version_gaps"))
+    gaps = measures.version_gaps(bronze.where(of_type), acknowledged).agg(
+        F.count(F.lit(1)).alias("version_gaps")
+    )
     return (
         applied.crossJoin(bus)
         .crossJoin(pending)

@@ -44,6 +44,16 @@ def ingested_next_offsets(bronze: DataFrame, quarantine: DataFrame) -> DataFrame
     return positions.groupBy("partition").agg((F.max("offset") + 1).alias("next_offset"))
 
 
+def ingested_counts(bronze: DataFrame, quarantine: DataFrame) -> DataFrame:
+    """Per source partition, how many records reached bronze or quarantine, as ``next_offset``: what
+    :func:`ingested_next_offsets` says on a bus read in offset order whose offsets start at 0 without holes
+    (the embedded log), and still true when the log was read out of order. A new stream starts from the
+    log's current files in the order they were written, compacted ones last, so a bounded catch-up may have
+    ingested a later record of a partition before an earlier one."""
+    positions = bronze.select("partition", "offset").unionByName(quarantine.select("partition", "offset"))
+    return positions.groupBy("partition").agg(F.count_distinct("offset").alias("next_offset"))
+
+
 def bus_backlog(end_offsets: Mapping[int, int], ingested: Mapping[int, int]) -> int:
     """Records on the bus not yet in bronze: per partition, the end offset minus the next ingested one."""
     return sum(max(0, end - ingested.get(partition, 0)) for partition, end in end_offsets.items())
@@ -67,18 +77,42 @@ def unapplied_events(bronze: DataFrame, silver: DataFrame, aggregate_type: str, 
     )
 
 
-def version_gaps(events: DataFrame) -> DataFrame:
+def version_gaps(events: DataFrame, accepted: DataFrame | None = None) -> DataFrame:
     """Aggregates whose events skip a version (a sign of a lost event), one row each; ``events`` are
     ``bronze_events`` rows or the event history (redeliveries count once either way).
 
     Versions start at 1 and grow by one per event, so an aggregate with highest version ``n`` must have
     ``n`` distinct versions; ``missing`` is how many it lacks.
+
+    ``accepted``: versions acknowledged as lost (``ops_quarantine_acknowledgements``: ``aggregate_type``,
+    ``aggregate_id``, ``version``). Each fills the hole it names and nothing more: only below the highest
+    version in ``events`` (an acknowledgement can close a gap, never open one) and only while that version
+    is absent from ``events`` (one replayed later must not hide another gap). Without them the figures
+    are those of ``events`` alone.
     """
-    per_aggregate = events.groupBy("aggregate_type", "aggregate_id").agg(
+    keys = ["aggregate_type", "aggregate_id"]
+    per_aggregate = events.groupBy(*keys).agg(
         F.max("version").alias("max_version"), F.countDistinct("version").alias("distinct_versions")
     )
-    return per_aggregate.withColumn("missing", F.col("max_version") - F.col("distinct_versions")).where(
-        F.col("missing") > 0
+    missing = F.col("max_version") - F.col("distinct_versions")
+    if accepted is not None:
+        # Acknowledgements are a handful of rows: broadcast, they pick the few aggregates to look at.
+        acknowledged = F.broadcast(accepted.select(*keys, "version").where(F.col("version").isNotNull()))
+        present = events.join(F.broadcast(acknowledged.select(*keys).distinct()), keys, "left_semi")
+        filled = (
+            acknowledged.distinct()
+            .join(present.select(*keys, "version"), [*keys, "version"], "left_anti")
+            .join(per_aggregate.select(*keys, "max_version"), keys)
+            .where(F.col("version").between(F.lit(1), F.col("max_version")))
+            .groupBy(*keys)
+            .agg(F.count(F.lit(1)).alias("_accepted"))
+        )
+        per_aggregate = per_aggregate.join(filled, keys, "left")
+        missing = missing - F.coalesce(F.col("_accepted"), F.lit(0))
+    return (
+        per_aggregate.withColumn("missing", missing)
+        .where(F.col("missing") > 0)
+        .select(*keys, "max_version", "distinct_versions", "missing")
     )
 
 

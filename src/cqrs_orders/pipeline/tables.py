@@ -84,6 +84,19 @@ SCHEMAS: dict[str, T.StructType] = {
         ("source_latest_offset", S),
         ("recorded_at", TS),
     ),
+    # One row per quarantined event accepted as lost: who said so, when and why (:mod:`.quarantine`). The
+    # aggregate and version are read off the quarantined body; the lag monitor's version gaps skip them.
+    "ops_quarantine_acknowledgements": _schema(
+        ("event_id", S),
+        ("aggregate_type", S),
+        ("aggregate_id", S),
+        ("version", T.LongType()),
+        ("partition", T.IntegerType()),
+        ("offset", T.LongType()),
+        ("reason", S),
+        ("acknowledged_by", S),
+        ("acknowledged_at", TS),
+    ),
 }
 
 #: The tables this module creates: every table the pipeline writes.
@@ -100,6 +113,7 @@ STATS_COLUMNS = {
     **{model.table: model.stats_columns for model in READ_MODELS},
     "gold_daily_order_metrics": "order_date",
     "ops_stream_progress": "query_name,batch_id,batch_timestamp,recorded_at",
+    "ops_quarantine_acknowledgements": "event_id,aggregate_type,aggregate_id,version,acknowledged_at",
 }
 
 
@@ -128,8 +142,6 @@ def ensure_tables(spark, settings: Settings) -> None:
 
 
 def _ensure_table(spark, settings: Settings, name: str) -> None:
-    from delta.tables import DeltaTable
-
     columns, table = SCHEMAS[name], Table(settings.table(name))
     if table.exists(spark):
         _add_missing_columns(spark, table, columns)
@@ -137,10 +149,18 @@ def _ensure_table(spark, settings: Settings, name: str) -> None:
     properties = {**SYNAPSE_COMPATIBLE_PROPERTIES, "delta.dataSkippingStatsColumns": STATS_COLUMNS[name]}
     if name in AUTO_COMPACTED:
         properties["delta.autoOptimize.autoCompact"] = "true"
-    if table.qualified_name:
-        _create_in_catalog(spark, table.qualified_name, columns, properties)
+    create_if_missing(spark, settings.table(name), columns, properties)
+
+
+def create_if_missing(spark, location, columns: T.StructType, properties: dict[str, str]) -> None:
+    """Create the Delta table at ``location`` (a :class:`~cqrs_orders.config.TableLocation`: a catalog name
+    or a folder) with ``columns`` and table ``properties``, unless it exists."""
+    from delta.tables import DeltaTable
+
+    if location.qualified_name:
+        _create_in_catalog(spark, location.qualified_name, columns, properties)
         return
-    builder = DeltaTable.createIfNotExists(spark).addColumns(columns).location(table.path)
+    builder = DeltaTable.createIfNotExists(spark).addColumns(columns).location(location.path)
     for key, value in properties.items():
         builder = builder.property(key, value)
     builder.execute()
