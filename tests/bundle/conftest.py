@@ -87,6 +87,15 @@ def prod_cli(tmp_path_factory, databricks_binary, workspace_binary):
     cli.workspace.stop()
 
 
+@pytest.fixture(scope="session")
+def flow_cli(tmp_path_factory, databricks_binary, workspace_binary):
+    """The CLI as the prod service principal with a workspace of its own, for the flow test's deploys (on
+    the stand-in catalog), so the other tests' prod workspace stays as they deployed it."""
+    cli = _cli(tmp_path_factory, databricks_binary, workspace_binary, SERVICE_PRINCIPAL_TOKEN)
+    yield cli
+    cli.workspace.stop()
+
+
 class Deploy:
     """What one `bundle deploy` sent: its requests, and the jobs it left, read back with the CLI."""
 

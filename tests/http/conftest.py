@@ -175,50 +175,11 @@ def reader(read_warehouse_without_spark) -> Server:
 stand_in = _load_sibling("read_side", "statement_server")
 
 
-def _type_name(data_type) -> str:
-    import pyarrow as pa
-
-    checks = (
-        (lambda t: pa.types.is_string(t) or pa.types.is_string_view(t), "STRING"),
-        (pa.types.is_int64, "LONG"), (pa.types.is_int32, "INT"), (pa.types.is_decimal, "DECIMAL"),
-        (pa.types.is_date32, "DATE"), (pa.types.is_timestamp, "TIMESTAMP"), (pa.types.is_float64, "DOUBLE"),
-        (pa.types.is_boolean, "BOOLEAN"),
-    )  # fmt: skip
-    return next(name for check, name in checks if check(data_type))
-
-
-def delta_engine(warehouse: Path, failing: dict):
-    """Answers each statement with the Delta backend over ``warehouse``; ``failing["now"]`` fails them."""
-    from datetime import date
-
-    from cqrs_orders.errors import QueryError
-    from cqrs_orders.query.api import Parameter
-    from cqrs_orders.query.delta import DeltaBackend
-
-    backend = DeltaBackend.for_warehouse(Settings.from_env(warehouse, env={}))
-
-    def run(statement: str, args: dict):
-        if failing.get("now"):
-            raise stand_in.StatementFailed("[WAREHOUSE_STOPPED] the warehouse is stopped")
-        parameters = {
-            name: Parameter(value, "DATE" if isinstance(value, date) else "STRING")
-            for name, value in args.items()
-        }
-        try:
-            table = backend.arrow(statement, parameters)
-        except QueryError as error:
-            raise stand_in.StatementFailed(str(error)) from None
-        columns = [(field.name, _type_name(field.type), str(field.type).upper()) for field in table.schema]
-        return columns, [list(row.values()) for row in table.to_pylist()]
-
-    return run
-
-
 @pytest.fixture(scope="module")
 def sql_warehouse(read_warehouse_without_spark):
     """``(stand-in server, failing switch)``: a SQL warehouse serving the hand-made read models."""
     failing: dict = {}
-    server = stand_in.StatementServer(delta_engine(read_warehouse_without_spark, failing)).start()
+    server = stand_in.StatementServer(stand_in.delta_engine(read_warehouse_without_spark, failing)).start()
     yield server, failing
     server.stop()
 

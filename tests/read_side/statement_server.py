@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 from datetime import date, datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 Columns = list[tuple[str, str, str]]
 Engine = Callable[[str, dict], tuple[Columns, list[list]]]
@@ -124,3 +125,44 @@ class _StatementHandler(BaseHTTPRequestHandler):
 
     def log_message(self, *args):  # keep the test output clean
         pass
+
+
+# --- an engine without Spark: the project's Delta backend over a warehouse's table folders -------------
+def _type_name(data_type) -> str:
+    import pyarrow as pa
+
+    checks = (
+        (lambda t: pa.types.is_string(t) or pa.types.is_string_view(t), "STRING"),
+        (pa.types.is_int64, "LONG"), (pa.types.is_int32, "INT"), (pa.types.is_decimal, "DECIMAL"),
+        (pa.types.is_date32, "DATE"), (pa.types.is_timestamp, "TIMESTAMP"), (pa.types.is_float64, "DOUBLE"),
+        (pa.types.is_boolean, "BOOLEAN"),
+    )  # fmt: skip
+    return next(name for check, name in checks if check(data_type))
+
+
+def delta_engine(warehouse: Path, failing: dict | None = None) -> Engine:
+    """Answers each statement with the Delta backend over ``warehouse``; ``failing["now"]`` fails them."""
+    from datetime import date
+
+    from cqrs_orders.config import Settings
+    from cqrs_orders.errors import QueryError
+    from cqrs_orders.query.api import Parameter
+    from cqrs_orders.query.delta import DeltaBackend
+
+    backend = DeltaBackend.for_warehouse(Settings.from_env(warehouse, env={}))
+
+    def run(statement: str, args: dict):
+        if (failing or {}).get("now"):
+            raise StatementFailed("[WAREHOUSE_STOPPED] the warehouse is stopped")
+        parameters = {
+            name: Parameter(value, "DATE" if isinstance(value, date) else "STRING")
+            for name, value in args.items()
+        }
+        try:
+            table = backend.arrow(statement, parameters)
+        except QueryError as error:
+            raise StatementFailed(str(error)) from None
+        columns = [(field.name, _type_name(field.type), str(field.type).upper()) for field in table.schema]
+        return columns, [list(row.values()) for row in table.to_pylist()]
+
+    return run
