@@ -4,52 +4,31 @@ the lag monitor sees the bus backlog shrink between runs. (The embedded log's: `
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import threading
+from pathlib import Path
 
 from kafka import KafkaProducer
 
 from cqrs_orders.config import Settings
 from cqrs_orders.envelope import LineItem, OrderState, OrderStatus, new_event
-from cqrs_orders.pipeline.runner import run_continuous, run_once
+from cqrs_orders.pipeline.runner import run_once
 
 LIMIT = 50
 BACKLOG = 600  # 300 on each of the topic's 2 partitions: every batch takes 25 + 25
 
 
-class Batches:
-    """Polls the session's streaming queries every 20 ms (the engine's listener events can arrive seconds
-    late) for the numInputRows of every micro-batch with input; sets ``stop`` once ``stop_after`` ran."""
+def _pipeline_catch_up():
+    # Test folders are not packages (pytest's importlib mode): the embedded log's catch-up test holds the
+    # batch watcher both tests use; load its module by path.
+    path = Path(__file__).parents[1] / "pipeline" / "test_catch_up.py"
+    spec = importlib.util.spec_from_file_location("cqrs_orders_test_pipeline_catch_up", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-    def __init__(self, spark, stop_after: int):
-        self.spark, self.rows, self.stop, self.stop_after = spark, [], threading.Event(), stop_after
-        self._queries, self._counted, self._done, self._lock = {}, set(), threading.Event(), threading.Lock()
-        self._thread = threading.Thread(target=self._poll, name="batches", daemon=True)
 
-    def __enter__(self) -> Batches:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self._done.set()
-        self._thread.join()
-        self.record()
-
-    def _poll(self) -> None:
-        while not self._done.wait(0.02):
-            for query in self.spark.streams.active:
-                self._queries.setdefault(str(query.runId), query)  # kept: read again once it ended
-            self.record()
-
-    def record(self) -> None:
-        with self._lock:  # the poller and the test's thread
-            for run_id, query in list(self._queries.items()):
-                for progress in query.recentProgress:
-                    if progress.numInputRows and (run_id, progress.batchId) not in self._counted:
-                        self._counted.add((run_id, progress.batchId))
-                        self.rows.append(progress.numInputRows)
-            if len(self.rows) >= self.stop_after:
-                self.stop.set()
+Batches = _pipeline_catch_up().Batches
 
 
 def produce_backlog(broker: str, topic: str) -> None:
@@ -85,22 +64,16 @@ def test_a_kafka_backlog_is_read_in_batches_of_the_limit_and_the_lag_shrinks(
         [backlog] = {p["bus_backlog"] for p in json.loads(cli("lag", "--json", *flags).stdout)["projections"]}
         return backlog
 
-    with Batches(spark, stop_after=2) as batches:
+    with Batches(spark) as batches:
         assert bus_backlog() is None  # Kafka's end offsets are known from the projection's first batch on
-        deadline = threading.Timer(300, batches.stop.set)  # the test must not hang if no batch ever runs
-        deadline.start()
-        try:  # a trigger every 10 s: the runner stops in the pause between two batches
-            run_continuous(spark, bounded, trigger_seconds=10, stop=batches.stop)
-        finally:
-            deadline.cancel()
-        batches.record()
-        first = list(batches.rows)
+        first = [batch["rows"] for batch in batches.run(bounded, 2)]
         after_first = bus_backlog()
         rest = run_once(spark, bounded)  # `project --once`: availableNow, in batches of the limit too
         after_all = bus_backlog()
-    print(json.dumps({"batches": batches.rows, "lag": [after_first, after_all]}))  # shown with -s
+    rows = [batch["rows"] for batch in batches.seen]
+    print(json.dumps({"batches": rows, "lag": [after_first, after_all]}))  # shown with -s
 
-    assert len(first) == 2 and all(rows <= LIMIT for rows in batches.rows), batches.rows
-    assert batches.rows == [LIMIT] * (BACKLOG // LIMIT)  # 25 + 25 each: exactly the limit, every record once
+    assert len(first) == 2 and all(n <= LIMIT for n in rows), rows
+    assert rows == [LIMIT] * (BACKLOG // LIMIT)  # 25 + 25 each: exactly the limit, every record once
     assert BACKLOG > after_first == BACKLOG - sum(first) > after_all == 0
     assert rest["projection_input_rows"] == after_first and rest["silver_orders"] == BACKLOG

@@ -38,10 +38,9 @@ def register(subcommands, common) -> None:
         help="publish the outbox to the event bus (drain and exit, or --follow)",
         description="Publish committed events from the write store's outbox to the event bus (the embedded "
         "event log, or Event Hubs through its Kafka endpoint with CQRS_PUBLISHER=kafka), in order, at least "
-        "once. "
-        "Without --follow it "
-        "drains the outbox, prints how many events it published, and exits. One relay at a time holds the "
-        "outbox's lease: a drain that finds it held publishes nothing and says who holds it; --follow then "
+        "once. Without --follow it drains the outbox, prints how many events it published, and exits. "
+        "One relay at a time holds the outbox's lease: a drain that finds it held publishes nothing and "
+        "says who holds it; --follow then "
         "stands by and takes over when the holder stops (or, on Cosmos DB, within 30 s of its crash).",
     )
     relay.add_argument("--follow", action="store_true", help="keep polling the outbox until interrupted")
