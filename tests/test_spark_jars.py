@@ -1,6 +1,6 @@
 """Local Spark's jars: coordinates follow the installed pyspark/delta-spark, and failure is one clear line.
 
-Both Spark pairs the project runs on (the pinned local one and Databricks Runtime 17.3's) start from these
+Both Spark pairs the project runs on (the pinned local one and Databricks Runtime 18's) start from these
 jars; the naming rule is checked here without Spark, and the session test loads them for real on whichever
 pair is installed (``.ci/run`` runs this module on both).
 """
@@ -21,10 +21,11 @@ from cqrs_orders import jars
 @pytest.mark.parametrize(
     ("delta", "spark", "artifact"),
     [
-        ("4.0.0", "4.0.1", "delta-spark_2.13"),  # Databricks Runtime 17.3's pair: no Spark suffix yet
+        ("4.0.0", "4.0.1", "delta-spark_2.13"),  # up to 4.0: no Spark suffix yet
         ("4.0.1", "4.0.0", "delta-spark_2.13"),
         ("3.3.2", "3.5.3", "delta-spark_2.13"),
         ("4.1.0", "4.0.1", "delta-spark_4.0_2.13"),  # from 4.1 on: one artifact per Spark minor
+        ("4.1.0", "4.1.0", "delta-spark_4.1_2.13"),  # Databricks Runtime 18's Spark with the first Delta for it
         ("4.4.0", "4.1.1", "delta-spark_4.1_2.13"),  # the pinned local pair
         ("4.4.0rc1", "4.1.1", "delta-spark_4.1_2.13"),
         ("5.0.0", "4.2.0", "delta-spark_4.2_2.13"),

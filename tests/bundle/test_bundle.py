@@ -200,7 +200,7 @@ def test_dev_jobs_run_on_the_compute_each_needs(dev_deploys):
     [cluster] = jobs["projection"]["job_clusters"]
     [maintenance_cluster] = jobs["maintenance"]["job_clusters"]
     assert cluster["new_cluster"] == maintenance_cluster["new_cluster"]
-    assert cluster["new_cluster"]["spark_version"] == "17.3.x-scala2.13"
+    assert cluster["new_cluster"]["spark_version"] == "18.x-scala2.13"
     assert "spark_env_vars" not in cluster["new_cluster"]  # settings are task parameters now
     assert cluster["new_cluster"]["spark_conf"] == PIPELINE_CONF  # the plans run as tuned on the laptop
 

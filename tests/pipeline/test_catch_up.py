@@ -204,7 +204,9 @@ def test_a_backlog_is_worked_off_in_bounded_batches_with_flat_memory_and_shrinki
     assert sum(b["rows"] for b in seen) == BACKLOG
     files_per_batch = LIMIT // SEGMENT_RECORDS
     assert len(seen) == math.ceil(files / files_per_batch) >= math.ceil(BACKLOG / LIMIT)
-    assert len(first) == len(second) == 2 and len(seen) > len(first) + len(second)
+    # A run stops between batches once it saw two; on a loaded machine a batch can start before the stop
+    # is seen, so a run may read a third: what matters is that the lag falls by exactly what each run read.
+    assert len(first) >= 2 and len(second) >= 2 and len(seen) > len(first) + len(second)
 
     # The lag monitor sees the backlog shrink from run to run, by what each run read.
     assert BACKLOG > after_first > after_second > after_all == 0

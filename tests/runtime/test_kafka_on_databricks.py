@@ -26,7 +26,7 @@ LOGIN_MODULE = "org.apache.kafka.common.security.plain.PlainLoginModule"
 
 @pytest.mark.parametrize(
     ("runtime_version", "login_module"),
-    [("17.3", f"kafkashaded.{LOGIN_MODULE}"), (None, LOGIN_MODULE)],
+    [("18", f"kafkashaded.{LOGIN_MODULE}"), (None, LOGIN_MODULE)],
     ids=["databricks", "local"],
 )
 def test_the_jaas_line_names_the_login_module_of_the_client_that_runs_it(

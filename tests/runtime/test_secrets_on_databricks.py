@@ -83,7 +83,7 @@ def workspace(monkeypatch) -> Iterator[SecretsWorkspace]:
         if variable.startswith("DATABRICKS_") or variable in ("EVENTHUB_CONNECTION", "CQRS_SECRET_SCOPE"):
             monkeypatch.delenv(variable)
     # What a cluster's environment holds, but the host: the SDK's dbutils reads these (os.environ).
-    monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", "17.3")
+    monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", "18")
     monkeypatch.setenv("DATABRICKS_HOST", server.url)
     monkeypatch.setenv("DATABRICKS_TOKEN", TOKEN)
     monkeypatch.setenv("DATABRICKS_CONFIG_FILE", "/nonexistent/.databrickscfg")

@@ -6,7 +6,7 @@ wins), so running the whole step again on the new snapshot is safe and gives the
 stream instead would restart the job and page on-call for every maintenance run.
 
 A conflict is recognised by what the JVM threw, not by importing ``delta.exceptions``: that module is missing
-from delta-spark 4.0.0 (the pair Databricks Runtime 17.3 ships), and even where it exists PySpark only raises
+from delta-spark 4.0's Python package, and even where it exists PySpark only raises
 its types once something has imported it. Depending on the release and on that import, the same conflict
 reaches Python as a ``Py4JJavaError`` around ``io.delta.exceptions.ConcurrentAppendException``, or as
 Delta's Python ``ConcurrentAppendException``; :func:`is_conflict` accepts every form.
