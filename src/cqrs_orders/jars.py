@@ -4,7 +4,7 @@ The Delta jar is built per Spark minor version, so the Maven coordinates are der
 ``pyspark`` and ``delta-spark`` versions. Delta named that artifact two ways: up to 4.0 one artifact per
 Scala version (``io.delta:delta-spark_2.13:4.0.0``), from 4.1 on one per Spark minor as well
 (``io.delta:delta-spark_4.1_2.13:4.4.0``); :func:`delta_artifact` picks the one that exists, so any pair
-starts: the pinned local one and Databricks Runtime 18's (Spark 4.1.0 with Delta 4.1.0). Resolution order:
+starts: the pinned local one and Databricks Runtime 18's line (Spark 4.1 with Delta 4.1.0). Resolution order:
 
 1. the cache folder (``CQRS_JARS_DIR``, default ``~/.cache/cqrs-orders/jars/spark-X-delta-Y``, one per pair);
 2. Maven (``mvn dependency:copy-dependencies``), which honours the user's Maven settings (mirrors, proxies);
