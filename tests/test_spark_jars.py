@@ -25,7 +25,7 @@ from cqrs_orders import jars
         ("4.0.1", "4.0.0", "delta-spark_2.13"),
         ("3.3.2", "3.5.3", "delta-spark_2.13"),
         ("4.1.0", "4.0.1", "delta-spark_4.0_2.13"),  # from 4.1 on: one artifact per Spark minor
-        ("4.1.0", "4.1.0", "delta-spark_4.1_2.13"),  # Databricks Runtime 18's Spark with the first Delta for it
+        ("4.1.0", "4.1.1", "delta-spark_4.1_2.13"),  # the Runtime 18 pair: the first Delta for Spark 4.1
         ("4.4.0", "4.1.1", "delta-spark_4.1_2.13"),  # the pinned local pair
         ("4.4.0rc1", "4.1.1", "delta-spark_4.1_2.13"),
         ("5.0.0", "4.2.0", "delta-spark_4.2_2.13"),
