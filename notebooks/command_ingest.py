@@ -1,11 +1,17 @@
 # Databricks notebook source
 # MAGIC %md
 # MAGIC # Command ingest
-# MAGIC Runs the `command` job parameter through the same handler as `cqrs-orders submit`: one command (a JSON
-# MAGIC object with a `type`) answers one result, a batch (a JSON array of commands) answers a JSON array with
-# MAGIC one result per command, in order. The answer goes back with `dbutils.notebook.exit`:
+# MAGIC Runs the commands in the file named by the `command_file` job parameter (a path in the `command_inbox`
+# MAGIC volume) through the same handler as `cqrs-orders submit`: one command (a JSON object with a `type`)
+# MAGIC answers one result, a batch (a JSON array, or a `.jsonl` file of one command per line) answers a JSON
+# MAGIC array with one result per command, in order. The answer goes back with `dbutils.notebook.exit`:
 # MAGIC `{"commandId", "status": "accepted"|"rejected", "aggregateId", "version", "eventIds", "error"}`.
-# MAGIC Callers use `cqrs_orders.client.submit_command(workspace_client, job, command_or_commands)`.
+# MAGIC Callers use `cqrs_orders.client.submit_command(workspace_client, job, command_or_commands, inbox=...)`,
+# MAGIC which uploads the file first.
+# MAGIC
+# MAGIC A path, not the commands: job parameters are shown to everyone who may view the job's runs, and
+# MAGIC commands carry names and e-mail addresses. The file is deleted once its commands are answered (their
+# MAGIC results are kept by the write store), so the volume holds personal data only while a run waits.
 # MAGIC
 # MAGIC Then it tries one drain of the outbox under the relay lease: holding it, it publishes the events; when
 # MAGIC the command API's relay holds it, that relay publishes them. Which of the two happened is the task
@@ -13,10 +19,10 @@
 # MAGIC
 # MAGIC Settings come as job parameters (serverless compute has no environment variables): `write_store`,
 # MAGIC `publisher`, `cosmos_endpoint`, `cosmos_database`, `eventhub_name` and `secret_scope`, the scope
-# MAGIC holding `cosmos-key` and `eventhub-connection`. On serverless job compute a notebook task takes no
+# MAGIC holding `cosmos-key` and `eventhub-send-connection`. On serverless job compute a notebook task takes no
 # MAGIC libraries, so `wheel_dir` names the bundle's artifact folder and the notebook installs the wheel.
 # MAGIC
-# MAGIC Locally it runs as a script: `python notebooks/command_ingest.py '<command json>'` prints the answer;
+# MAGIC Locally it runs as a script: `python notebooks/command_ingest.py <command file>` prints the answer;
 # MAGIC other parameters come from `CQRS_WIDGET_<NAME>` environment variables.
 
 # COMMAND ----------
@@ -38,7 +44,7 @@ except NameError:  # not on Databricks: a tiny stand-in with the two calls this 
             self._defaults = {**getattr(self, "_defaults", {}), name: default_value}
 
         def get(self, name):
-            if name == "command" and len(sys.argv) > 1:
+            if name == "command_file" and len(sys.argv) > 1:
                 return sys.argv[1]
             return os.environ.get(f"CQRS_WIDGET_{name.upper()}", getattr(self, "_defaults", {}).get(name, ""))
 
@@ -64,11 +70,15 @@ SETTING_WIDGETS = {
     "eventhub_name": "EVENTHUB_NAME",
     "secret_scope": "CQRS_SECRET_SCOPE",
 }
-dbutils.widgets.text("command", "", "Command (JSON object) or commands (JSON array)")
+dbutils.widgets.text("command_file", "", "Volume path of a JSON command, a JSON array or a .jsonl file")
 dbutils.widgets.text("wheel_dir", "", "Folder of the cqrs_orders wheel to install (serverless)")
 for widget in SETTING_WIDGETS:
     dbutils.widgets.text(widget, "")
-command = dbutils.widgets.get("command")
+command_file = dbutils.widgets.get("command_file")
+if not command_file:
+    raise ValueError(
+        "no command_file: pass the volume path of the commands as the job parameter command_file"
+    )
 wheel_dir = dbutils.widgets.get("wheel_dir")
 overrides = {setting: dbutils.widgets.get(widget) or None for widget, setting in SETTING_WIDGETS.items()}
 
@@ -86,12 +96,18 @@ from cqrs_orders.application import wiring  # noqa: E402
 from cqrs_orders.application.batch import handle_payload, publish_pending  # noqa: E402
 from cqrs_orders.config import Settings  # noqa: E402
 
+with open(command_file, encoding="utf-8") as opened:  # a volume is a local path on Databricks compute
+    payload = opened.read()
+if command_file.endswith(".jsonl"):  # one command per line: the same batch as a JSON array of them
+    payload = "[" + ",".join(line for line in payload.splitlines() if line.strip()) + "]"
+
 settings = Settings.from_env(overrides=overrides)
 handler = wiring.command_handler(settings)
 try:
-    result = handle_payload(handler, command)
+    result = handle_payload(handler, payload)
 finally:
     handler.store.close()
+os.remove(command_file)  # answered: the results are in the write store, the personal data need not stay here
 
 # COMMAND ----------
 

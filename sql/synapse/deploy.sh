@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Create (or update) the read-side views in a Synapse serverless SQL database.
+# Create (or update) the read-side views in a Synapse serverless SQL database, with the data source they
+# read through and the role that may read them (setup.sql).
 #
 #   sql/synapse/deploy.sh -S <workspace>-ondemand.sql.azuresynapse.net -d <database> \
-#       -v StorageUrl=https://<account>.dfs.core.windows.net/<container>/<warehouse path> [sqlcmd auth options]
+#       -v StorageUrl=abfss://<container>@<account>.dfs.core.windows.net/<path> [sqlcmd auth options]
 #
 # Every argument goes to sqlcmd unchanged (add e.g. -G or --authentication-method ActiveDirectoryDefault);
-# StorageUrl is required and must not end with '/'. The database must exist already (views cannot live in
-# master): CREATE DATABASE orders_read; The identity you log in with needs read access (Storage Blob Data
-# Reader) on the storage account.
+# StorageUrl is required: the bundle's synapse_storage_url (`databricks bundle validate` shows it), without a
+# trailing '/'. The database must exist already (views cannot live in master): CREATE DATABASE orders_read;
+# The workspace's managed identity needs Storage Blob Data Reader on that folder; the callers need none (they
+# are members of the role cqrs_orders_readers: docs/operations.md, "Who may read what").
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -18,11 +20,15 @@ for argument in "$@"; do
   previous="$argument"
 done
 if [[ -z "$storage_url" ]]; then
-  echo "deploy.sh: pass -v StorageUrl=https://<account>.dfs.core.windows.net/<container>/<path>" >&2
+  echo "deploy.sh: pass -v StorageUrl=abfss://<container>@<account>.dfs.core.windows.net/<path>" >&2
   exit 2
 fi
 if [[ "$storage_url" == */ ]]; then
-  echo "deploy.sh: StorageUrl must not end with '/' (the views append /silver_orders/ etc.)" >&2
+  echo "deploy.sh: StorageUrl must not end with '/' (the views read silver_orders/ etc. under it)" >&2
+  exit 2
+fi
+if [[ "$storage_url" != abfss://* && "$storage_url" != https://* ]]; then
+  echo "deploy.sh: StorageUrl must be an abfss:// or https:// URL of the folder (the bundle's synapse_storage_url)" >&2
   exit 2
 fi
 if ! command -v sqlcmd > /dev/null; then
@@ -30,7 +36,7 @@ if ! command -v sqlcmd > /dev/null; then
   exit 2
 fi
 
-for view in vw_order_summary vw_daily_order_metrics; do
-  echo "deploy.sh: creating dbo.$view" >&2
-  sqlcmd -b "$@" -i "$here/$view.sql"
+for script in setup vw_orders vw_daily_order_metrics; do
+  echo "deploy.sh: running $script.sql" >&2
+  sqlcmd -b "$@" -i "$here/$script.sql"
 done

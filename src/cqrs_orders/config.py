@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +73,7 @@ WriteStoreKind = Literal["sqlite", "cosmos"]
 PublisherKind = Literal["event_log", "kafka"]
 SourceKind = Literal["event_log", "kafka"]
 RelayMode = Literal["off", "follow"]
+CallerIdentity = Literal["required", "optional"]
 
 
 class Secret:
@@ -101,31 +103,103 @@ def running_on_databricks(env: Mapping[str, str] = os.environ) -> bool:
     return "DATABRICKS_RUNTIME_VERSION" in env
 
 
-def read_secret(key: str, env: Mapping[str, str] = os.environ) -> Secret | None:
-    """Look a secret up: first the environment variable ``key``, then the Databricks secret scope.
+#: The secrets, by environment variable; in a Databricks secret scope each is the key :func:`scope_key`
+#: names. Event Hubs has one connection per right, so each process holds only the right it uses: the
+#: publisher (the command API app's relay, the ingest job) a ``Send`` policy's connection, the readers (the
+#: projection, the lag monitor) a ``Listen`` one (docs/operations.md, "Which secret is used for what").
+EVENTHUB_SEND_CONNECTION = "EVENTHUB_SEND_CONNECTION"
+EVENTHUB_LISTEN_CONNECTION = "EVENTHUB_LISTEN_CONNECTION"
+#: One connection with both rights: still read when the role's own secret is absent, so a laptop (and a
+#: deployment made before the split) keeps working; the bundle hands it to nobody.
+EVENTHUB_CONNECTION = "EVENTHUB_CONNECTION"
+COSMOS_KEY = "COSMOS_KEY"
 
-    The scope key is ``key`` lower-cased with ``_`` turned into ``-`` (``EVENTHUB_CONNECTION`` ->
-    ``eventhub-connection``), the usual naming in ``databricks secrets put-secret``.
+
+def scope_key(key: str) -> str:
+    """The secret-scope key of the secret held in environment variable ``key``: lower case, ``_`` turned
+    into ``-`` (``EVENTHUB_SEND_CONNECTION`` -> ``eventhub-send-connection``), as ``databricks secrets
+    put-secret`` is usually spelled."""
+    return key.lower().replace("_", "-")
+
+
+def read_secret(key: str, env: Mapping[str, str] = os.environ) -> Secret | None:
+    """Look a secret up: first the environment variable ``key``, then the Databricks secret scope
+    ``CQRS_SECRET_SCOPE`` (key :func:`scope_key`).
+
+    ``None`` means only "not set": not in the environment, and (with a scope) the scope answered that it
+    holds no such key. Any other failure of the scope (the scope does not exist, this identity may not
+    read it, the workspace cannot be reached) raises :class:`ConfigurationError` naming the scope, the key
+    and the fix: read as "not set", a missing grant would silently turn a feature off (the alert webhook)
+    or surface later as a misleading "not configured".
     """
     if env.get(key):
         return Secret(env[key])
     scope = env.get("CQRS_SECRET_SCOPE")
-    if scope:
-        # On a cluster the runtime's dbutils; anywhere else the SDK's remote one, which asks the workspace's
-        # Secrets API with the configured credentials (DATABRICKS_HOST/TOKEN): one path for both.
-        try:
-            from databricks.sdk.runtime import dbutils
-        except ValueError as error:  # off a cluster, with no workspace credentials configured
-            raise ConfigurationError(
-                f"{key} is not in the environment and the secret scope {scope!r} cannot be read: no "
-                f"Databricks workspace credentials ({str(error).split(',')[0]}). Set DATABRICKS_HOST and "
-                f"DATABRICKS_TOKEN (or a profile), or set {key} in the environment."
-            ) from None
-        try:
-            return Secret(dbutils.secrets.get(scope=scope, key=key.lower().replace("_", "-")))
-        except Exception:  # the scope exists but not this key: treat as unset
+    if not scope:
+        return None
+    # On a cluster the runtime's dbutils; anywhere else the SDK's remote one, which asks the workspace's
+    # Secrets API with the configured credentials (DATABRICKS_HOST/TOKEN): one path for both.
+    try:
+        from databricks.sdk.runtime import dbutils
+    except ValueError as error:  # off a cluster, with no workspace credentials configured
+        raise ConfigurationError(
+            f"{key} is not in the environment and the secret scope {scope!r} cannot be read: no "
+            f"Databricks workspace credentials ({str(error).split(',')[0]}). Set DATABRICKS_HOST and "
+            f"DATABRICKS_TOKEN (or a profile), or set {key} in the environment."
+        ) from None
+    name = scope_key(key)
+    try:
+        return Secret(dbutils.secrets.get(scope=scope, key=name))
+    except Exception as error:  # every failure is classified below; none is swallowed
+        failure = _secret_failure(error)
+        if failure == "absent":
             return None
-    return None
+        raise ConfigurationError(_secret_failure_message(failure, scope, name, key, error)) from None
+
+
+def _secret_failure(error: Exception) -> str:
+    """What a failed ``dbutils.secrets.get`` means: ``absent`` (the scope has no such key),
+    ``scope-missing``, ``forbidden`` or ``other``.
+
+    The SDK's remote dbutils raises its typed errors: 403 ``PermissionDenied``; 404 ``NotFound`` (on the
+    real service ``ResourceDoesNotExist``, error code ``RESOURCE_DOES_NOT_EXIST``) both for a missing key
+    ("Failed to get secret ...") and a missing scope ("Scope ... does not exist"), told apart only by the
+    message. The runtime's own dbutils on a cluster raises a JVM error instead, matched by its text
+    ("Secret does not exist with scope: ... and key: ..." for a missing key, "PERMISSION_DENIED"); only
+    the SDK's answers are tested here. Anything not recognised is an error, never "unset".
+    """
+    from databricks.sdk.errors import NotFound, PermissionDenied
+
+    text = str(error)
+    if isinstance(error, PermissionDenied) or "PERMISSION_DENIED" in text:
+        return "forbidden"
+    if re.search(r"\bscope\b\s+\S+\s+does not exist", text, re.IGNORECASE):
+        return "scope-missing"
+    if getattr(error, "error_code", None) == "ENDPOINT_NOT_FOUND":  # not a Secrets API: a wrong host
+        return "other"
+    if isinstance(error, NotFound) or "Secret does not exist with scope" in text:
+        return "absent"
+    return "other"
+
+
+def _secret_failure_message(failure: str, scope: str, name: str, key: str, error: Exception) -> str:
+    grant = (
+        f"grant this job's or app's identity READ on it: `databricks secrets put-acl {scope} <principal> "
+        'READ` (docs/operations.md, "Which secret is used for what")'
+    )
+    if failure == "forbidden":
+        return f"Not permitted to read the secret {name!r} of the secret scope {scope!r}: {grant}."
+    if failure == "scope-missing":
+        return (
+            f"The secret scope {scope!r} does not exist (looking for {name!r}): create it with "
+            f"`databricks secrets create-scope {scope}`, put the secrets, then {grant}; or pass the scope "
+            "that holds them as --secret-scope."
+        )
+    return (
+        f"Could not read the secret {name!r} of the secret scope {scope!r} "
+        f"({type(error).__name__}: {str(error)[:200]}); check the workspace is reachable and, if it is, "
+        f"{grant}; or set {key} in the environment."
+    )
 
 
 @dataclass(frozen=True)
@@ -136,6 +210,9 @@ class TableLocation:
     logical_name: str
     path: str | None = None
     qualified_name: str | None = None
+    #: With ``qualified_name``: the folder the table is created at as an external table (Synapse reads the
+    #: files there); ``None``: a managed table, at a path Unity Catalog generates.
+    external_path: str | None = None
 
     @property
     def sql_name(self) -> str:
@@ -168,6 +245,11 @@ class Settings:
     alert_webhook_url: str | None = None
     sql_warehouse_id: str | None = None  # the HTTP server's read side on Databricks
     relay: RelayMode = "off"  # CQRS_RELAY=follow: `serve` runs a following relay in its process
+    # CQRS_CALLER_IDENTITY: `serve` refuses (401) a request that names no caller ("required"; the default
+    # when DATABRICKS_APP_NAME is set, i.e. as a Databricks App) or records it as anonymous ("optional").
+    caller_identity: CallerIdentity = "optional"
+    read_timeout_seconds: float = 30.0  # CQRS_READ_TIMEOUT_SECONDS: a read-model query, at most
+    write_timeout_seconds: float = 60.0  # CQRS_WRITE_TIMEOUT_SECONDS: a request's commands, at most
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -223,6 +305,14 @@ class Settings:
             alert_webhook_url=env.get("CQRS_ALERT_WEBHOOK_URL") or None,
             sql_warehouse_id=env.get("CQRS_SQL_WAREHOUSE_ID") or None,
             relay=_choice(env, "CQRS_RELAY", "off", ("off", "follow")),
+            caller_identity=_choice(
+                env,
+                "CQRS_CALLER_IDENTITY",
+                "required" if env.get("DATABRICKS_APP_NAME") else "optional",
+                ("required", "optional"),
+            ),
+            read_timeout_seconds=_seconds_setting(env, "CQRS_READ_TIMEOUT_SECONDS", 30.0),
+            write_timeout_seconds=_seconds_setting(env, "CQRS_WRITE_TIMEOUT_SECONDS", 60.0),
             env=env,
         )
 

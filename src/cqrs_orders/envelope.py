@@ -125,8 +125,16 @@ STATE_MODELS: dict[AggregateType, type[_Model]] = {
 
 
 class EventMetadata(_Model):
+    """Who asked for the event. ``userId`` is the caller the entry point established and ``authenticatedBy``
+    what vouches for it (:mod:`cqrs_orders.application.identity`: ``databricks-apps``, ``databricks``,
+    ``os-user``, ``forwarded-headers``, ``none``); ``claimedUserId`` is the command's own
+    ``metadata.userId``, a claim nobody checked (a front-end naming its end user). Events written before
+    this rule have no ``authenticatedBy``: their ``userId`` was the claim."""
+
     userId: str | None = None
     source: str | None = None
+    claimedUserId: str | None = None
+    authenticatedBy: str | None = None
 
 
 class EventEnvelope(_Model):

@@ -26,6 +26,11 @@ class PublishError(CqrsOrdersError):
     """An event bus refused or could not be reached; the outbox keeps the events for a retry."""
 
 
+class BusReadError(CqrsOrdersError):
+    """The event bus could not be read (the lag monitor asks it for its offsets and newest records): the
+    monitor cannot vouch for the projection, so it reports a breach of its own."""
+
+
 class WriteStoreError(CqrsOrdersError):
     """The write store failed for a reason other than a rejected command, and what was asked of it was not
     kept (a transaction rolled back, never begun, or committed into a file that was no longer the store)."""
@@ -124,6 +129,13 @@ class UnsupportedMediaType(CommandRejected):
     """An HTTP request body that is not declared ``application/json``."""
 
     code = "UNSUPPORTED_MEDIA_TYPE"
+
+
+class Unauthenticated(CommandRejected):
+    """An HTTP request that names no caller where one is required (the command API as a Databricks App,
+    whose proxy always forwards the caller's identity): refused before any command ran."""
+
+    code = "UNAUTHENTICATED"
 
 
 class AlertError(CqrsOrdersError):

@@ -166,7 +166,7 @@ def test_dev_jobs_run_on_the_compute_each_needs(dev_deploys):
     parameters = task["notebook_task"]["base_parameters"]
     assert parameters["wheel_dir"] == wheel.rsplit("/", 1)[0]
     assert parameters["write_store"] == "cosmos" and parameters["secret_scope"] == "cqrs-orders"
-    assert ingest["parameters"] == [{"name": "command", "default": ""}]
+    assert ingest["parameters"] == [{"name": "command_file", "default": ""}]  # a path: no personal data
     assert ingest["queue"] == {"enabled": True} and ingest["max_concurrent_runs"] == 10
 
     # Lag monitor and views: serverless wheel tasks with the wheel in their environment; settings as flags.
@@ -210,7 +210,7 @@ def test_dev_deploy_grants_and_permissions(dev_deploys, dev_cli, names):
     app = dev_cli("apps", "get", "dev-tester-cqrs-api", "--output", "json").json()
     assert schema == {
         names["user"]: RUN_AS,  # the developer is the run-as identity in dev
-        "users": READ_ONLY,  # the dashboard's readers
+        "users": {"USE_SCHEMA"},  # the dashboard's readers: SELECT per object, from the views job
         app["service_principal_client_id"]: READ_ONLY,  # the app reads the read models
     }
     assert grants(dev_cli, "volume", "main.dev_tester_cqrs_orders.checkpoints") == {
@@ -231,8 +231,8 @@ def test_dev_app_is_created_with_its_resources_but_not_started(dev_deploys, dev_
             "sql_warehouse": {"id": body["resources"][0]["sql_warehouse"]["id"], "permission": "CAN_USE"}
         },
         "cosmos-key": {"secret": {"scope": "cqrs-orders", "key": "cosmos-key", "permission": "READ"}},
-        "eventhub-connection": {
-            "secret": {"scope": "cqrs-orders", "key": "eventhub-connection", "permission": "READ"}
+        "eventhub-send-connection": {
+            "secret": {"scope": "cqrs-orders", "key": "eventhub-send-connection", "permission": "READ"}
         },
     }
     assert created["query"].get("no_compute") == ["true"]  # a dev deploy starts nothing
@@ -255,7 +255,7 @@ def test_prod_deploy_runs_every_trigger_as_the_service_principal(prod_deploy, pr
     assert all(root in r["path"] for r in prod_deploy.calls("POST", "/api/2.0/workspace-files/import-file/"))
     for permissions in prod_deploy.calls("PUT", "/api/2.0/permissions/jobs/"):
         acl = permissions["body"]["access_control_list"]
-        assert {"group_name": "users", "permission_level": "CAN_VIEW"} in acl
+        assert {"group_name": "cqrs-orders-operators", "permission_level": "CAN_VIEW"} in acl  # not `users`
         levels = {entry.get("service_principal_name"): entry["permission_level"] for entry in acl}
         assert levels[names["service_principal"]] in {"IS_OWNER", "CAN_MANAGE"}  # owner: it deploys prod
         assert len(acl) == 2  # no one else may manage or run the jobs
@@ -266,7 +266,7 @@ def test_prod_deploy_grants_the_run_as_principal_least_privilege(prod_deploy, pr
     app = prod_cli("apps", "get", "cqrs-orders-api", "--output", "json").json()
     assert schema == {
         names["service_principal"]: RUN_AS,
-        "users": READ_ONLY,
+        "users": {"USE_SCHEMA"},
         app["service_principal_client_id"]: READ_ONLY,
     }
     assert grants(prod_cli, "volume", "main.cqrs_orders.checkpoints") == {
@@ -298,7 +298,7 @@ def test_prod_deploy_starts_the_app_with_its_command_and_environment(prod_deploy
         "CQRS_SCHEMA": "cqrs_orders",
         "CQRS_SQL_WAREHOUSE_ID": ("from", "sql-warehouse"),
         "COSMOS_KEY": ("from", "cosmos-key"),  # secrets only by reference to the app's resources
-        "EVENTHUB_CONNECTION": ("from", "eventhub-connection"),
+        "EVENTHUB_SEND_CONNECTION": ("from", "eventhub-send-connection"),
     }
 
 

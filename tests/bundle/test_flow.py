@@ -14,8 +14,9 @@ with the CLI). Each task is a process of its own, as on Databricks. The stand-in
 - Cosmos DB: the in-memory account of the command-side tests behind HTTP (``cosmos_server.py``); the
   account endpoint the bundle names maps to it.
 - Event Hubs: the suite's Kafka broker in place of the namespace's Kafka endpoint. The secret scope holds
-  no ``eventhub-connection`` (its endpoint would be SASL_SSL on port 9093), so every process is given
-  ``KAFKA_BOOTSTRAP_SERVERS`` instead: the one setting the stand-in needs.
+  no ``eventhub-send-connection`` or ``eventhub-listen-connection`` (their endpoint would be SASL_SSL on
+  port 9093), so every process is given ``KAFKA_BOOTSTRAP_SERVERS`` instead: the one setting the stand-in
+  needs.
 - The SQL warehouse: the statement-execution stand-in over the schema's Delta folders.
 
 Two app instances run; the first holds the relay lease. It is killed (SIGKILL, no release) mid-flow, the
@@ -139,6 +140,7 @@ class Platform:
 
         env = dict(self.env) | {v["name"]: value(v) for v in deployment["env_vars"]}
         env["DATABRICKS_APP_PORT"] = str(port)  # what the platform hands every app
+        env["DATABRICKS_APP_NAME"] = app["name"]
         self.started.add(("app", app["name"]))
         argv = [str(BIN / deployment["command"][0]), *map(self.mapped, deployment["command"][1:])]
         return argv, env
@@ -181,8 +183,14 @@ def deployed(flow_cli, names):
     return jobs, flow_cli("apps", "get", app["name"], "--output", "json").json()
 
 
+#: The caller the Databricks Apps proxy signs in and names in its X-Forwarded-* headers.
+CALLER = "shop-frontend@example.com"
+
+
 def post(base: str, command: dict) -> dict:
-    answer = httpx.post(f"{base}/commands", json=command, timeout=30)
+    """POST a command as it arrives through the Apps proxy: with the signed-in caller's headers."""
+    headers = {"X-Forwarded-Email": CALLER, "X-Forwarded-User": "4242"}
+    answer = httpx.post(f"{base}/commands", json=command, headers=headers, timeout=30)
     assert answer.status_code in (200, 201), answer.text
     assert answer.json()["status"] == "accepted", answer.text
     return answer.json()
@@ -285,7 +293,10 @@ def _flow(platform: Platform, jobs, app, account, warehouse, tables: Path, flow_
     wait_for(lambda: _answers(bases[0]), "the first app instance to listen", 90)
 
     customer, order = "cust-flow", "order-flow"
-    post(bases[0], {"type": "RegisterCustomer", "customerId": customer, "name": "Ada", "email": "a@b.io"})
+    register = {"type": "RegisterCustomer", "customerId": customer, "name": "Ada", "email": "a@b.io"}
+    bypass = httpx.post(f"{bases[0]}/commands", json=register, timeout=30)  # not through the proxy
+    assert (bypass.status_code, bypass.json()["error"]["code"]) == (401, "UNAUTHENTICATED"), bypass.text
+    post(bases[0], register | {"metadata": {"userId": "someone-else"}})
     item = {"sku": "sku-1", "quantity": 2, "unitPrice": "12.50"}
     post(bases[0], {"type": "CreateOrder", "orderId": order, "customerId": customer, "items": [item]})
     wait_for(lambda: _lease(account), "the first instance's relay to take the lease", 60)
@@ -321,11 +332,17 @@ def _flow(platform: Platform, jobs, app, account, warehouse, tables: Path, flow_
     [ingest] = jobs["command_ingest"]["tasks"]
     command = {"type": "CancelOrder", "orderId": "order-ingest", "reason": "x"}
     create = {"type": "CreateOrder", "orderId": "order-ingest", "customerId": customer, "items": [item]}
+    # The commands travel as a file in the bundle's command_inbox volume; the run is given only its path.
+    command_file = f"/Volumes/{CATALOG}/{tables.name}/command_inbox/flow-batch.json"
+    uploaded = Path(platform.mapped(command_file))
+    uploaded.parent.mkdir(parents=True, exist_ok=True)
+    uploaded.write_text(json.dumps([create, command]))
     argv, env = platform.task(
-        "command_ingest", jobs["command_ingest"], ingest, {"command": json.dumps([create, command])}
+        "command_ingest", jobs["command_ingest"], ingest, {"command_file": command_file}
     )
     code, out = platform.run("command_ingest", argv, env)
     assert code == 0, out
+    assert not uploaded.exists()  # answered: the file with the commands is gone
     assert [r["status"] for r in json.loads(out.strip().splitlines()[-1])] == ["accepted", "accepted"], out
     wait_for(
         lambda: _order(bases[1], "order-ingest", "Cancelled"), "the ingested order through the app", 300, 2
@@ -340,6 +357,7 @@ def _flow(platform: Platform, jobs, app, account, warehouse, tables: Path, flow_
     assert streaming.poll() is None, streaming.log_path.read_text()  # the continuous task still runs
     assert standby.poll() is None, standby.log_path.read_text()
     _silver_equals_the_write_store(account, tables)
+    _events_record_the_caller_the_platform_vouched_for(account)
     assert takeover <= LEASE_SECONDS + 5  # the documented bound: the lease's expiry plus a standby's poll
 
 
@@ -366,6 +384,19 @@ def _order(base: str, order_id: str, status: str) -> dict | None:
         return None
     order = answer.json()["order"]
     return order if order["status"] == status else None
+
+
+def _events_record_the_caller_the_platform_vouched_for(account) -> None:
+    """Every event the app accepted names the proxy's caller; a body's own claim is kept apart."""
+    metadata = {
+        doc["eventId"]: json.loads(doc["body"])["metadata"]
+        for doc in account.documents.values()
+        if doc.get("docType") == "event" and doc["aggregateId"] != "order-ingest"  # the job's run-as identity
+    }
+    assert metadata and {(m["userId"], m["authenticatedBy"]) for m in metadata.values()} == {
+        (CALLER, "databricks-apps")
+    }
+    assert [m.get("claimedUserId") for m in metadata.values()].count("someone-else") == 1
 
 
 def _silver_equals_the_write_store(account, tables: Path) -> None:

@@ -1,12 +1,20 @@
 """No secret is ever committed: the bundle, the notebooks, the SQL and the package hold references to secrets
-(``{{secrets/<scope>/<key>}}``, secret-scope lookups at runtime), never the values."""
+(``{{secrets/<scope>/<key>}}``, secret-scope lookups at runtime), never the values. And the runtime lookup
+(``read_secret``) tells a key the scope does not hold (unset) from a scope it cannot read (an error), against
+the Secrets API of the fake workspace the bundle tests deploy to (the CLI's own ``libs/testserver``, whose
+answers the bundle flow's processes read their secrets from)."""
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 from pathlib import Path
 
 import pytest
+
+from cqrs_orders.config import Secret, read_secret
+from cqrs_orders.errors import ConfigurationError
 
 ROOT = Path(__file__).resolve().parents[2]
 SCANNED = ["databricks.yml", "resources", "notebooks", "src", "sql", "app"]
@@ -77,7 +85,7 @@ def test_the_scanner_finds_a_planted_secret(tmp_path, kind):
 @pytest.mark.parametrize(
     "reference",
     [
-        "EVENTHUB_CONNECTION: '{{secrets/cqrs-orders/eventhub-connection}}'",
+        "EVENTHUB_SEND_CONNECTION: '{{secrets/cqrs-orders/eventhub-send-connection}}'",
         "Endpoint=sb://<namespace>.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=<key>",
         'password = "${PASSWORD}"',
         "key = settings.secret('COSMOS_KEY')",
@@ -85,3 +93,44 @@ def test_the_scanner_finds_a_planted_secret(tmp_path, kind):
 )
 def test_references_and_placeholders_are_not_secrets(reference):
     assert scan_text(reference) == []
+
+
+# --- reading the scope at run time ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def workspace_env(prod_cli, workspace_binary, tmp_path, monkeypatch):
+    """A fake workspace of its own holding the scope ``cqrs-orders`` with one secret, and the environment of
+    a process that reads it with the SDK's dbutils (as the bundle flow's job tasks do)."""
+    workspace = type(prod_cli.workspace)(workspace_binary, tmp_path)
+    token = prod_cli.env["DATABRICKS_TOKEN"]
+    cli = type(prod_cli)(prod_cli.binary, workspace, token, tmp_path / "cli")
+    cli("secrets", "create-scope", "cqrs-orders")
+    cli("secrets", "put-secret", "cqrs-orders", "cosmos-key", "--string-value", "not-a-real-key")
+    for variable in list(os.environ):
+        if variable.startswith("DATABRICKS_"):
+            monkeypatch.delenv(variable)
+    env = {
+        "DATABRICKS_HOST": workspace.url,
+        "DATABRICKS_TOKEN": token,
+        "DATABRICKS_CONFIG_FILE": str(tmp_path / "none.cfg"),
+        "CQRS_SECRET_SCOPE": "cqrs-orders",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    sys.modules.pop("databricks.sdk.runtime", None)  # its dbutils is made on import, from the environment
+    try:
+        yield env
+    finally:
+        sys.modules.pop("databricks.sdk.runtime", None)
+        workspace.stop()
+
+
+@pytest.mark.databricks_cli
+def test_the_scope_answers_a_secret_an_absent_key_and_a_missing_scope_apart(workspace_env, monkeypatch):
+    assert read_secret("COSMOS_KEY", os.environ) == Secret("not-a-real-key")
+    assert read_secret("EVENTHUB_LISTEN_CONNECTION", os.environ) is None  # absent: unset, no error
+
+    monkeypatch.setenv("CQRS_SECRET_SCOPE", "cqrs-orders-typo")
+    with pytest.raises(ConfigurationError, match=r"secret scope 'cqrs-orders-typo' does not exist"):
+        read_secret("COSMOS_KEY", os.environ)  # not "unset": a wrong scope would turn features off

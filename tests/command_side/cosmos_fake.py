@@ -1,11 +1,36 @@
 """An in-memory Cosmos DB account (one container, partition key ``/aggregateId``) that answers the
 azure-cosmos SDK's REST calls: in-process as azure-core's pluggable transport (``transport=`` of
 ``CosmosClient``), or over HTTP on a loopback port through ``cosmos_server.py``. ``endpoint`` is the address
-the account advertises as its read and write location (the SDK sends every later call there)."""
+the account advertises as its read and write location (the SDK sends every later call there).
+
+Databases and containers: the container at ``CONTAINER_PATH`` exists from the start, with only its
+partition key, unless the account is made with ``precreated=False``; then ``cqrs-orders cosmos-setup`` (or
+any ``create_database``/``create_container``) creates it, and the account keeps the properties it was given
+(``containers``), answers them on a read and replaces them on a ``replace_container``.
+
+Time to live, as the service applies it: only when the container's ``defaultTtl`` is set (``-1``: per
+document). A document then expires ``ttl`` seconds (its own, else a positive ``defaultTtl``) after its
+``_ts``, on the account's clock; an expired document is gone for reads, writes and the change feed.
+
+Request units: every answer carries ``x-ms-request-charge`` and every logged request its ``charge``, by a
+documented approximation of the service's cost model (the real charge depends on indexing and
+consistency too; docs/operations.md, "Cosmos DB containers and cost"):
+
+- a point read: ``READ_RU_PER_KB`` (1) RU per started KB of the document; a miss (404) 1 RU;
+- a write (create, replace, upsert, delete; each operation of a transactional batch):
+  ``WRITE_RU_PER_KB`` (5.7) RU per started KB of the document, as for a container that indexes no path
+  (the declared policy), plus ``INDEX_RU_PER_TERM`` (0.2) RU per indexed property value when the container
+  indexes every path (the service's default policy, which the implicitly created container has);
+- a change-feed page: 1 RU per started KB returned, at least 1 (an empty poll, 304, too);
+- account, database, container and partition-range metadata reads: 0 here. The SDK caches them per
+  client and asks again when it likes, so they vary from run to run and say nothing of a command's cost
+  (on the service they are small and few); every other answer without its own charge (a refusal) 1 RU.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 import uuid
@@ -17,6 +42,12 @@ from azure.core.utils import CaseInsensitiveDict
 COSMOS_ENDPOINT = "https://cosmos.test:8081/"
 COSMOS_KEY = "c2VjcmV0LWNvc21vcy1rZXk="
 CONTAINER_PATH = "/dbs/orders/colls/order-store"
+READ_RU_PER_KB = 1.0
+WRITE_RU_PER_KB = 5.7
+INDEX_RU_PER_TERM = 0.2
+#: What the service gives a container created with no indexing policy: every path indexed.
+DEFAULT_INDEXING = {"indexingMode": "consistent", "automatic": True, "includedPaths": [{"path": "/*"}],
+                    "excludedPaths": [{"path": '/"_etag"/?'}]}  # fmt: skip
 
 
 class _CosmosResponse(HttpResponse):
@@ -46,9 +77,20 @@ class _CosmosResponse(HttpResponse):
 class FakeCosmosAccount(HttpTransport):
     """One account, one container (partition key /aggregateId, one physical partition), in memory."""
 
-    def __init__(self, clock=time.time, endpoint: str = COSMOS_ENDPOINT):
+    def __init__(self, clock=time.time, endpoint: str = COSMOS_ENDPOINT, precreated: bool = True):
         self.endpoint = endpoint
         self.documents: dict[tuple[str, str], dict] = {}
+        #: Container properties by path (``/dbs/<db>/colls/<name>``), as created; databases by path.
+        self.containers: dict[str, dict] = {}
+        self.databases: set[str] = set()
+        if precreated:
+            self.databases.add("/dbs/orders")
+            self.containers[CONTAINER_PATH] = {
+                "id": "order-store",
+                "partitionKey": {"paths": ["/aggregateId"], "kind": "Hash", "version": 2},
+                "indexingPolicy": DEFAULT_INDEXING,
+            }
+        self._charge = 0.0  # the request units of the request being answered
         self.lsn = 0
         self.clock = clock  # the service's time: each write's _ts (epoch seconds)
         self._lock = threading.RLock()  # re-entrant: a test's hook may send from inside a request
@@ -73,7 +115,13 @@ class FakeCosmosAccount(HttpTransport):
 
     def send(self, request, **kwargs):
         with self._lock:  # the service applies each request atomically, whichever client sends it
-            return self._answer(request)
+            self._charge = 0.0
+            response = self._answer(request)
+            charge = round(self._charge or (0.0 if _is_metadata(request) else 1.0), 2)
+            response.headers["x-ms-request-charge"] = str(charge)
+            self.requests[-1]["charge"] = charge
+            self.requests[-1]["status"] = response.status_code
+            return response
 
     def _answer(self, request):
         path = unquote(urlparse(request.url).path).rstrip("/")
@@ -82,6 +130,9 @@ class FakeCosmosAccount(HttpTransport):
             {"method": request.method, "path": path, "headers": dict(request.headers), "body": body}
         )
         headers = CaseInsensitiveDict(request.headers)
+        metadata = self._metadata(request, path, body)
+        if metadata is not None:
+            return metadata
         if path == "":
             location = [{"name": "Test", "databaseAccountEndpoint": self.endpoint}]
             return _CosmosResponse(
@@ -94,16 +145,12 @@ class FakeCosmosAccount(HttpTransport):
                     "userConsistencyPolicy": {"defaultConsistencyLevel": "Session"},
                 },
             )
-        if path == CONTAINER_PATH:
-            return _CosmosResponse(
-                request,
-                200,
-                {
-                    "id": "order-store",
-                    "_rid": "cRID==",
-                    "partitionKey": {"paths": ["/aggregateId"], "kind": "Hash", "version": 2},
-                },
-            )
+        if path == CONTAINER_PATH and request.method == "GET":
+            if CONTAINER_PATH not in self.containers:
+                return _not_found(request)
+            return _CosmosResponse(request, 200, {**self.containers[CONTAINER_PATH], "_rid": "cRID=="})
+        if path.startswith(CONTAINER_PATH) and CONTAINER_PATH not in self.containers:
+            return _not_found(request)
         if path == f"{CONTAINER_PATH}/pkranges":
             if headers.get("If-None-Match"):
                 return _CosmosResponse(request, 304, headers={"etag": '"ranges-1"'})
@@ -152,12 +199,12 @@ class FakeCosmosAccount(HttpTransport):
     def _item(self, request, headers, partition: str, item_id: str, body):
         """GET (read), PUT (replace) and DELETE of one document; the writes honour ``If-Match`` (412 when
         the document's ETag is another), as the service does."""
-        document = self.documents.get((partition, item_id))
+        document = self._live((partition, item_id))
         if document is None:
-            return _CosmosResponse(
-                request, 404, {"code": "NotFound", "message": "Entity with the specified id does not exist"}
-            )
+            self._charge += 1.0
+            return _not_found(request)
         if request.method == "GET":
+            self._charge += READ_RU_PER_KB * _kb(document)
             return _CosmosResponse(request, 200, document, headers={"etag": document["_etag"]})
         if_match = headers.get("If-Match")
         if if_match not in (None, "*", document["_etag"]):
@@ -168,6 +215,7 @@ class FakeCosmosAccount(HttpTransport):
                  "specified precondition is not met."},
             )  # fmt: skip
         if request.method == "DELETE":
+            self._charge += self._write_charge(document)
             del self.documents[(partition, item_id)]
             self.lsn += 1  # a delete is not in the change feed (latest-version mode), but it is a write
             return _CosmosResponse(request, 204)
@@ -180,7 +228,68 @@ class FakeCosmosAccount(HttpTransport):
         self.lsn += 1
         stored = {**document, "_etag": f'"{uuid.uuid4()}"', "_lsn": self.lsn, "_ts": int(self.clock())}
         self.documents[(partition, document["id"])] = stored
+        self._charge += self._write_charge(stored)
         return stored
+
+    # Request units and time to live
+    def _write_charge(self, document: dict) -> float:
+        charge = WRITE_RU_PER_KB * _kb(document)
+        policy = self.containers.get(CONTAINER_PATH, {}).get("indexingPolicy") or DEFAULT_INDEXING
+        if any(p.get("path") == "/*" for p in policy.get("includedPaths", [])):
+            charge += INDEX_RU_PER_TERM * _terms(document)
+        return charge
+
+    def _expired(self, document: dict) -> bool:
+        default = self.containers.get(CONTAINER_PATH, {}).get("defaultTtl")
+        if default is None:  # TTL off on the container: a document's own ttl means nothing
+            return False
+        ttl = document.get("ttl", default)
+        return ttl is not None and ttl > 0 and document["_ts"] + ttl <= self.clock()
+
+    def _live(self, key: tuple[str, str]) -> dict | None:
+        """The document at ``key`` unless absent or expired (an expired one is removed, as the service's
+        background deletion would have)."""
+        document = self.documents.get(key)
+        if document is not None and self._expired(document):
+            del self.documents[key]
+            return None
+        return document
+
+    def _metadata(self, request, path: str, body):
+        """Databases and containers: create, read and replace (the cosmos-setup calls)."""
+        if request.method == "POST" and path == "/dbs":
+            database = f"/dbs/{body['id']}"
+            if database in self.databases:
+                return _conflict(request)
+            self.databases.add(database)
+            return _CosmosResponse(request, 201, {"id": body["id"], "_rid": "dRID=="})
+        if request.method == "GET" and path.count("/") == 2 and path.startswith("/dbs/"):
+            if path not in self.databases:
+                return _not_found(request)
+            return _CosmosResponse(request, 200, {"id": path.rsplit("/", 1)[1], "_rid": "dRID=="})
+        if request.method == "POST" and path.startswith("/dbs/") and path.endswith("/colls"):
+            database = path.removesuffix("/colls")
+            if database not in self.databases:
+                return _not_found(request)
+            container = f"{path}/{body['id']}"
+            if container in self.containers:
+                return _conflict(request)
+            self.containers[container] = {"indexingPolicy": DEFAULT_INDEXING, **body}
+            return _CosmosResponse(request, 201, {**self.containers[container], "_rid": "cRID=="})
+        if request.method == "PUT" and "/colls/" in path and path.count("/") == 4:
+            if path not in self.containers:
+                return _not_found(request)
+            self.containers[path] = dict(body)
+            return _CosmosResponse(request, 200, {**body, "_rid": "cRID=="})
+        if request.method == "GET" and "/colls/" in path and path.count("/") == 4 and path != CONTAINER_PATH:
+            if path not in self.containers:
+                return _not_found(request)
+            return _CosmosResponse(request, 200, {**self.containers[path], "_rid": "cRID=="})
+        return None
+
+    def charges(self, since: int = 0) -> float:
+        """The request units of the requests logged from the ``since``-th on."""
+        return round(sum(r.get("charge", 0.0) for r in self.requests[since:]), 2)
 
     def _batch(self, request, partition: str, operations: list[dict]):
         if self.refuse_next_batch_with:
@@ -196,7 +305,7 @@ class FakeCosmosAccount(HttpTransport):
         failed = None
         for index, operation in enumerate(operations):
             key = (partition, operation.get("id") or operation["resourceBody"]["id"])
-            existing = self.documents.get(key)
+            existing = self._live(key)
             kind = operation["operationType"]
             if kind == "Create" and existing is not None:
                 failed = (index, 409)
@@ -210,6 +319,7 @@ class FakeCosmosAccount(HttpTransport):
             if failed:
                 break
         if failed:
+            self._charge += len(operations)  # a refused batch: ~1 RU per operation looked at
             self.batch_failures.append(failed[1])
             results = [{"statusCode": failed[1] if i == failed[0] else 424} for i in range(len(operations))]
             return _CosmosResponse(request, 207, results)
@@ -225,9 +335,9 @@ class FakeCosmosAccount(HttpTransport):
     def _change_feed(self, request, headers):
         since = int(headers.get("If-None-Match", '"0"').strip('"') or 0)
         limit = int(headers.get("x-ms-max-item-count", "100"))
-        changed = sorted((d for d in self.documents.values() if d["_lsn"] > since), key=lambda d: d["_lsn"])[
-            :limit
-        ]
+        live = [d for key, d in list(self.documents.items()) if self._live(key) is not None]
+        changed = sorted((d for d in live if d["_lsn"] > since), key=lambda d: d["_lsn"])[:limit]
+        self._charge += max(1.0, READ_RU_PER_KB * math.ceil(sum(len(json.dumps(d)) for d in changed) / 1024))
         if not changed:
             return _CosmosResponse(request, 304, headers={"etag": f'"{since}"'})
         return _CosmosResponse(
@@ -239,6 +349,26 @@ class FakeCosmosAccount(HttpTransport):
 
     def batches(self) -> list[dict]:
         return [r for r in self.requests if r["headers"].get("x-ms-cosmos-is-batch-request")]
+
+
+def _kb(document: dict) -> int:
+    """The started kilobytes of a document as stored (its JSON, system properties included)."""
+    return max(1, math.ceil(len(json.dumps(document).encode()) / 1024))
+
+
+def _terms(value) -> int:
+    """Property values an index-everything policy indexes: every leaf of the document."""
+    if isinstance(value, dict):
+        return sum(_terms(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(_terms(v) for v in value)
+    return 1
+
+
+def _not_found(request):
+    return _CosmosResponse(
+        request, 404, {"code": "NotFound", "message": "Entity with the specified id does not exist"}
+    )
 
 
 def _conflict(request):
@@ -260,3 +390,10 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+def _is_metadata(request) -> bool:
+    """A read of the account, a database, a container or its partition ranges (not of a document)."""
+    path = unquote(urlparse(request.url).path).strip("/")
+    parts = path.split("/") if path else []
+    return request.method == "GET" and (len(parts) in (0, 2, 4) or parts[-1:] == ["pkranges"])

@@ -1,6 +1,8 @@
 """The command-ingest endpoint: the notebook runs as a plain script, and ``submit_command`` drives it through
-the real databricks-sdk ``WorkspaceClient`` against a local HTTP server implementing the Jobs 2.2 calls it
-makes. That server "runs" the job by executing the notebook file as a subprocess: the whole path is real."""
+the real databricks-sdk ``WorkspaceClient`` against a local HTTP server implementing the Jobs 2.2 and Files
+calls it makes. That server "runs" the job by executing the notebook file as a subprocess, on the file
+uploaded to its stand-in volume: the whole path is real. The commands travel in that file, never in the
+job parameters (which every viewer of the job's runs may read)."""
 
 from __future__ import annotations
 
@@ -28,10 +30,20 @@ REGISTER = {
 }
 
 
-def run_notebook(command: str, warehouse: Path) -> subprocess.CompletedProcess:
+INBOX = "/Volumes/main/cqrs_orders/command_inbox"
+
+
+def run_notebook(command: str | Path, warehouse: Path, suffix: str = ".json") -> subprocess.CompletedProcess:
+    """Run the notebook on a command file: ``command`` is the file, or the text to write into a new one."""
+    if not isinstance(command, Path):
+        inbox = warehouse.parent / "inbox"
+        inbox.mkdir(parents=True, exist_ok=True)
+        path = inbox / f"command-{len(list(inbox.iterdir()))}{suffix}"
+        path.write_text(command)
+        command = path
     env = {"PATH": "/usr/bin:/bin", "CQRS_WAREHOUSE": str(warehouse)}
     return subprocess.run(
-        [sys.executable, str(NOTEBOOK), command], capture_output=True, text=True, timeout=60, env=env
+        [sys.executable, str(NOTEBOOK), str(command)], capture_output=True, text=True, timeout=60, env=env
     )
 
 
@@ -39,12 +51,16 @@ def test_the_notebook_is_in_databricks_source_format():
     text = NOTEBOOK.read_text()
     assert text.startswith("# Databricks notebook source\n")
     assert text.count("# COMMAND ----------") >= 3
-    assert 'dbutils.widgets.get("command")' in text and "dbutils.notebook.exit(" in text
+    assert 'dbutils.widgets.get("command_file")' in text and "dbutils.notebook.exit(" in text
+    assert 'dbutils.widgets.get("command")' not in text  # the commands never travel as a job parameter
 
 
-def test_the_notebook_runs_locally_as_a_script(settings):
-    done = run_notebook(json.dumps(REGISTER), settings.warehouse)
+def test_the_notebook_runs_locally_as_a_script(settings, tmp_path):
+    command_file = tmp_path / "register.json"
+    command_file.write_text(json.dumps(REGISTER))
+    done = run_notebook(command_file, settings.warehouse)
     assert done.returncode == 0, done.stderr
+    assert not command_file.exists()  # answered: the file (names, e-mails) is gone
     result = json.loads(done.stdout)
     assert (result["status"], result["commandId"], result["aggregateId"], result["version"]) == (
         "accepted",
@@ -121,7 +137,7 @@ class JobsApi(BaseHTTPRequestHandler):
         if existing:
             self._reply({"run_id": existing[0]["run_id"]})
             return
-        done = run_notebook(body["job_parameters"]["command"], self.state["warehouse"])
+        done = run_notebook(self._local(body["job_parameters"]["command_file"]), self.state["warehouse"])
         run_id = 100 + len(self.state["runs"])
         succeeded = done.returncode == 0
         self.state["runs"][run_id] = {
@@ -137,8 +153,31 @@ class JobsApi(BaseHTTPRequestHandler):
         }
         self._reply({"run_id": run_id})
 
+    def do_PUT(self):
+        """Files API upload: the file lands in the stand-in volume folder."""
+        url = urlparse(self.path)
+        data = self.rfile.read(int(self.headers["Content-Length"]))
+        self.state["requests"].append(("PUT", url.path, data))
+        path = self._local(url.path.removeprefix("/api/2.0/fs/files"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        self._reply({}, status=204)
+
+    def do_DELETE(self):
+        url = urlparse(self.path)
+        self.state["requests"].append(("DELETE", url.path, None))
+        path = self._local(url.path.removeprefix("/api/2.0/fs/files"))
+        if not path.exists():
+            self._reply({"error_code": "NOT_FOUND", "message": "no such file"}, status=404)
+            return
+        path.unlink()
+        self._reply({}, status=204)
+
+    def _local(self, path: str) -> Path:
+        return self.state["volumes"] / path.lstrip("/")
+
     def _reply(self, payload: dict, status: int = 200):
-        data = json.dumps(payload).encode()
+        data = json.dumps(payload).encode() if status != 204 else b""
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -151,7 +190,8 @@ class JobsApi(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def workspace(settings):
-    state = {"warehouse": settings.warehouse, "runs": {}, "requests": []}
+    volumes = settings.warehouse.parent  # the stand-in of /Volumes/...: a folder beside the warehouse
+    state = {"warehouse": settings.warehouse, "runs": {}, "requests": [], "volumes": volumes}
     handler = type("Handler", (JobsApi,), {"state": state})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
@@ -164,29 +204,35 @@ def workspace(settings):
 
 def test_submit_command_runs_the_job_and_returns_the_result(workspace):
     client, state = workspace
-    result = submit_command(client, "command-ingest", REGISTER)
+    result = submit_command(client, "command-ingest", REGISTER, inbox=INBOX)
     assert (result["status"], result["commandId"], result["version"]) == ("accepted", "reg-1", 1)
     [run_now] = [body for method, path, body in state["requests"] if path == "/api/2.2/jobs/run-now"]
     assert run_now["job_id"] == 42
-    assert json.loads(run_now["job_parameters"]["command"]) == REGISTER
+    assert run_now["job_parameters"] == {"command_file": f"{INBOX}/reg-1.json"}  # a path, no personal data
+    [upload] = [body for method, path, body in state["requests"] if method == "PUT"]
+    assert json.loads(upload) == REGISTER
     assert run_now["idempotency_token"] == "reg-1"
+    inbox = state["volumes"] / INBOX.lstrip("/")
+    assert not list(inbox.iterdir())  # the answered file is gone
 
-    # A retry with the same commandId reuses the run (idempotency token) and gets the same answer.
-    assert submit_command(client, 42, json.dumps(REGISTER)) == result
+    # A retry with the same commandId reuses the run (idempotency token) and gets the same answer; the file
+    # it uploaded again, which no run reads, is removed by the client.
+    assert submit_command(client, 42, json.dumps(REGISTER), inbox=INBOX) == result
     assert len(state["runs"]) == 1
+    assert not list(inbox.iterdir())
 
-    rejected = submit_command(client, "42", {"type": "ShipOrder", "orderId": "order-404"})
+    rejected = submit_command(client, "42", {"type": "ShipOrder", "orderId": "order-404"}, inbox=INBOX)
     assert rejected["status"] == "rejected" and rejected["error"]["code"] == "NOT_FOUND"
 
 
 def test_submit_command_errors(workspace, settings):
     client, _ = workspace
     with pytest.raises(ConfigurationError, match="exactly one job named 'nope'"):
-        submit_command(client, "nope", REGISTER)
+        submit_command(client, "nope", REGISTER, inbox=INBOX)
     settings.warehouse.mkdir(parents=True, exist_ok=True)
     (settings.warehouse / "write_store.sqlite").mkdir()  # the write store cannot be opened: the run fails
     with pytest.raises(RemoteRunError, match="ended FAILED"):
-        submit_command(client, 42, REGISTER)
+        submit_command(client, 42, REGISTER, inbox=INBOX)
 
 
 def test_the_notebook_takes_a_batch_and_answers_one_result_per_command(settings):
@@ -196,12 +242,19 @@ def test_the_notebook_takes_a_batch_and_answers_one_result_per_command(settings)
     results = json.loads(done.stdout)
     assert [(r["commandId"], r["status"]) for r in results] == [
         ("reg-1", "accepted"),
-        (None, "rejected"),
+        (results[1]["commandId"], "rejected"),
         ("reg-2", "accepted"),
     ]
     assert results[1]["error"]["code"] == "UNKNOWN_COMMAND"  # one rejection does not stop the others
+    assert len(results[1]["commandId"]) == 36  # a command without an id is answered with a generated one
     # A retried batch is answered from the recorded outcomes: same versions, nothing written twice.
-    assert json.loads(run_notebook(json.dumps(batch), settings.warehouse).stdout) == results
+    retried = json.loads(run_notebook(json.dumps(batch), settings.warehouse).stdout)
+    assert [retried[0], retried[2]] == [results[0], results[2]]
+    # The same batch as JSON Lines, one command a line, is the same batch.
+    lines = "\n".join(json.dumps(command) for command in batch) + "\n"
+    from_lines = json.loads(run_notebook(lines, settings.warehouse, suffix=".jsonl").stdout)
+    assert [from_lines[0], from_lines[2]] == [results[0], results[2]]
+    assert from_lines[1]["error"]["code"] == "UNKNOWN_COMMAND"
     too_many = json.loads(run_notebook("[]", settings.warehouse).stdout)
     assert too_many[0]["error"]["code"] == "VALIDATION_ERROR"
 
@@ -209,10 +262,20 @@ def test_the_notebook_takes_a_batch_and_answers_one_result_per_command(settings)
 def test_submit_command_sends_a_batch_as_one_run(workspace):
     client, state = workspace
     batch = [REGISTER, {**REGISTER, "commandId": "reg-2", "customerId": "cust-2"}]
-    results = submit_command(client, 42, batch)
+    results = submit_command(client, 42, batch, inbox=INBOX)
     assert [(r["commandId"], r["version"]) for r in results] == [("reg-1", 1), ("reg-2", 1)]
     [run_now] = [body for method, path, body in state["requests"] if path == "/api/2.2/jobs/run-now"]
-    assert json.loads(run_now["job_parameters"]["command"]) == batch
+    [upload] = [body for method, path, body in state["requests"] if method == "PUT"]
+    assert json.loads(upload) == batch
     token = run_now["idempotency_token"]
     assert len(token) == 64 and token not in ("reg-1", "reg-2")  # one token for the whole batch
-    assert submit_command(client, 42, json.dumps(batch)) == results and len(state["runs"]) == 1
+    assert run_now["job_parameters"] == {"command_file": f"{INBOX}/{token}.json"}
+    assert submit_command(client, 42, json.dumps(batch), inbox=INBOX) == results and len(state["runs"]) == 1
+
+
+def test_the_notebook_refuses_to_run_without_a_command_file(settings):
+    env = {"PATH": "/usr/bin:/bin", "CQRS_WAREHOUSE": str(settings.warehouse)}
+    done = subprocess.run(
+        [sys.executable, str(NOTEBOOK)], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode != 0 and "no command_file" in done.stderr

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 
 import pytest
 
+from cqrs_orders.adapters.cosmos_containers import COMMAND_ID_WINDOW_SECONDS
 from cqrs_orders.adapters.cosmos_store import CosmosWriteStore
 from cqrs_orders.adapters.event_log import EventLog
 from cqrs_orders.adapters.event_log_publisher import EventLogPublisher
@@ -67,18 +68,16 @@ def test_each_command_is_one_atomic_batch_in_its_partition_guarded_by_the_state_
     operations = last["body"]
     assert [(op["operationType"], op.get("id") or op["resourceBody"]["id"]) for op in operations] == [
         ("Replace", "state"),
-        ("Create", "event-000000000002"),
-        ("Create", "outbox-000000000002"),
-        ("Create", operations[3]["resourceBody"]["id"]),
+        ("Create", "event-000000000002"),  # also the relay's outbox: it publishes from the change feed
+        ("Create", operations[2]["resourceBody"]["id"]),
     ]
     assert operations[0]["ifMatch"] == etag_before_confirm
-    assert operations[3]["resourceBody"]["id"].startswith("command-")  # a digest: ids may hold '/' or '#'
+    assert operations[2]["resourceBody"]["id"].startswith("command-")  # a digest: ids may hold '/' or '#'
     assert operations[0]["resourceBody"]["version"] == 2
     assert operations[0]["resourceBody"]["state"]["status"] == "Confirmed"
-    event, outbox = operations[1]["resourceBody"], operations[2]["resourceBody"]
-    assert event["eventId"] == outbox["eventId"] == confirmed.eventIds[0]
-    assert json.loads(outbox["body"])["eventType"] == event["eventType"] == "OrderConfirmed"
-    assert outbox["body"] == event["body"] and event["commandId"] == "confirm-1"
+    event = operations[1]["resourceBody"]
+    assert event["eventId"] == confirmed.eventIds[0] and event["commandId"] == "confirm-1"
+    assert json.loads(event["body"])["eventType"] == event["eventType"] == "OrderConfirmed"
     assert all(op["resourceBody"]["aggregateId"] == "order-1" for op in operations)
     assert cosmos_settings.secret("COSMOS_KEY").reveal() not in json.dumps(
         [r["headers"] for r in account.requests]
@@ -160,6 +159,21 @@ def test_a_stale_commit_and_a_repeated_command_write_nothing(cosmos_settings, ac
     assert raised.value.recorded.outcome == first.to_dict()
     assert account.batch_failures == [409]
     assert account.documents == documents
+
+
+def test_only_command_documents_carry_a_time_to_live(cosmos_settings, account):
+    """Only command ids expire, after their idempotency window (docs/operations.md, "Cosmos DB containers
+    and cost"); state and events stay: events are the relay's outbox, so none can expire unpublished."""
+    handler = CommandHandler(cosmos_store(cosmos_settings, account))
+    submit(handler, CUSTOMER)
+
+    [batch] = account.batches()
+    ttl = {op["resourceBody"]["docType"]: op["resourceBody"].get("ttl") for op in batch["body"]}
+    assert ttl == {
+        "state": None,
+        "event": None,
+        "command": COMMAND_ID_WINDOW_SECONDS,
+    }
 
 
 def next_events(snapshot, version: int):

@@ -43,7 +43,9 @@ def test_register_customer_records_full_state(handler, store):
         1,
     )
     assert (event.causationId, event.correlationId) == ("cmd-1", "corr-1")
-    assert (event.metadata.userId, event.metadata.source) == ("u-7", "web")
+    # The body's userId is a claim, kept apart; userId is who ran the handler (here this process's OS user).
+    assert (event.metadata.claimedUserId, event.metadata.source) == ("u-7", "web")
+    assert event.metadata.authenticatedBy == "os-user" and event.metadata.userId != "u-7"
     assert (event.data.name, event.data.email) == ("Ada", "ada@example.com")
 
 

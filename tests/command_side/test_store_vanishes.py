@@ -78,7 +78,7 @@ def test_a_commit_into_a_file_removed_meanwhile_is_not_answered_accepted(folder)
 
     def remove_the_folder_then_append(tx):
         shutil.rmtree(folder)  # while the transaction is open: its commit goes into a deleted file
-        return handler._prepare(register(2)).run(tx)
+        return handler.prepare(register(2)).run(tx)
 
     [outcome] = store.execute([remove_the_folder_then_append])
     assert isinstance(outcome, WriteStoreError) and "not in the store" in str(outcome)

@@ -232,6 +232,47 @@ class WriteStoreContract:
         self.drain(store)
         assert store.outbox_lag(later).unpublished == 0 and store.outbox_lag(later).oldest_age_seconds is None
 
+    # --- republishing after the bus lost events ----------------------------------------------------
+    def test_a_rewind_makes_every_event_since_a_time_pending_again_in_order(self, store):
+        self.drain(store)
+        now = datetime.now(timezone.utc)
+        old, new = f"cust-{uuid.uuid4()}", f"cust-{uuid.uuid4()}"
+        store.append(customer_commit(old, 1, at=now - timedelta(hours=2)))
+        store.append(customer_commit(new, 1, at=now))
+        store.append(customer_commit(new, 2, name="Ada L.", at=now + timedelta(seconds=1)))
+        first = {(e.aggregate_id, e.version): e for e in self.drain(store)}
+        assert store.outbox_lag(now).unpublished == 0
+
+        store.rewind_outbox(now)
+        again = [e for e in self.drain(store) if e.aggregate_id == new]
+        assert again == [first[(new, 1)], first[(new, 2)]]  # the same events (ids, bodies), in version order
+        assert store.outbox_lag(now).unpublished == 0  # acknowledged again as they went out
+        assert self.drain(store) == []
+
+    def test_a_rewind_never_skips_an_unpublished_event(self, store):
+        self.drain(store)
+        now = datetime.now(timezone.utc)
+        waiting = f"cust-{uuid.uuid4()}"
+        store.append(customer_commit(waiting, 1, at=now))
+        store.rewind_outbox(now + timedelta(hours=1))  # after it: the position must not move forward
+        assert [(e.aggregate_id, e.version) for e in self.drain(store)] == [(waiting, 1)]
+
+    def test_a_relay_republishes_under_its_lease_and_a_busy_lease_changes_nothing(self, store, other_store):
+        self.drain(store)
+        now = datetime.now(timezone.utc)
+        customer = f"cust-{uuid.uuid4()}"
+        store.append(customer_commit(customer, 1, at=now))
+        self.drain(store)
+        with other_store.relay_guard("the app's relay"), pytest.raises(RelayBusy, match="the app's relay"):
+            Relay(store, Recording()).republish(now)
+        assert store.outbox_lag(now).unpublished == 0  # nothing was rewound
+
+        bus = Recording()
+        assert Relay(store, bus).republish(now) >= 1
+        assert [(e.aggregate_id, e.version) for e in bus.published if e.aggregate_id == customer] == [
+            (customer, 1)
+        ]
+
     @staticmethod
     def drain(store) -> list:
         entries = []
@@ -253,6 +294,16 @@ class TestSqliteWriteStore(WriteStoreContract):
         store = SqliteWriteStore(tmp_path / "write_store.sqlite")
         yield store
         store.close()
+
+    def test_a_rewind_starts_exactly_at_the_first_event_of_that_time(self, store):
+        """SQLite compares the events' own timestamps: nothing before ``since`` goes out again."""
+        now = datetime.now(timezone.utc)
+        store.append(customer_commit("before", 1, at=now - timedelta(milliseconds=5)))
+        store.append(customer_commit("at", 1, at=now))
+        store.append(customer_commit("after", 1, at=now + timedelta(microseconds=500)))
+        self.drain(store)
+        store.rewind_outbox(now)
+        assert [e.aggregate_id for e in self.drain(store)] == ["at", "after"]
 
     def hold_then_die(self, request):
         """A relay process that takes the lock, then is killed (SIGKILL): the kernel releases its lock."""

@@ -25,7 +25,8 @@ from cqrs_orders.config import Settings
 
 CLI = [sys.executable, "-m", "cqrs_orders.cli"]
 _SCRUBBED = ("CQRS_CATALOG", "CQRS_SCHEMA", "CQRS_WRITE_STORE", "CQRS_PUBLISHER", "CQRS_SOURCE",
-             "CQRS_SQL_WAREHOUSE_ID", "CQRS_WAREHOUSE", "DATABRICKS_APP_PORT")  # fmt: skip
+             "CQRS_SQL_WAREHOUSE_ID", "CQRS_WAREHOUSE", "DATABRICKS_APP_PORT", "DATABRICKS_APP_NAME",
+             "CQRS_CALLER_IDENTITY")  # fmt: skip
 
 
 def _load_sibling(folder: str, name: str):

@@ -22,7 +22,7 @@ class RecordingHandler:
         self.calls: list[list[str]] = []
         self.fail = fail
 
-    def handle_many(self, raws):
+    def handle_many(self, raws, caller=None, *, callers=None):
         self.calls.append(list(raws))
         if self.fail is not None:
             raise self.fail
@@ -84,7 +84,10 @@ class BarrierHandler:
     def __init__(self):
         self.barrier = threading.Barrier(2, timeout=10)
 
-    def handle(self, raw):
+    def prepare(self, raw, caller=None):
+        return raw
+
+    def run_prepared(self, raw):
         self.barrier.wait()
         return CommandResult(raw, "accepted", raw, 1)
 

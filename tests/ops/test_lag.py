@@ -19,7 +19,14 @@ from cqrs_orders.adapters.event_log import RECORD_SCHEMA
 from cqrs_orders.cli import run
 from cqrs_orders.config import Settings
 from cqrs_orders.ops import measures
-from cqrs_orders.ops.lag import COLUMNS_READ, LAG_SCHEMA, find_breaches, measure_lag
+from cqrs_orders.ops.lag import (
+    COLUMNS_READ,
+    LAG_SCHEMA,
+    _kafka_positions,
+    _Reader,
+    find_breaches,
+    measure_lag,
+)
 from cqrs_orders.pipeline.history import read_event_history
 from cqrs_orders.pipeline.tables import SCHEMAS, Table
 
@@ -132,21 +139,26 @@ def test_latest_source_offsets_reads_kafka_progress_json():
     assert measures.bus_backlog({0: 5, 1: 7}, {0: 5, 1: 3}) == 4
 
 
-def test_kafka_backlog_comes_from_the_bronze_query_progress(spark, tmp_path, lake_type):
+def test_on_kafka_the_projections_position_is_its_checkpoint_else_bronze(spark, tmp_path, lake_type):
+    """The bus's side of Kafka's backlog is read off the broker (``tests/kafka/test_kafka_lag.py``); the
+    projection's side is where its checkpoint reached, or, with no progress recorded, what bronze holds."""
     settings = Settings.from_env(warehouse=tmp_path / "warehouse", env={"CQRS_SOURCE": "kafka"})
     lake = lake_type(spark, settings)
     created = lake.order_event("o-1", 1, ago(100))
     lake.publish(created)  # only to learn a (partition, offset); the Kafka measure never reads the log
     lake.ingest(created)
     (partition, offset) = lake.positions[str(created.eventId)]
+    read = _Reader(spark, settings)
 
-    before = measure_lag(spark, settings, 60, now=NOW, record=False).projections[0]
-    assert before.bus_backlog is None  # no batch yet: the topic's end offsets are unknown
-    assert before.event_time_lag_seconds == 100  # nothing applied: how long the oldest event has waited
+    def position() -> dict[int, int]:
+        tables = (read("bronze_events"), read("bronze_quarantine"), read("ops_stream_progress"))
+        return _kafka_positions(*tables, settings)
 
-    latest = json.dumps({"order-events": {str(partition): offset + 4}, "other-topic": {"0": 99}})
-    lake.progress("projection", ago(1), latest_offset=latest)
-    assert measure_lag(spark, settings, 60, now=NOW, record=False).projections[0].bus_backlog == 3
+    assert position() == {partition: offset + 1}  # no progress yet: the offset after bronze's last
+    # The topic was made again and the checkpoint reset: the checkpoint reads 2 where bronze holds more.
+    checkpoint = json.dumps({"order-events": {str(partition): 2}, "other-topic": {"0": 99}})
+    lake.progress("projection", ago(1), latest_offset=checkpoint)
+    assert position() == {partition: 2}
 
 
 def test_a_caught_up_lake_is_healthy_and_the_cli_exits_0(cli, lake, spark, settings):

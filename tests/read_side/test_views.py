@@ -20,6 +20,7 @@ ALL_VIEWS = [
     "vw_order_summary",
     "vw_daily_order_metrics",
     "silver_event_history",
+    "vw_orders",
     "vw_projection_lag",
     "vw_projection_lag_hourly",
 ]
@@ -49,6 +50,7 @@ def test_each_view_reads_the_tables_it_names():
         "vw_order_summary": ("silver_customers", "silver_orders"),
         "vw_daily_order_metrics": ("silver_orders",),
         "silver_event_history": ("bronze_events",),
+        "vw_orders": ("silver_orders",),
         "vw_projection_lag": ("ops_projection_lag",),
         "vw_projection_lag_hourly": ("ops_projection_lag",),
     }
@@ -142,7 +144,7 @@ def test_views_over_missing_tables_are_left_out_and_stale_names_dropped(
     partial = Settings.from_env(warehouse=tmp_path / "partial", env={})
     write_warehouse(partial, tables=("silver_orders",))
 
-    assert register_views(spark, partial) == ["silver_orders", "vw_daily_order_metrics"]
+    assert register_views(spark, partial) == ["silver_orders", "vw_daily_order_metrics", "vw_orders"]
     assert not spark.catalog.tableExists("silver_customers")
     assert not spark.catalog.tableExists("vw_order_summary")
     assert spark.sql("SELECT count(*) FROM vw_daily_order_metrics").first()[0] == 2
@@ -167,6 +169,7 @@ def test_create_views_deploys_the_same_files_to_a_catalog_schema(
         assert capsys.readouterr().out.splitlines() == [
             "spark_catalog.cqrs_uc_test.vw_order_summary",
             "spark_catalog.cqrs_uc_test.vw_daily_order_metrics",
+            "spark_catalog.cqrs_uc_test.vw_orders",
         ]  # no lag views: ops_projection_lag does not exist in that schema
         metrics = spark.sql("SELECT order_count FROM spark_catalog.cqrs_uc_test.vw_daily_order_metrics")
         assert sorted(row.order_count for row in metrics.collect()) == [2, 2]

@@ -3,7 +3,10 @@
 On a cluster ``DATABRICKS_RUNTIME_VERSION`` is set and ``read_secret`` imports
 ``databricks.sdk.runtime.dbutils``. Off a cluster that import gives the SDK's remote ``dbutils``, which asks
 the workspace's Secrets API (``GET /api/2.0/secrets/get``) just as the runtime's does, so here the real SDK
-code runs against a workspace imitation on 127.0.0.1 that answers that one call.
+code runs against a workspace imitation on 127.0.0.1 that answers that one call, with the service's own
+answers to a missing key, a missing scope and a scope the caller may not read (the error bodies of the
+Secrets API: ``RESOURCE_DOES_NOT_EXIST`` for both of the first two, told apart by the message, and
+``PERMISSION_DENIED``).
 """
 
 from __future__ import annotations
@@ -20,19 +23,25 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from cqrs_orders.adapters.kafka_source import kafka_options
-from cqrs_orders.config import Secret, Settings, read_secret
+from cqrs_orders.config import EVENTHUB_LISTEN_CONNECTION, Secret, Settings, read_secret
 from cqrs_orders.errors import ConfigurationError
 
 SCOPE = "cqrs-orders"
 TOKEN = "dapi-test-token"
-CONNECTION = "Endpoint=sb://orders-ns.servicebus.windows.net/;SharedAccessKeyName=listen;SharedAccessKey=k3y="
+CONNECTION = "Endpoint=sb://orders-ns.servicebus.windows.net/;SharedAccessKeyName=both;SharedAccessKey=k3y="
+LISTEN = "Endpoint=sb://orders-ns.servicebus.windows.net/;SharedAccessKeyName=listen;SharedAccessKey=l1st="
+LISTEN_ONLY_SCOPE = "cqrs-orders-split"  # holds the listen secret only, as the bundle's jobs expect
+FORBIDDEN_SCOPE = "cqrs-orders-locked"  # exists, and this identity was never granted READ on it
+BROKEN_SCOPE = "cqrs-orders-broken"  # the service fails on it (500): neither absent nor forbidden
 
 
 class SecretsWorkspace:
-    """The Secrets API of a workspace: ``{(scope, key): value}``; records every request it answers."""
+    """The Secrets API of a workspace: ``{(scope, key): value}``; records every request it answers. Scopes in
+    ``forbidden`` exist but the caller lacks READ on them; a scope holding no secret does not exist."""
 
-    def __init__(self, secrets: dict[tuple[str, str], str]):
+    def __init__(self, secrets: dict[tuple[str, str], str], forbidden: frozenset[str] = frozenset()):
         self.secrets = secrets
+        self.forbidden = forbidden
         self.requests: list[dict] = []
         workspace = self
 
@@ -43,9 +52,19 @@ class SecretsWorkspace:
                 workspace.requests.append(
                     {"path": url.path, "query": query, "authorization": self.headers.get("Authorization")}
                 )
-                value = workspace.secrets.get((query.get("scope"), query.get("key")))
+                scope = query.get("scope")
+                value = workspace.secrets.get((scope, query.get("key")))
+                scopes = {scope for scope, _ in workspace.secrets} | workspace.forbidden
                 if url.path != "/api/2.0/secrets/get":
                     self._reply(404, {"error_code": "ENDPOINT_NOT_FOUND", "message": url.path})
+                elif scope not in scopes:
+                    message = f"Scope {scope} does not exist!"
+                    self._reply(404, {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": message})
+                elif scope == BROKEN_SCOPE:
+                    self._reply(500, {"error_code": "INTERNAL_ERROR", "message": "the service failed"})
+                elif scope in workspace.forbidden:
+                    message = f"User does not have READ permission on scope {scope}"
+                    self._reply(403, {"error_code": "PERMISSION_DENIED", "message": message})
                 elif value is None:
                     message = f"Failed to get secret {query.get('key')} for scope {query.get('scope')}."
                     self._reply(404, {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": message})
@@ -76,7 +95,13 @@ class SecretsWorkspace:
 @pytest.fixture
 def workspace(monkeypatch) -> Iterator[SecretsWorkspace]:
     """A workspace holding one secret, and the environment of a cluster job that can reach it."""
-    server = SecretsWorkspace({(SCOPE, "eventhub-connection"): CONNECTION})
+    server = SecretsWorkspace(
+        {
+            (SCOPE, "eventhub-connection"): CONNECTION,
+            (LISTEN_ONLY_SCOPE, "eventhub-listen-connection"): LISTEN,
+        },
+        forbidden=frozenset({FORBIDDEN_SCOPE, BROKEN_SCOPE}),
+    )
     thread = threading.Thread(target=server.server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     for variable in list(os.environ):
@@ -116,6 +141,44 @@ def test_a_key_missing_from_the_scope_reads_as_unset(workspace):
     assert [request["query"] for request in workspace.api_requests] == [{"scope": SCOPE, "key": "cosmos-key"}]
 
 
+def test_a_scope_the_identity_may_not_read_fails_loudly_with_the_grant_to_make(workspace, monkeypatch):
+    """403 is not "not configured": the message names the scope, the key and the put-acl that fixes it."""
+    monkeypatch.setenv("CQRS_SECRET_SCOPE", FORBIDDEN_SCOPE)
+    expected = (
+        rf"Not permitted to read the secret 'cqrs-alert-webhook-url' of the secret scope '{FORBIDDEN_SCOPE}'"
+        rf".*databricks secrets put-acl {FORBIDDEN_SCOPE} <principal> READ"
+    )
+    with pytest.raises(ConfigurationError, match=expected):
+        read_secret("CQRS_ALERT_WEBHOOK_URL", os.environ)
+
+
+def test_a_scope_that_does_not_exist_fails_loudly_not_as_unset(workspace, monkeypatch):
+    monkeypatch.setenv("CQRS_SECRET_SCOPE", "no-such-scope")
+    with pytest.raises(
+        ConfigurationError, match=r"The secret scope 'no-such-scope' does not exist .*create-scope"
+    ):
+        read_secret("COSMOS_KEY", os.environ)
+
+
+def test_a_failing_workspace_is_an_error_not_an_unset_secret(workspace, monkeypatch):
+    """A 500, which the SDK does not retry (an unreachable host it retries for minutes first)."""
+    monkeypatch.setenv("CQRS_SECRET_SCOPE", BROKEN_SCOPE)
+    with pytest.raises(
+        ConfigurationError, match=r"Could not read the secret 'cosmos-key' .*or set COSMOS_KEY"
+    ):
+        read_secret("COSMOS_KEY", os.environ)
+
+
+def test_the_alert_webhook_of_a_forbidden_scope_is_not_silently_off(workspace, monkeypatch, tmp_path):
+    """The bug filed in issue 33: a missing READ grant read as "no webhook configured"."""
+    from cqrs_orders.ops.alerts import WEBHOOK_SECRET
+
+    monkeypatch.setenv("CQRS_SECRET_SCOPE", FORBIDDEN_SCOPE)
+    settings = Settings.from_env(warehouse=tmp_path, env=dict(os.environ))
+    with pytest.raises(ConfigurationError, match="put-acl"):
+        settings.secret(WEBHOOK_SECRET)
+
+
 def test_the_environment_wins_and_the_scope_is_not_asked(workspace, monkeypatch):
     monkeypatch.setenv("EVENTHUB_CONNECTION", "from-the-environment")
 
@@ -124,7 +187,9 @@ def test_the_environment_wins_and_the_scope_is_not_asked(workspace, monkeypatch)
 
 
 def test_the_kafka_source_on_databricks_takes_the_scope_secret_and_the_shaded_login(workspace, tmp_path):
-    """The runtime path of the Event Hubs source: detection from the environment, the scope, the JAAS."""
+    """The runtime path of the Event Hubs source: detection from the environment, the scope, the JAAS. The
+    scope holds only the one-connection secret (a deployment from before the split): the listen key is
+    asked first, found absent, and the shared one is used."""
     env = {**os.environ, "CQRS_SOURCE": "kafka", "EVENTHUB_NAME": "orders"}
     settings = Settings.from_env(warehouse=tmp_path, env=env)
 
@@ -135,7 +200,22 @@ def test_the_kafka_source_on_databricks_takes_the_scope_secret_and_the_shaded_lo
         "kafkashaded.org.apache.kafka.common.security.plain.PlainLoginModule required "
         f'username="$ConnectionString" password="{CONNECTION}";'
     )
-    assert [request["query"]["key"] for request in workspace.api_requests] == ["eventhub-connection"]
+    assert [request["query"]["key"] for request in workspace.api_requests] == [
+        "eventhub-listen-connection",
+        "eventhub-connection",
+    ]
+
+
+def test_the_kafka_source_logs_in_with_the_listen_secret_alone(workspace, monkeypatch, tmp_path):
+    """With the split secrets the consumer asks for its listen connection and nothing else."""
+    monkeypatch.setenv("CQRS_SECRET_SCOPE", LISTEN_ONLY_SCOPE)
+    settings = Settings.from_env(warehouse=tmp_path, env={**os.environ, "EVENTHUB_NAME": "orders"})
+
+    options = kafka_options(settings)
+
+    assert f'password="{LISTEN}"' in options["kafka.sasl.jaas.config"]
+    assert [request["query"]["key"] for request in workspace.api_requests] == ["eventhub-listen-connection"]
+    assert read_secret(EVENTHUB_LISTEN_CONNECTION, os.environ) == Secret(LISTEN)
 
 
 def test_off_a_cluster_the_scope_is_read_through_the_same_api(workspace, monkeypatch):

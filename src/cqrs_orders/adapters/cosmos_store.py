@@ -1,13 +1,16 @@
 """The Azure write store: one Cosmos DB container partitioned by ``/aggregateId``.
 
-Per aggregate (one logical partition) the container holds a ``state`` document, one ``event-<version>`` and
-one ``outbox-<version>`` document per event, and one ``command-<hash>`` document per accepted command. A
+Per aggregate (one logical partition) the container holds a ``state`` document, one ``event-<version>``
+document per event, and one ``command-<hash>`` document per accepted command. A
 command's documents are written in ONE transactional batch, guarded by the state document's ETag (IfMatch):
 if another writer got there first, the whole batch fails and nothing is written.
 
-Publishing is driven by the container's change feed: the relay reads ``outbox`` documents in modification
-order (per partition key = per aggregate, hence in version order), publishes them, and only then saves the
-change-feed continuation token in a checkpoint document, so a restarted relay resumes where it stopped.
+Publishing is driven by the container's change feed, which is the outbox: the relay reads the ``event``
+documents in modification order (per partition key = per aggregate, hence in version order), publishes
+them, and only then saves the change-feed continuation token in a checkpoint document, so a restarted relay
+resumes where it stopped. An event document is written once and never changed, so the feed shows each
+once; no separate outbox document is written (it would cost a second write per event, and could expire
+before it was published).
 
 One relay at a time drains the feed: it holds a lease document next to the checkpoint (see
 :class:`_CosmosLease`), and saves the checkpoint in one transactional batch with the lease's renewal,
@@ -29,6 +32,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import socket
 import time
@@ -48,6 +52,7 @@ from azure.cosmos.exceptions import (
     CosmosResourceNotFoundError,
 )
 
+from cqrs_orders.adapters.cosmos_containers import COMMAND_ID_WINDOW_SECONDS
 from cqrs_orders.application.ports import (
     Commit,
     DuplicateCommand,
@@ -59,7 +64,7 @@ from cqrs_orders.application.ports import (
     VersionConflict,
     WriteStore,
 )
-from cqrs_orders.config import Settings
+from cqrs_orders.config import COSMOS_KEY, Settings
 from cqrs_orders.domain.aggregates import Snapshot
 from cqrs_orders.envelope import STATE_MODELS, AggregateType
 from cqrs_orders.errors import (
@@ -84,9 +89,14 @@ LEASE_SECONDS = 30.0
 #: each step then starts with at least LEASE_SECONDS - RENEW_EVERY_SECONDS of lease left, one write per
 #: RENEW_EVERY_SECONDS at most, and a relay idle between commits costs one small write every 10 s.
 RENEW_EVERY_SECONDS = LEASE_SECONDS / 3
+#: The document type the relay publishes from the change feed: each event's own document is the outbox.
+PUBLISHED = "event"
 #: ``outbox_lag`` reads the change feed from the checkpoint and stops after the page that passes this many
 #: documents (the count is then a lower bound; a backlog that large is a breach whatever its exact size).
 LAG_SCAN_LIMIT = 100_000
+#: How much earlier than asked ``rewind_outbox`` starts the change feed: the feed filters on the service's
+#: clock in whole seconds, an event's time is its writer's clock.
+REWIND_MARGIN_SECONDS = 60.0
 
 
 class CosmosWriteStore(WriteStore):
@@ -112,7 +122,7 @@ class CosmosWriteStore(WriteStore):
     def from_settings(
         cls, settings: Settings, *, clock: Callable[[], float] = time.time, **client_options
     ) -> CosmosWriteStore:
-        key = settings.secret("COSMOS_KEY")
+        key = settings.secret(COSMOS_KEY)
         if not settings.cosmos_endpoint or key is None:
             raise ConfigurationError(
                 "CQRS_WRITE_STORE=cosmos needs COSMOS_ENDPOINT and COSMOS_KEY (environment, or the "
@@ -175,9 +185,9 @@ class CosmosWriteStore(WriteStore):
 
     # --- outbox, via the change feed ---------------------------------------------------------------
     def pending(self, limit: int) -> OutboxBatch:
-        """Outbox documents changed after the saved continuation token (skipping every other document)."""
-        token = self._saved_token()
-        start: dict[str, Any] = {"continuation": token} if token else {"start_time": "Beginning"}
+        """Event documents changed after the saved continuation token (skipping every other document, and
+        after a rewind the events older than it)."""
+        token, start, rewound_to = self._feed_start()
         try:
             pages = self.container.query_items_change_feed(max_item_count=limit, **start).by_page()
             entries: list[OutboxEntry] = []
@@ -187,7 +197,7 @@ class CosmosWriteStore(WriteStore):
                 entries += [
                     OutboxEntry(doc["aggregateId"], doc["eventId"], doc["version"], doc["body"])
                     for doc in documents
-                    if doc.get("docType") == "outbox"
+                    if doc.get("docType") == PUBLISHED and (rewound_to is None or doc["_ts"] >= rewound_to)
                 ]
                 if entries:
                     break
@@ -196,6 +206,10 @@ class CosmosWriteStore(WriteStore):
             entries.sort(key=lambda entry: (entry.aggregate_id, entry.version))
         except CosmosHttpResponseError as error:
             raise _store_error("read the change feed of", error) from error
+        except AzureError as error:  # a transport failure: the store is unreachable, not a bug
+            raise WriteStoreError(f"Could not reach the Cosmos DB account to read: {error}") from error
+        if rewound_to is not None:  # the rewind's bound travels on in the checkpoint
+            return OutboxBatch(entries, token={"continuation": token, "rewoundTo": rewound_to})
         return OutboxBatch(entries, token=token)
 
     def acknowledge(self, batch: OutboxBatch) -> None:
@@ -203,12 +217,17 @@ class CosmosWriteStore(WriteStore):
         lease's renewal guarded by its ETag: a relay whose lease was taken over moves nothing."""
         if batch.token is None:
             return
+        saved = batch.token if isinstance(batch.token, dict) else {"continuation": batch.token}
         checkpoint = {
             "id": self.checkpoint_id,
             "aggregateId": CHECKPOINT_PARTITION,
             "docType": "checkpoint",
-            "continuation": batch.token,
+            **saved,
         }
+        self._save_checkpoint(checkpoint)
+
+    def _save_checkpoint(self, checkpoint: dict) -> None:
+        """With the lease's renewal when a lease is held (a relay that lost it never moves the position)."""
         if self._lease is not None:
             self._lease.save_with(checkpoint)
             return
@@ -216,6 +235,8 @@ class CosmosWriteStore(WriteStore):
             self.container.upsert_item(checkpoint)
         except CosmosHttpResponseError as error:
             raise _store_error("save the relay checkpoint in", error) from error
+        except AzureError as error:  # unsaved or unconfirmed: either way the next drain re-publishes
+            raise WriteStoreError(f"Could not reach the Cosmos DB account to save: {error}") from error
 
     @contextlib.contextmanager
     def relay_guard(self, who: str = "relay") -> Iterator[RelayLease]:
@@ -229,17 +250,42 @@ class CosmosWriteStore(WriteStore):
             self._lease = None
             lease.release()
 
+    def rewind_outbox(self, since: datetime) -> None:
+        """Save a checkpoint that reads the change feed from its beginning again and skips the outbox
+        documents older than a ``_ts`` (the service's clock, whole seconds): ``since`` less
+        :data:`REWIND_MARGIN_SECONDS` (events carry their writer's clock), or the oldest unpublished
+        document's if that is earlier; with a backlog too large to scan, none is skipped. Under a held lease
+        it is saved with the lease's renewal, as :meth:`acknowledge` saves.
+
+        Not the feed's own ``start_time``: a continuation token of a feed started at a time cannot be
+        resumed (azure-cosmos 4.17 reads its milliseconds as seconds), and the relay resumes one at every
+        step. The skipped part is read once, by the first drain after the rewind."""
+        now = datetime.fromtimestamp(self.clock(), tz=timezone.utc)
+        waiting = self.outbox_lag(now)
+        start = since.timestamp() - REWIND_MARGIN_SECONDS
+        if waiting.oldest_age_seconds is not None:
+            start = min(start, now.timestamp() - waiting.oldest_age_seconds)
+        checkpoint = {
+            "id": self.checkpoint_id,
+            "aggregateId": CHECKPOINT_PARTITION,
+            "docType": "checkpoint",
+            "continuation": None,
+            "rewoundTo": math.floor(start) if waiting.exact else None,
+        }
+        self._save_checkpoint(checkpoint)
+
     def outbox_lag(self, now: datetime) -> OutboxLag:
-        """Outbox documents in the change feed after the saved continuation token (read, not acknowledged);
+        """Event documents in the change feed after the saved continuation token (read, not acknowledged);
         the oldest one's age from its ``_ts`` (the service's time of the commit, in seconds)."""
-        token = self._saved_token()
-        start: dict[str, Any] = {"continuation": token} if token else {"start_time": "Beginning"}
+        _token, start, rewound_to = self._feed_start()
         unpublished, scanned, oldest, exact = 0, 0, None, True
         try:
             for page in self.container.query_items_change_feed(max_item_count=1000, **start).by_page():
                 for document in page:
                     scanned += 1
-                    if document.get("docType") == "outbox":
+                    if document.get("docType") == PUBLISHED and (
+                        rewound_to is None or document["_ts"] >= rewound_to
+                    ):
                         unpublished += 1
                         oldest = document["_ts"] if oldest is None else min(oldest, document["_ts"])
                 if scanned >= LAG_SCAN_LIMIT:
@@ -256,9 +302,14 @@ class CosmosWriteStore(WriteStore):
         if self.client is not None:
             self.client.close()
 
-    def _saved_token(self) -> str | None:
-        checkpoint = self._read(self.checkpoint_id, CHECKPOINT_PARTITION)
-        return checkpoint["continuation"] if checkpoint else None
+    def _feed_start(self) -> tuple[str | None, dict[str, Any], int | None]:
+        """The saved continuation token; where the change feed is read from (that token, else the
+        beginning); and after a rewind (:meth:`rewind_outbox`) the ``_ts`` before which event documents
+        were published already and are skipped (``None``: none are)."""
+        checkpoint = self._read(self.checkpoint_id, CHECKPOINT_PARTITION) or {}
+        token = checkpoint.get("continuation")
+        start: dict[str, Any] = {"continuation": token} if token else {"start_time": "Beginning"}
+        return token, start, checkpoint.get("rewoundTo")
 
     def _read(self, item_id: str, partition: str) -> dict | None:
         try:
@@ -427,16 +478,24 @@ def _epoch(text: str) -> float:
 
 
 def _new_documents(commit: Commit) -> list[dict]:
-    """The documents a commit adds next to its state: per event an event and an outbox document, then the
+    """The documents a commit adds next to its state: one per event (the relay's outbox too), then the
     command document holding the outcome (its creation fails if the command was already recorded)."""
     partition, command_id = commit.aggregate_id, commit.command_id
     documents = []
     for event in commit.events:
         body, version = event.to_json(), event.version
-        common = {"aggregateId": partition, "eventId": str(event.eventId), "version": version, "body": body}
-        event_doc = {"id": f"event-{version:012d}", "docType": "event", "eventType": event.eventType}
-        documents.append({**event_doc, "commandId": command_id, **common})
-        documents.append({"id": f"outbox-{version:012d}", "docType": "outbox", **common})
+        documents.append(
+            {
+                "id": f"event-{version:012d}",
+                "docType": PUBLISHED,
+                "eventType": event.eventType,
+                "commandId": command_id,
+                "aggregateId": partition,
+                "eventId": str(event.eventId),
+                "version": version,
+                "body": body,
+            }
+        )
     documents.append(
         {
             "id": _command_doc_id(command_id),
@@ -446,6 +505,7 @@ def _new_documents(commit: Commit) -> list[dict]:
             "fingerprint": commit.fingerprint,
             "command": commit.command_json,
             "outcome": commit.outcome,
+            "ttl": COMMAND_ID_WINDOW_SECONDS,  # the idempotency window: a retry after it runs anew
         }
     )
     return documents

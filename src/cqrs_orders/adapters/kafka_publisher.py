@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from cqrs_orders.adapters.kafka_endpoint import CONNECTION_STRING_USER, kafka_endpoint
+from cqrs_orders.adapters.kafka_endpoint import kafka_endpoint
 from cqrs_orders.application.ports import OutboxEntry, Publisher
 from cqrs_orders.config import Settings
 from cqrs_orders.errors import PublishError
@@ -46,8 +46,7 @@ class KafkaPublisher(Publisher):
     @classmethod
     def from_settings(cls, settings: Settings, **producer_options) -> KafkaPublisher:
         endpoint = kafka_endpoint(settings, "CQRS_PUBLISHER=kafka")
-        options = {
-            "bootstrap_servers": endpoint.bootstrap_servers,
+        options = endpoint.client_options() | {
             "acks": "all",  # durable on the broker's replicas before the outbox moves on
             "enable_idempotence": False,  # not on every Event Hubs tier; the next line keeps the order
             "max_in_flight_requests_per_connection": 1,
@@ -59,13 +58,6 @@ class KafkaPublisher(Publisher):
             "connections_max_idle_ms": 180_000,  # Event Hubs closes connections idle for 240 s
             "client_id": "cqrs-orders-relay",
         }
-        if endpoint.is_event_hubs:
-            options |= {
-                "security_protocol": "SASL_SSL",
-                "sasl_mechanism": "PLAIN",
-                "sasl_plain_username": CONNECTION_STRING_USER,
-                "sasl_plain_password": endpoint.connection.reveal(),
-            }
         return cls(options | producer_options, settings.kafka_topic)
 
     def publish(self, entries: Sequence[OutboxEntry]) -> None:
@@ -95,7 +87,7 @@ class KafkaPublisher(Publisher):
             detail = str(error).splitlines()[0] if str(error) else "no detail"
             raise PublishError(
                 f"the bus at {self._options['bootstrap_servers']} did not accept the events on topic "
-                f"{self.topic!r} ({type(error).__name__}: {detail}); check EVENTHUB_CONNECTION or "
+                f"{self.topic!r} ({type(error).__name__}: {detail}); check EVENTHUB_SEND_CONNECTION or "
                 "KAFKA_BOOTSTRAP_SERVERS and the network. The outbox keeps the events: the relay publishes "
                 "them again."
             ) from error

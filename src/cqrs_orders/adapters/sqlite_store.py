@@ -23,7 +23,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from cqrs_orders.adapters.group_commit import GroupCommitQueue
@@ -322,6 +322,21 @@ class SqliteWriteStore(WriteStore):
                 fcntl.flock(descriptor, fcntl.LOCK_UN)
         finally:
             os.close(descriptor)
+
+    def rewind_outbox(self, since: datetime) -> None:
+        """Move the position to just before the first event (by ``seq``) whose timestamp is ``since`` or
+        later, unless it is already there or earlier. Every event committed at or after ``since`` has a
+        ``seq`` from there on; a few earlier ones after it (committed in the same moments by other
+        writers) go out again too. One scan of the events (a rare, operator-run step), timestamps compared
+        as times by SQLite, to the millisecond: ``since`` is taken one millisecond early."""
+        cutoff = (since.astimezone(timezone.utc) - timedelta(milliseconds=1)).isoformat()
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE outbox_position SET published_through = min(published_through, coalesce("
+                "(SELECT min(seq) - 1 FROM events "
+                "WHERE julianday(json_extract(body, '$.timestamp')) >= julianday(?)), published_through))",
+                (cutoff,),
+            )
 
     def outbox_lag(self, now: datetime) -> OutboxLag:
         """Events after the relay's position; the oldest one's age from its timestamp (taken at commit)."""

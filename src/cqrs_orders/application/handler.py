@@ -4,6 +4,11 @@ Concurrency is optimistic: the store refuses a commit when the aggregate moved s
 ``expectedVersion`` the caller asked for exactly that version, so a conflict is reported; without one the
 handler reloads and decides again, a bounded number of times. A ``commandId`` makes retries safe: an
 accepted command's outcome is stored with its events, and a repeat is answered from it.
+
+Every result carries its ``commandId``: the caller's, or one generated here when the command came without
+one (a rejection's too), so any answer can be retried as the same command. Every event records who asked
+(:mod:`.identity`): the caller its entry point established, not the body's ``metadata.userId``, which is
+kept beside it as ``claimedUserId``.
 """
 
 from __future__ import annotations
@@ -14,11 +19,13 @@ import os
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from cqrs_orders.application import identity
+from cqrs_orders.application.identity import Caller
 from cqrs_orders.application.ports import (
     Commit,
     DuplicateCommand,
@@ -29,7 +36,7 @@ from cqrs_orders.application.ports import (
 )
 from cqrs_orders.domain.aggregates import decide, target_of, with_target
 from cqrs_orders.domain.commands import Command, CreateOrder, decode_command, validate_command
-from cqrs_orders.envelope import AggregateType
+from cqrs_orders.envelope import AggregateType, EventMetadata
 from cqrs_orders.errors import AlreadyExists, CommandRejected, ConcurrencyConflict, WriteStoreError
 
 logger = logging.getLogger(__name__)
@@ -76,7 +83,10 @@ class CommandResult:
 
 
 class CommandHandler:
-    """Runs commands against one write store; thread-safe (concurrent callers share the store's groups)."""
+    """Runs commands against one write store; thread-safe (concurrent callers share the store's groups).
+
+    ``caller`` is who the events record when a call names nobody: by default the OS account running this
+    process (``submit``); the HTTP API and the ingest job name the caller of each call."""
 
     def __init__(
         self,
@@ -84,24 +94,35 @@ class CommandHandler:
         *,
         max_attempts: int = 8,
         clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        caller: Caller | None = None,
     ):
         self.store = store
         self.max_attempts = max_attempts
         self.clock = clock
+        self.caller = caller or identity.os_user()
 
-    def handle(self, raw: str | bytes | dict) -> CommandResult:
+    def handle(self, raw: str | bytes | dict, caller: Caller | None = None) -> CommandResult:
         """Run one command; the answer comes once its effects are durable (or it was rejected)."""
-        [result] = self.handle_many([raw])
+        [result] = self.handle_many([raw], caller)
         return result
 
-    def handle_many(self, raws: Iterable[str | bytes | dict]) -> list[CommandResult]:
+    def handle_many(
+        self,
+        raws: Iterable[str | bytes | dict],
+        caller: Caller | None = None,
+        *,
+        callers: Sequence[Caller] | None = None,
+    ) -> list[CommandResult]:
         """Run commands in order, as few transactions as the store allows; one result per command, each in
-        its own slot whatever happened to its neighbours (never an exception).
+        its own slot whatever happened to its neighbours (never an exception). ``caller`` asked for all of
+        them, or ``callers`` names each one's (a commit group of several requests).
 
         With the SQLite store they share one commit (each in its own savepoint), so a bulk import pays one
         fsync per group instead of one per command, and a crash leaves a prefix of whole commands.
         """
-        prepared = [self._prepare(raw) for raw in raws]
+        raws = list(raws)
+        whos = callers if callers is not None else [caller or self.caller] * len(raws)
+        prepared = [self.prepare(raw, who) for raw, who in zip(raws, whos, strict=True)]
         runnable = [p for p in prepared if not isinstance(p, CommandResult)]
         try:
             outcomes = self.store.execute([p.run for p in runnable]) if runnable else []
@@ -110,16 +131,28 @@ class CommandHandler:
         answers = iter(zip(runnable, outcomes, strict=True))
         return [p if isinstance(p, CommandResult) else _answer(*next(answers)) for p in prepared]
 
-    def _prepare(self, raw: str | bytes | dict) -> _Prepared | CommandResult:
+    def run_prepared(self, prepared: _Prepared | CommandResult) -> CommandResult:
+        """Run one command :meth:`prepare` gave (a rejection it gave is its own answer)."""
+        if isinstance(prepared, CommandResult):
+            return prepared
+        try:
+            [outcome] = self.store.execute([prepared.run])
+        except WriteStoreError as error:
+            outcome = error
+        return _answer(prepared, outcome)
+
+    def prepare(self, raw: str | bytes | dict, caller: Caller | None = None) -> _Prepared | CommandResult:
         """Validation and everything else that needs no store: done by the caller's thread, outside the
-        group's transaction."""
+        group's transaction. A rejection is the command's result; either way ``commandId`` is known from
+        here on (generated when the command has none)."""
         declared_id = None
         try:
             decoded = decode_command(raw)
             declared_id = _declared_command_id(decoded)
             replayable = decoded.get("commandId") is not None
             if not replayable:  # an id of our own, validated with the rest (cheaper than a copy after)
-                decoded = {**decoded, "commandId": time_ordered_id()}
+                declared_id = time_ordered_id()
+                decoded = {**decoded, "commandId": declared_id}
             command = validate_command(decoded)
             targeted = with_target(command)
         except CommandRejected as error:
@@ -132,15 +165,29 @@ class CommandHandler:
         given_json = command.model_dump_json()
         command_json = given_json if targeted is command else targeted.model_dump_json()
         fingerprint = hashlib.sha256(given_json.encode()).hexdigest()
-        return _Prepared(self, targeted, command_json, fingerprint, replayable)
+        who = caller or self.caller
+        recorded = EventMetadata(
+            userId=who.user_id,
+            source=command.metadata.source,
+            claimedUserId=command.metadata.userId,
+            authenticatedBy=who.authenticated_by,
+        )
+        return _Prepared(self, targeted, command_json, fingerprint, replayable, recorded)
 
     @staticmethod
-    def not_run(raw: str | bytes | dict, why: str) -> CommandResult:
-        """The answer to a command that was never run (``why`` says so), with its commandId if it has one."""
-        try:
-            command_id = _declared_command_id(decode_command(raw))
-        except CommandRejected:
-            command_id = None
+    def not_run(raw: str | bytes | dict | _Prepared, why: str) -> CommandResult:
+        """The answer to a command that was never run (``why`` says so), with its commandId: the one it has,
+        or a new one if it has none (nothing of it was written, so that id is as good as any)."""
+        if isinstance(raw, _Prepared):
+            command_id = raw.command.commandId
+        else:
+            try:
+                decoded = decode_command(raw)
+                command_id = _declared_command_id(decoded)
+                if decoded.get("commandId") is None:
+                    command_id = time_ordered_id()
+            except CommandRejected:
+                command_id = None
         not_written = {"code": WriteStoreError.code, "message": f"not run: {why}; send it again"}
         return CommandResult(command_id, "rejected", error=not_written)
 
@@ -148,17 +195,30 @@ class CommandHandler:
 class _Prepared:
     """One validated command, ready to run inside the store's transaction (``run`` is the unit of work)."""
 
-    __slots__ = ("aggregate_id", "command", "command_json", "fingerprint", "handler", "kind", "replayable")
+    __slots__ = (
+        "aggregate_id", "command", "command_json", "fingerprint", "handler", "kind", "metadata", "replayable"
+    )  # fmt: skip
 
     def __init__(
-        self, handler: CommandHandler, command: Command, command_json: str, fingerprint: str, replayable: bool
+        self,
+        handler: CommandHandler,
+        command: Command,
+        command_json: str,
+        fingerprint: str,
+        replayable: bool,
+        metadata: EventMetadata,
     ):
         self.handler = handler
         self.command = command
         self.command_json = command_json
         self.fingerprint = fingerprint
         self.replayable = replayable  # the caller chose the commandId, so a retry may repeat it
+        self.metadata = metadata  # who asked: stamped on every event of this command
         self.kind, self.aggregate_id = target_of(command)
+
+    @property
+    def command_id(self) -> str:
+        return self.command.commandId
 
     def run(self, tx: WriteStore) -> CommandResult:
         """Load, decide, append: the command's whole effect, on the view of the store it is given."""
@@ -177,6 +237,8 @@ class _Prepared:
                 events = decide(command, current, now=handler.clock(), customer=customer)
             except CommandRejected as error:
                 return CommandResult.rejected(command.commandId, aggregate_id, error)
+            # The domain decides what happened; who asked is the application's to record.
+            events = [event.model_copy(update={"metadata": self.metadata}) for event in events]
             event_ids = [str(event.eventId) for event in events]
             result = CommandResult(command.commandId, "accepted", aggregate_id, events[-1].version, event_ids)
             commit = Commit(

@@ -163,6 +163,19 @@ class WriteStore(ABC):
         yield RelayLease(who)
 
     @abstractmethod
+    def rewind_outbox(self, since: datetime) -> None:
+        """Make every event committed at or after ``since`` pending again, so that the relay publishes it
+        once more: the way back after the bus lost events it had accepted (an outage longer than its
+        retention, a topic deleted; ``docs/operations.md``). Call it holding the relay's lease
+        (:meth:`~cqrs_orders.application.relay.Relay.republish` does), so no relay moves the position
+        meanwhile.
+
+        The position never moves forward: an event that was still unpublished stays pending. A store may
+        rewind a little further than ``since`` (Cosmos DB's change feed starts at whole seconds of the
+        service's clock): an event published twice is harmless downstream (bronze's history keeps its first
+        arrival, the read models' MERGE keeps the highest version)."""
+
+    @abstractmethod
     def outbox_lag(self, now: datetime) -> OutboxLag:
         """How many committed events are not published yet, and the age at ``now`` of the oldest; read only
         (it neither takes the relay's lease nor moves its position)."""

@@ -17,6 +17,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 
 from cqrs_orders.application.ports import Publisher, RelayLease, WriteStore
 from cqrs_orders.errors import PublishError, RelayBusy, WriteStoreError
@@ -62,6 +63,23 @@ class Relay:
         Raises :class:`~cqrs_orders.errors.RelayBusy`, having published nothing, when another relay holds the
         outbox's lease (that relay publishes them)."""
         with self.store.relay_guard(self.who) as lease:
+            return self._drain(lease, pace_seconds=0.0)
+
+    def republish(self, since: datetime) -> int:
+        """Publish again every event committed at or after ``since``, then everything pending; return how
+        many events were published.
+
+        For a bus that lost events it had accepted (an outage longer than its retention, a topic made
+        again: ``docs/operations.md``, "The bus lost events"). The outbox is rewound
+        (:meth:`~.ports.WriteStore.rewind_outbox`) and drained under one holding of the lease, so no other
+        relay moves the position in between; what was pending stays pending. Events that reach bronze twice
+        change nothing downstream (the read models keep the highest version; the history its first
+        arrival). Raises :class:`~cqrs_orders.errors.RelayBusy`, having changed nothing, when another relay
+        holds the lease."""
+        with self.store.relay_guard(self.who) as lease:
+            lease.renew()
+            self.store.rewind_outbox(since)
+            log.info("relay: outbox rewound to the events committed since %s", since.isoformat())
             return self._drain(lease, pace_seconds=0.0)
 
     def _drain(self, lease: RelayLease, pace_seconds: float) -> int:

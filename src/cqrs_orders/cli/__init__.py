@@ -12,7 +12,17 @@ import argparse
 import sys
 
 from cqrs_orders import __version__
-from cqrs_orders.cli import command_side, demo, logs, ops, pipeline, quarantine, read_side, serve
+from cqrs_orders.cli import (
+    command_side,
+    demo,
+    logs,
+    ops,
+    pipeline,
+    quarantine,
+    read_side,
+    serve,
+    write_store,
+)
 from cqrs_orders.config import WAREHOUSE_ENV, Settings
 from cqrs_orders.errors import CqrsOrdersError
 from cqrs_orders.exit_codes import ExitCode
@@ -60,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subcommands = parser.add_subparsers(dest="subcommand", metavar="COMMAND", required=True)
-    for area in (command_side, pipeline, quarantine, read_side, ops, demo, serve):
+    for area in (command_side, pipeline, quarantine, read_side, ops, demo, serve, write_store):
         area.register(subcommands, common)
     return parser
 

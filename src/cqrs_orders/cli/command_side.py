@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
+import re
 import signal
 import sys
 import threading
+from datetime import datetime, timezone
 
 from cqrs_orders.config import Settings, positive_seconds
 from cqrs_orders.errors import ConfigurationError, RelayBusy
@@ -53,7 +56,27 @@ def register(subcommands, common) -> None:
         "write store wakes the relay within ~0.1 s anyway",
     )
     relay.add_argument("--batch-size", type=int, default=500, metavar="N", help="events per publish (500)")
+    relay.add_argument(
+        "--from",
+        dest="republish_from",
+        type=_moment,
+        metavar="TIME",
+        help="first publish again every event committed at or after TIME (ISO 8601, UTC unless it says "
+        "otherwise, e.g. 2026-03-01T09:00:00Z), for a bus that lost events it had accepted (an outage "
+        "longer than its retention: docs/operations.md, 'The bus lost events'); then as without it",
+    )
     relay.set_defaults(run=run_relay)
+
+
+def _moment(text: str) -> datetime:
+    """An argparse type: an ISO 8601 time (a date is its midnight), UTC unless it says otherwise."""
+    try:  # Python 3.10 reads no "Z"
+        parsed = datetime.fromisoformat(re.sub(r"[Zz]$", "+00:00", text.strip()))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a time: give ISO 8601, e.g. 2026-03-01T09:00:00Z or 2026-03-01"
+        ) from None
+    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
 
 
 #: Commands handed to the store at once (one group commit) by ``submit --file``.
@@ -138,6 +161,17 @@ def run_relay(args, settings: Settings) -> int:
         who="cqrs-orders relay" + (" --follow" if args.follow else ""),
     )
     try:
+        if args.republish_from is not None:
+            try:
+                republished = relay.republish(args.republish_from)
+            except RelayBusy as busy:  # the rewind did not happen: the operator must stop that relay first
+                raise ConfigurationError(
+                    f"Nothing was republished: {busy}. Stop that relay (the command API app, or another "
+                    "`cqrs-orders relay --follow`), then run this again."
+                ) from None
+            print(f"published {republished} events (from {args.republish_from:%Y-%m-%dT%H:%M:%SZ} on)")
+            if not args.follow:
+                return ExitCode.OK
         if not args.follow:
             try:
                 print(f"published {relay.drain()} events")

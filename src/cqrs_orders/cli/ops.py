@@ -47,12 +47,14 @@ def run_lag(args, settings) -> int:
     if threshold < 0:
         raise ConfigurationError(f"The lag threshold must be 0 or more seconds, not {threshold:g}.")
     check_warehouse_tables(settings)
+    # Read before measuring: a webhook secret the run may not read fails every run (exit 2, naming the
+    # grant to make), not only the one breach that would have needed it.
+    url = webhook_url(settings)
     log.info("measuring projection lag ...")
     report = measure_lag(get_spark("cqrs-orders-lag"), settings, threshold)
     print(report.to_json() if args.json else report.to_text())
     if report.healthy:
         return ExitCode.OK
-    url = webhook_url(settings)
     if url:
         try:
             send_webhook(url, report.alert_text())

@@ -62,6 +62,12 @@ def register(subcommands, common) -> None:
         "placeholders filled in; views whose tables do not exist yet are skipped. For a bundle job "
         "(python_wheel_task) after deploys; locally `sql` registers the views by itself.",
     )
+    views.add_argument(
+        "--readers",
+        metavar="PRINCIPAL",
+        help="also grant this group (user, service principal) SELECT on the views and tables without "
+        "personal data (docs/operations.md, 'Who may read what')",
+    )
     views.set_defaults(run=run_create_views)
 
 
@@ -119,7 +125,7 @@ def run_create_views(args, settings: Settings) -> int:
             "create-views needs CQRS_CATALOG and CQRS_SCHEMA (a Unity Catalog schema); locally, "
             "`cqrs-orders sql` registers the views by itself."
         )
-    for name in create_views(get_spark("cqrs-orders-create-views"), settings):
+    for name in create_views(get_spark("cqrs-orders-create-views"), settings, readers=args.readers):
         print(name)
     return ExitCode.OK
 

@@ -4,7 +4,9 @@
 ``POST /commands`` is served by :class:`~.command_route.CommandRoute` in front of FastAPI (the hot path,
 kept lean) and described in the OpenAPI document here. Commands go to the runner :mod:`.committer` picks for
 the store: on SQLite one group per turn of the event loop, committed on the loop (about a millisecond); on
-Cosmos DB a thread per request. Read-model queries run in the thread pool.
+Cosmos DB a thread per request, from the write pool. Read-model queries (and ``/healthz``'s probes) run in
+a read pool of their own, each bounded by ``read_timeout`` (503 ``READ_SIDE_UNAVAILABLE`` past it): a
+write store that stalls or throttles never holds up a read, nor a slow warehouse a write.
 """
 
 from __future__ import annotations
@@ -12,12 +14,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -28,9 +30,10 @@ from cqrs_orders.domain.ids import RULES as ID_RULES
 from cqrs_orders.domain.ids import id_problem
 from cqrs_orders.errors import QueryError
 from cqrs_orders.http import encoding
+from cqrs_orders.http.callers import UNVERIFIED, CallerPolicy
 from cqrs_orders.http.command_route import PATH as COMMANDS_PATH
 from cqrs_orders.http.command_route import CommandRoute
-from cqrs_orders.http.committer import command_runner
+from cqrs_orders.http.committer import WRITE_TIMEOUT_SECONDS, command_runner
 from cqrs_orders.http.status import (
     INTERNAL_ERROR_BODY,
     MAX_BATCH_COMMANDS,
@@ -44,6 +47,10 @@ from cqrs_orders.query.api import ReadModels
 logger = logging.getLogger(__name__)
 
 JSON = "application/json"
+#: Threads of the read pool (read-model queries, health probes).
+READ_THREADS = 16
+#: A read-model query, at most (seconds; ``CQRS_READ_TIMEOUT_SECONDS``).
+READ_TIMEOUT_SECONDS = 30.0
 
 _DESCRIPTION = f"""The command side and the read models of cqrs-orders over HTTP.
 
@@ -135,17 +142,23 @@ def create_app(
     *,
     on_start: Callable[[], None] = lambda: None,
     on_close: Callable[[], None] = lambda: None,
+    callers: CallerPolicy = UNVERIFIED,
+    read_timeout: float = READ_TIMEOUT_SECONDS,
+    write_timeout: float = WRITE_TIMEOUT_SECONDS,
 ) -> CommandRoute:
     """The ASGI app over one command handler and one set of read models; ``on_start`` runs at startup (in
-    the serving process), ``on_close`` at shutdown."""
+    the serving process), ``on_close`` at shutdown. ``callers`` says whether a command must name its
+    caller; the timeouts bound a read-model query and a request's commands (see the module)."""
 
-    commands = command_runner(handler)
+    commands = command_runner(handler, write_timeout=write_timeout)
+    reads = _ReadPool(read_timeout)
 
     @asynccontextmanager
     async def lifespan(app):
         on_start()
         yield
         commands.close()
+        reads.close()
         on_close()
 
     app = FastAPI(
@@ -181,7 +194,7 @@ def create_app(
     async def get_order(orderId: str) -> Response:  # the API's field name
         if problem := id_problem(orderId):
             return _invalid_id("orderId", problem)
-        order, fresh = await _with_freshness(read_models, read_models.get_order, orderId)
+        order, fresh = await _with_freshness(reads, read_models, read_models.get_order, orderId)
         if order is None:
             return _not_found(f"order {orderId!r} is not in the read models (yet)", fresh)
         return _json(200, {"order": order, "freshness": fresh})
@@ -194,23 +207,50 @@ def create_app(
     async def get_orders_of_customer(customerId: str) -> Response:  # the API's field name
         if problem := id_problem(customerId):
             return _invalid_id("customerId", problem)
-        orders, fresh = await _with_freshness(read_models, read_models.orders_of_customer, customerId)
-        if not orders and await run_in_threadpool(read_models.get_customer, customerId) is None:
+        orders, fresh = await _with_freshness(reads, read_models, read_models.orders_of_customer, customerId)
+        if not orders and await reads.run(read_models.get_customer, customerId) is None:
             return _not_found(f"customer {customerId!r} is not in the read models (yet)", fresh)
         return _json(200, {"customerId": customerId, "orders": orders, "freshness": fresh})
 
     @app.get("/healthz", summary="Are the write store and the read models reachable?")
     async def healthz() -> Response:
         checks = await asyncio.gather(
-            run_in_threadpool(_check, "writeStore", lambda: handler.store.load("healthz-probe")),
-            run_in_threadpool(_check, "readModels", read_models.freshness),
+            reads.check("writeStore", lambda: handler.store.load("healthz-probe")),
+            reads.check("readModels", read_models.freshness),
         )
         healthy = all(ok for _, ok, _ in checks)
         body = {"status": "ok" if healthy else "unavailable"}
         body.update({name: detail for name, _, detail in checks})
         return _json(200 if healthy else 503, body)
 
-    return CommandRoute(app, commands)  # outermost: the hot route passes through no framework layer
+    return CommandRoute(app, commands, callers)  # outermost: the hot route passes through no framework layer
+
+
+class _ReadPool:
+    """The read routes' threads, apart from the write pool, and their time limit."""
+
+    def __init__(self, timeout: float, threads: int = READ_THREADS):
+        self.timeout = timeout
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="cqrs-read")
+
+    async def run(self, query: Callable, *args):
+        """``query(*args)`` on a read thread; past the limit, ``QueryError`` (503) and the thread is left to
+        finish on its own (a read changes nothing)."""
+        running = asyncio.get_running_loop().run_in_executor(self.pool, query, *args)
+        try:
+            return await asyncio.wait_for(running, self.timeout)
+        except asyncio.TimeoutError:
+            raise QueryError(f"the read models did not answer within {self.timeout:g} s; retry") from None
+
+    async def check(self, name: str, probe: Callable[[], object]) -> tuple[str, bool, str]:
+        try:
+            return await self.run(_check, name, probe)
+        except QueryError:  # past the limit
+            logger.warning("healthz: %s gave no answer within %g s", name, self.timeout)
+            return name, False, f"unreachable: no answer within {self.timeout:g} s"
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _openapi(app: FastAPI) -> dict:
@@ -230,11 +270,9 @@ def _openapi(app: FastAPI) -> dict:
     return app.openapi_schema
 
 
-async def _with_freshness(read_models: ReadModels, query, key: str):
+async def _with_freshness(reads: _ReadPool, read_models: ReadModels, query, key: str):
     """The query's answer and the read models' freshness, queried side by side."""
-    answer, fresh = await asyncio.gather(
-        run_in_threadpool(query, key), run_in_threadpool(read_models.freshness)
-    )
+    answer, fresh = await asyncio.gather(reads.run(query, key), reads.run(read_models.freshness))
     return answer, encoding.freshness(fresh)
 
 

@@ -7,6 +7,9 @@ benchmarks/RESULTS.md). This route reads the body, checks the framing (:mod:`.in
 the command runner (:mod:`.committer`) and writes the JSON answer, nothing else. It wraps the FastAPI app,
 which serves every other route, the OpenAPI document (where this operation is described, :mod:`.app`) and
 the lifespan.
+
+Each request's caller comes from the identity headers the Databricks Apps proxy sets (:mod:`.callers`),
+read before the body: a request that must name a caller and does not is refused (401) unread.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import logging
 from cqrs_orders.application.handler import CommandResult
 from cqrs_orders.errors import CommandRejected, WriteStoreError
 from cqrs_orders.http import encoding, intake
+from cqrs_orders.http.callers import UNVERIFIED, CallerPolicy
 from cqrs_orders.http.committer import Committer, ThreadPerRequest
 from cqrs_orders.http.status import ACCEPTED, INTERNAL_ERROR_BODY, MAX_BODY_BYTES, status_for
 
@@ -29,9 +33,10 @@ class CommandRoute:
     """The outermost ASGI app: answers ``POST /commands`` (405 for other methods there); anything else goes on
     to ``app``."""
 
-    def __init__(self, app, committer: Committer | ThreadPerRequest):
+    def __init__(self, app, committer: Committer | ThreadPerRequest, callers: CallerPolicy = UNVERIFIED):
         self.app = app
         self.committer = committer
+        self.callers = callers
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope["path"] != PATH:
@@ -46,11 +51,8 @@ class CommandRoute:
             status, body = await self._post(scope, receive)
         except _Disconnected:  # nothing to answer, and nothing was run
             return
-        except CommandRejected as refused:  # the framing: nothing was run
+        except CommandRejected as refused:  # the caller or the framing: nothing was run
             status, body = status_for(refused.code), _json(CommandResult.rejected(None, None, refused))
-        except WriteStoreError as unavailable:  # the server is shutting down: nothing was run
-            failed = {"code": unavailable.code, "message": str(unavailable)}
-            status, body = status_for(unavailable.code), _json(CommandResult(None, "rejected", error=failed))
         except Exception:  # a bug: the log has the traceback, the caller a stable code
             logger.exception("unexpected error on POST %s", PATH)
             status, body = status_for("INTERNAL_ERROR"), encoding.to_json(INTERNAL_ERROR_BODY)
@@ -58,10 +60,15 @@ class CommandRoute:
 
     async def _post(self, scope, receive) -> tuple[int, bytes]:
         headers = dict(scope["headers"])
+        caller = self.callers.caller_of(headers)
         intake.check_media_type(_text(headers.get(b"content-type")))
         intake.check_declared_size(_text(headers.get(b"content-length")))
         commands = intake.split(await _body(receive))
-        results = await self.committer.run(commands.raw)
+        try:
+            results = await self.committer.run(commands.raw, caller)
+        except WriteStoreError as unavailable:  # the server is shutting down: nothing was run
+            handler = self.committer.handler
+            results = [handler.not_run(raw, str(unavailable)) for raw in commands.raw]
         if commands.batch:
             return ACCEPTED, f"[{','.join(result.to_json() for result in results)}]".encode()
         error = results[0].error

@@ -16,6 +16,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "NOT_FOUND": 404,  # the command's aggregate (or GET's order / customer) does not exist
     "ALREADY_EXISTS": 409,  # the aggregate exists, or the commandId was used for another command
     "CONCURRENCY_CONFLICT": 409,  # expectedVersion is stale, or the aggregate kept changing
+    "UNAUTHENTICATED": 401,  # no caller identity where one is required (the app without its proxy's headers)
     "METHOD_NOT_ALLOWED": 405,  # the path takes other methods (the Allow header lists them)
     "PAYLOAD_TOO_LARGE": 413,  # the body is over MAX_BODY_BYTES
     "BATCH_TOO_LARGE": 413,  # the array holds more than MAX_BATCH_COMMANDS commands
@@ -27,7 +28,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "INTERNAL_ERROR": 500,  # a bug: the server log has the traceback; retry with the same commandId
     "WRITE_STORE_UNAVAILABLE": 503,  # the write store failed and did not write the command; retry later
     "WRITE_OUTCOME_UNKNOWN": 503,  # the store did not confirm the write; retry with the same commandId
-    "READ_SIDE_UNAVAILABLE": 503,  # the read models cannot be queried (not projected yet, warehouse down)
+    "READ_SIDE_UNAVAILABLE": 503,  # the read models cannot be queried (not projected yet, down, too slow)
 }
 
 #: Largest request body, object or array: the command size limit itself, so a batch is no way around it.

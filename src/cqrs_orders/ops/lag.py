@@ -10,6 +10,11 @@ Per read model (each of :data:`~cqrs_orders.pipeline.read_models.READ_MODELS`) i
 - **backlog**: records on the bus not yet in bronze (``bus_backlog``; the bus is untyped until bronze
   parses it, so both rows carry the same figure) and bronze events not yet applied to the read model
   (``bronze_backlog``).
+
+Where "the bus" is read from depends on the source, and never on the projection's own progress alone (a
+stopped projection would freeze it): the embedded event log is a Delta table read whole (:mod:`.measures`);
+Kafka / Event Hubs is asked by a consumer without a group (:mod:`.bus`) for its offsets and the unread
+records at both ends of each partition, against the position the projection's checkpoint reached.
 - **staleness**: wall-clock time since the projection's last batch (``ops_stream_progress``), or since the
   read model's newest ``projected_at`` when no progress was recorded.
 - **version gaps**: aggregates whose versions in the event history skip a number (a lost event); measured
@@ -25,7 +30,9 @@ A measure is a *breach* when:
   (a backlog alone is normal between two micro-batches; it names which stage is stuck);
 - ``version_gaps``: any gap at all;
 - ``outbox_lag``: the oldest unpublished event has waited past the threshold (the relay is not
-  publishing), or the write store could not be read.
+  publishing), or the write store could not be read;
+- ``bus_unreadable`` / ``bus_data_lost`` (Kafka): the bus did not answer, or it no longer holds records the
+  projection has not read (:mod:`.bus`).
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ from pyspark.sql.types import (
 
 from cqrs_orders.config import Settings
 from cqrs_orders.ops import measures
+from cqrs_orders.ops.bus import BusMeasure, measure_kafka_bus
 from cqrs_orders.ops.outbox import BREACH as OUTBOX_BREACH
 from cqrs_orders.ops.outbox import OutboxMeasure, measure_outbox
 from cqrs_orders.pipeline.read_models import READ_MODELS, ReadModel
@@ -100,7 +108,7 @@ _RECORDS = StructType([*_QUARANTINE.fields, StructField("body", StringType())])
 _PROGRESS = StructType(
     [
         StructField("query_name", StringType()),
-        StructField("source_latest_offset", StringType()),
+        StructField("source_end_offset", StringType()),
         StructField("recorded_at", TimestampType()),
     ]
 )
@@ -133,7 +141,7 @@ class ProjectionLag:
 
     projection: str
     event_time_lag_seconds: float
-    bus_backlog: int | None  # None: the bus's end offsets are not known (Kafka before the first batch)
+    bus_backlog: int | None  # None: the bus's end offsets are not known (Kafka: the bus did not answer)
     bronze_backlog: int
     staleness_seconds: float | None  # None: the projection never ran
     version_gaps: int
@@ -178,6 +186,7 @@ class LagReport:
     threshold_seconds: float
     projections: tuple[ProjectionLag, ...]
     outbox: OutboxMeasure | None = None  # None: no write store here to measure
+    bus: BusMeasure | None = None  # None: the embedded event log (measured in Spark, no figures of its own)
 
     @property
     def healthy(self) -> bool:
@@ -197,6 +206,7 @@ class LagReport:
                 "healthy": self.healthy,
                 "projections": projections,
                 "outbox": None if self.outbox is None else asdict(self.outbox),
+                "bus": None if self.bus is None else self.bus.as_json(),
             }
         )
 
@@ -208,6 +218,8 @@ class LagReport:
         if self.outbox is not None:
             breached = self.outbox.breached(self.threshold_seconds)
             lines.append(f"  outbox: {'BREACH: ' if breached else ''}{self.outbox.to_text()}")
+        if self.bus is not None:
+            lines.append(f"  bus: {'BREACH: ' if self.bus.breaches() else ''}{self.bus.to_text()}")
         for p in self.projections:
             lines += [
                 f"  {p.projection}: {'ok' if p.healthy else 'BREACH: ' + ', '.join(p.breaches)}",
@@ -227,6 +239,8 @@ class LagReport:
                 f"\nThe relay is not publishing the outbox ({OUTBOX_BREACH}): {self.outbox.to_text()}; "
                 "is the command API app (its relay) running?"
             )
+        if self.bus is not None and self.bus.breaches():
+            stalled += f"\nThe bus ({', '.join(self.bus.breaches())}): {self.bus.to_text()}"
         return f"cqrs-orders projection lag breach: {'; '.join(broken)}.{stalled}\n\n{self.to_text()}"
 
 
@@ -252,18 +266,22 @@ def measure_lag(
         read("ops_stream_progress"),
     )
 
+    bus = None
     if settings.source == "kafka":
-        bus_times = measures.bronze_event_times(bronze)
-        end_offsets = _kafka_end_offsets(progress, settings.kafka_topic)
+        bus = measure_kafka_bus(settings, _kafka_positions(bronze, quarantine, progress, settings), now)
+        bus_times = measures.with_events(measures.bronze_event_times(bronze), bus.waiting_events)
+        bus_backlog = bus.backlog
+        stalled += bus.breaches()
     else:
         from cqrs_orders.adapters.event_log import EventLog
 
         bus_times = measures.bus_event_times(read.event_log(), quarantine)
         end_offsets = EventLog(settings.event_log_path, settings.event_log_partitions).end_offsets()
-    # Kafka is read in offset order; the embedded log not always, but its offsets have no holes: a count.
-    ingested_by = measures.ingested_next_offsets if settings.source == "kafka" else measures.ingested_counts
-    ingested = {r.partition: r.next_offset for r in ingested_by(bronze, quarantine).collect()}
-    bus_backlog = None if end_offsets is None else measures.bus_backlog(end_offsets, ingested)
+        # The embedded log is not always read in offset order, but its offsets have no holes: a count.
+        ingested = {
+            r.partition: r.next_offset for r in measures.ingested_counts(bronze, quarantine).collect()
+        }
+        bus_backlog = measures.bus_backlog(end_offsets, ingested)
 
     # Everything else in one Spark job: one row of figures per projection (each part is a 1-row aggregate).
     last_batch = measures.last_batch_time(progress)
@@ -311,7 +329,11 @@ def measure_lag(
             )
         )
     report = LagReport(
-        run_at=now, threshold_seconds=float(threshold_seconds), projections=tuple(results), outbox=waiting
+        run_at=now,
+        threshold_seconds=float(threshold_seconds),
+        projections=tuple(results),
+        outbox=waiting,
+        bus=bus,
     )
     if record:
         record_report(spark, settings, report)
@@ -335,10 +357,25 @@ def ensure_lag_table(spark: SparkSession, settings: Settings) -> None:
     create_if_missing(spark, settings.table(LAG_TABLE), LAG_SCHEMA, SYNAPSE_COMPATIBLE_PROPERTIES)
 
 
-def _kafka_end_offsets(progress: DataFrame, topic: str) -> dict[int, int] | None:
-    """The topic's end offsets as the projection last saw them; ``None`` before its first batch."""
-    latest = progress.orderBy(F.col("recorded_at").desc()).select("source_latest_offset").first()
-    return measures.latest_source_offsets(latest[0], topic) if latest and latest[0] else None
+def _kafka_positions(
+    bronze: DataFrame, quarantine: DataFrame, progress: DataFrame, settings: Settings
+) -> dict[int, int]:
+    """Where the projection has read the topic to, per partition (the next offset it reads).
+
+    Its checkpoint's word first: the end offsets of its newest progress row that names the topic. That is
+    right after the topic was made again and the checkpoint reset, when bronze still holds the offsets of
+    the old topic. Without such a row (a warehouse whose progress was never recorded), what reached bronze
+    or quarantine: Kafka is read in offset order, so the offset after the last one."""
+    newest = (
+        progress.where(F.col("source_end_offset").isNotNull())
+        .orderBy(F.col("recorded_at").desc())
+        .select("source_end_offset")
+        .first()
+    )
+    read = measures.latest_source_offsets(newest[0], settings.kafka_topic) if newest else {}
+    if read:
+        return read
+    return {r.partition: r.next_offset for r in measures.ingested_next_offsets(bronze, quarantine).collect()}
 
 
 def _projection_stats(

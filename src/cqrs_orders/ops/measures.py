@@ -7,7 +7,8 @@ writes a table, so the same code measures a local warehouse, Unity Catalog table
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -31,10 +32,29 @@ def bus_event_times(records: DataFrame, quarantine: DataFrame) -> DataFrame:
 
 
 def bronze_event_times(bronze: DataFrame) -> DataFrame:
-    """Per aggregate type, the newest and oldest event time in bronze (the bus as far as we can see it on
-    Kafka, whose records cannot be read here without consuming them)."""
+    """Per aggregate type, the newest and oldest event time in bronze: on Kafka, the part of the bus the
+    projection has read (the unread part is sampled off the bus itself: :func:`with_events`)."""
     return bronze.groupBy("aggregate_type").agg(
         F.max("event_time").alias("newest_event_time"), F.min("event_time").alias("oldest_event_time")
+    )
+
+
+def with_events(event_times: DataFrame, events: Sequence[tuple[str, datetime]]) -> DataFrame:
+    """``event_times`` (per aggregate type, newest and oldest) widened by more events, given as
+    (aggregate type, event time): on Kafka, the unread records sampled off the bus."""
+    if not events:
+        return event_times
+    extra = event_times.sparkSession.createDataFrame(
+        [(kind, at, at) for kind, at in events],
+        "aggregate_type string, newest_event_time timestamp, oldest_event_time timestamp",
+    )
+    return (
+        event_times.unionByName(extra)
+        .groupBy("aggregate_type")
+        .agg(
+            F.max("newest_event_time").alias("newest_event_time"),
+            F.min("oldest_event_time").alias("oldest_event_time"),
+        )
     )
 
 

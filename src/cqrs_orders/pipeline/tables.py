@@ -11,18 +11,36 @@ clusters the read models on their key.
 
 This module is also the only place that reads and writes a table by its location (:class:`Table`);
 :mod:`cqrs_orders.config` only says where each table lives.
+
+Where Synapse reads: a Unity Catalog managed table lives at a path UC generates, which Synapse cannot name.
+The tables Synapse's views read (:data:`SYNAPSE_TABLES`) are therefore created as external tables at
+``<url>/<table>`` when the schema carries the property :data:`SYNAPSE_STORAGE_PROPERTY` (the bundle sets it
+from its variable ``synapse_storage_url``); it is read from the schema by whichever job creates the table
+first, so none of them can create one managed by mistake. Locally every table is a folder already.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pyspark.sql import types as T
 
 from cqrs_orders.config import Settings, TableLocation
 from cqrs_orders.envelope_schema import MONEY_SUM_TYPE, MONEY_TYPE
+from cqrs_orders.errors import ConfigurationError
 from cqrs_orders.pipeline.read_models import READ_MODELS, TS, S, schema
+
+logger = logging.getLogger(__name__)
+
+#: The tables the Synapse views read (sql/synapse/*.sql): created under the schema's Synapse storage URL.
+#: Only tables without personal data: whatever lies under that URL, Synapse's identity can read.
+SYNAPSE_TABLES = ("silver_orders",)
+#: The schema property naming the folder (under a Unity Catalog external location) they are created in.
+#: Its name holds no "url", "key" or "token": Spark's DESCRIBE redacts the values of such properties.
+SYNAPSE_STORAGE_PROPERTY = "cqrs_orders.synapse_root"
 
 #: Table properties that keep every table at the Delta 1.0 level Synapse serverless can read.
 SYNAPSE_COMPATIBLE_PROPERTIES = {
@@ -136,12 +154,13 @@ def ensure_tables(spark, settings: Settings) -> None:
 
     The tables are independent, so they are seen to side by side: each is a few small Delta commits,
     mostly the driver's bookkeeping, which one after another took over a second for a new warehouse."""
+    storage_url = synapse_storage_url(spark, settings)
     with ThreadPoolExecutor(max_workers=_ENSURING_THREADS, thread_name_prefix="ensure-table") as pool:
-        for done in [pool.submit(_ensure_table, spark, settings, name) for name in SCHEMAS]:
+        for done in [pool.submit(_ensure_table, spark, settings, name, storage_url) for name in SCHEMAS]:
             done.result()
 
 
-def _ensure_table(spark, settings: Settings, name: str) -> None:
+def _ensure_table(spark, settings: Settings, name: str, storage_url: str | None) -> None:
     columns, table = SCHEMAS[name], Table(settings.table(name))
     if table.exists(spark):
         _add_missing_columns(spark, table, columns)
@@ -149,16 +168,41 @@ def _ensure_table(spark, settings: Settings, name: str) -> None:
     properties = {**SYNAPSE_COMPATIBLE_PROPERTIES, "delta.dataSkippingStatsColumns": STATS_COLUMNS[name]}
     if name in AUTO_COMPACTED:
         properties["delta.autoOptimize.autoCompact"] = "true"
-    create_if_missing(spark, settings.table(name), columns, properties)
+    create_if_missing(spark, located(settings.table(name), storage_url), columns, properties)
+
+
+def located(location: TableLocation, storage_url: str | None) -> TableLocation:
+    """``location``, placed at ``<storage_url>/<table>`` if it is a catalog table Synapse reads."""
+    if not (storage_url and location.qualified_name and location.logical_name in SYNAPSE_TABLES):
+        return location
+    return replace(location, external_path=f"{storage_url.rstrip('/')}/{location.logical_name}")
+
+
+def synapse_storage_url(spark, settings: Settings) -> str | None:
+    """The schema's :data:`SYNAPSE_STORAGE_PROPERTY` (``None`` if unset or empty, or for a local warehouse).
+
+    Read from the schema, not passed to each job: every job that may create a table (projection, rebuild,
+    maintenance, quarantine) then agrees on where, with no flag that one of them could lack."""
+    if not settings.catalog:
+        return None
+    described = spark.sql(f"DESCRIBE SCHEMA EXTENDED `{settings.catalog}`.`{settings.schema}`").collect()
+    listed = next((row[1] for row in described if row[0] == "Properties"), "") or ""
+    properties = dict(_PROPERTY.findall(listed))
+    return properties.get(SYNAPSE_STORAGE_PROPERTY, "").strip() or None
+
+
+#: One ``(key,value)`` pair of ``DESCRIBE SCHEMA EXTENDED``'s Properties row, ``((k1,v1), (k2,v2))``.
+_PROPERTY = re.compile(r"\(([^,()]+),([^()]*)\)")
 
 
 def create_if_missing(spark, location, columns: T.StructType, properties: dict[str, str]) -> None:
-    """Create the Delta table at ``location`` (a :class:`~cqrs_orders.config.TableLocation`: a catalog name
-    or a folder) with ``columns`` and table ``properties``, unless it exists."""
+    """Create the Delta table at ``location`` (a :class:`~cqrs_orders.config.TableLocation`: a catalog name,
+    external at ``external_path`` if given, or a folder) with ``columns`` and table ``properties``, unless it
+    exists."""
     from delta.tables import DeltaTable
 
     if location.qualified_name:
-        _create_in_catalog(spark, location.qualified_name, columns, properties)
+        _create_in_catalog(spark, location.qualified_name, columns, properties, location.external_path)
         return
     builder = DeltaTable.createIfNotExists(spark).addColumns(columns).location(location.path)
     for key, value in properties.items():
@@ -230,11 +274,22 @@ def table(settings: Settings, logical_name: str) -> Table:
     return Table(settings.table(logical_name))
 
 
-def _create_in_catalog(spark, name: str, schema: T.StructType, properties: dict[str, str]) -> None:
-    """Create the managed table ``catalog.schema.table`` if it does not exist.
+def _create_in_catalog(
+    spark, name: str, schema: T.StructType, properties: dict[str, str], external_path: str | None = None
+) -> None:
+    """Create the table ``catalog.schema.table`` if it does not exist: managed, or external at
+    ``external_path`` (which must lie under an external location the job's identity may create tables in).
 
     SQL rather than ``DeltaTable.createIfNotExists().tableName()``: outside Databricks that builder parses
     at most ``schema.table`` and rejects a three-part Unity Catalog name; the statement resolves any catalog.
     """
     listed = ", ".join(f"'{key}' = '{value}'" for key, value in properties.items())
-    spark.sql(f"CREATE TABLE IF NOT EXISTS {name} ({schema.toDDL()}) USING DELTA TBLPROPERTIES ({listed})")
+    where = ""
+    if external_path:
+        if "'" in external_path or "\\" in external_path:
+            raise ConfigurationError(f"{external_path!r}: a table location takes no quote or backslash.")
+        where = f" LOCATION '{external_path}'"
+        logger.info("creating %s as an external table at %s", name, external_path)
+    spark.sql(
+        f"CREATE TABLE IF NOT EXISTS {name} ({schema.toDDL()}) USING DELTA{where} TBLPROPERTIES ({listed})"
+    )

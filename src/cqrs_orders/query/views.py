@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
 
-from cqrs_orders.config import FORMER_TABLES, TABLES, VIEWS, Settings
+from cqrs_orders.config import FORMER_TABLES, TABLES, VIEWS, Settings, running_on_databricks
 from cqrs_orders.errors import ConfigurationError
+from cqrs_orders.query.readers import reader_grants
 
 logger = logging.getLogger(__name__)
 
@@ -112,11 +113,13 @@ def register_views(spark, settings: Settings) -> list[str]:
     return registered
 
 
-def create_views(spark, settings: Settings) -> list[str]:
+def create_views(spark, settings: Settings, readers: str | None = None) -> list[str]:
     """Create (or replace) the shipped views in Unity Catalog, ``catalog.schema.vw_...``; return their names.
 
     For deployment on Databricks (``CQRS_CATALOG``/``CQRS_SCHEMA`` set); views over tables that do not exist
-    yet are skipped, so it can run before the first projection and again after it.
+    yet are skipped, so it can run before the first projection and again after it. With ``readers``, that
+    principal is then granted SELECT on each existing reader object (:mod:`cqrs_orders.query.readers`):
+    table-level grants, which a bundle cannot declare, made by the jobs' identity, which owns the objects.
     """
     if not settings.catalog or not settings.schema:
         raise ConfigurationError("create_views needs CQRS_CATALOG and CQRS_SCHEMA (a Unity Catalog schema).")
@@ -130,7 +133,28 @@ def create_views(spark, settings: Settings) -> list[str]:
                 _drop_former_table(spark, f"`{settings.catalog}`.`{settings.schema}`.`{view.name}`")
             spark.sql(view.unity_catalog_sql(settings.catalog, settings.schema))
             created.append(f"{settings.catalog}.{settings.schema}.{view.name}")
+    if readers:
+        present = existing | {name.rsplit(".", 1)[1] for name in created}
+        _grant(spark, settings, reader_grants(settings.catalog, settings.schema, readers, present))
     return created
+
+
+def _grant(spark, settings: Settings, grants: list[str]) -> None:
+    """Run the GRANTs. Open-source Spark (a Hive metastore standing in for Unity Catalog) has no GRANT:
+    there the readers get nothing, which is logged; on Databricks a failed GRANT fails the job."""
+    from pyspark.errors import PySparkException
+
+    for grant in grants:
+        logger.info("%s", grant)
+        try:
+            spark.sql(grant)
+        except PySparkException as error:
+            if running_on_databricks(settings.env):
+                raise
+            logger.warning(
+                "this Spark cannot GRANT (%s); no reader was granted anything", type(error).__name__
+            )
+            return
 
 
 def _drop_former_table(spark, name: str) -> None:
