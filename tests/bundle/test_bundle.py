@@ -20,7 +20,6 @@ pytestmark = [pytest.mark.databricks_cli, pytest.mark.timeout(1800)]
 DEV_ROOT = "/Workspace/Users/tester@databricks.com/.bundle/cqrs_orders/dev"
 JOBS = {"projection", "lag_monitor", "maintenance", "views", "command_ingest", "quarantine"}
 RUN_AS = {"USE_SCHEMA", "CREATE_TABLE", "MODIFY", "SELECT"}  # the jobs' least privilege on the schema
-READ_ONLY = {"USE_SCHEMA", "SELECT"}
 JOB_PARAMETER = re.compile(r"\{\{job\.parameters\.(\w+)\}\}")
 
 
@@ -211,7 +210,7 @@ def test_dev_deploy_grants_and_permissions(dev_deploys, dev_cli, names):
     assert schema == {
         names["user"]: RUN_AS,  # the developer is the run-as identity in dev
         "users": {"USE_SCHEMA"},  # the dashboard's readers: SELECT per object, from the views job
-        app["service_principal_client_id"]: READ_ONLY,  # the app reads the read models
+        app["service_principal_client_id"]: {"USE_SCHEMA"},  # SELECT per object, from the views job
     }
     assert grants(dev_cli, "volume", "main.dev_tester_cqrs_orders.checkpoints") == {
         names["user"]: {"READ_VOLUME", "WRITE_VOLUME"}
@@ -267,7 +266,7 @@ def test_prod_deploy_grants_the_run_as_principal_least_privilege(prod_deploy, pr
     assert schema == {
         names["service_principal"]: RUN_AS,
         "users": {"USE_SCHEMA"},
-        app["service_principal_client_id"]: READ_ONLY,
+        app["service_principal_client_id"]: {"USE_SCHEMA"},
     }
     assert grants(prod_cli, "volume", "main.cqrs_orders.checkpoints") == {
         names["service_principal"]: {"READ_VOLUME", "WRITE_VOLUME"}

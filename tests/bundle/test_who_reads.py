@@ -19,10 +19,13 @@ def test_the_views_job_grants_the_dashboards_readers_and_prod_jobs_are_viewed_by
     config = resolved(prod_cli, names["prod_vars"])
     [task] = config["resources"]["jobs"]["views"]["tasks"]
     assert "--readers=users" in task["python_wheel_task"]["parameters"]  # dashboard_readers' default
+    [app] = [p for p in task["python_wheel_task"]["parameters"] if p.startswith("--app=")]
+    assert app.removeprefix("--app=")  # the app's service principal, resolved at deploy
     grants = {
         g["principal"]: g["privileges"] for g in config["resources"]["schemas"]["cqrs_orders"]["grants"]
     }
     assert grants["users"] == ["USE_SCHEMA"]  # no SELECT on the schema: bronze, customers' e-mails
+    assert [g for p, g in grants.items() if "command_api" in p] == [["USE_SCHEMA"]]  # the app: per object
     assert [p for p in config["permissions"] if p.get("level") != "CAN_MANAGE"] == []  # none bundle-wide
     for key, job in config["resources"]["jobs"].items():  # per job: bundle-wide it would reach the app
         viewers = [p for p in job["permissions"] if p.get("level") == "CAN_VIEW"]

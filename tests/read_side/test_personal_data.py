@@ -13,7 +13,7 @@ from sqlglot import exp
 
 from cqrs_orders.config import Settings
 from cqrs_orders.errors import ConfigurationError
-from cqrs_orders.query.readers import PERSONAL_COLUMNS, READER_OBJECTS, reader_grants
+from cqrs_orders.query.readers import APP_OBJECTS, PERSONAL_COLUMNS, READER_OBJECTS, reader_grants
 from cqrs_orders.query.views import create_views, register_views, view_definition
 
 PERSONAL = {column for columns in PERSONAL_COLUMNS.values() for column in columns}
@@ -106,3 +106,16 @@ def test_create_views_grants_the_readers_each_reader_object(spark, read_warehous
                "vw_projection_lag", "vw_projection_lag_hourly"}  # fmt: skip
     assert granted == [item.name for item in READER_OBJECTS if item.name in present]  # no gold table here
     assert all(statement.endswith(" TO `dashboard readers`") for statement in statements)
+
+
+def test_the_app_is_granted_exactly_what_its_queries_read():
+    """APP_OBJECTS is declared beside READER_OBJECTS; the app's SQL (query/api.py) is the truth it must match:
+    a query reading a new table would fail on Databricks without its grant, a stale entry would over-grant."""
+    from cqrs_orders.query import api
+
+    statements = [api.GET_ORDER, api.ORDERS_OF_CUSTOMER, api.GET_CUSTOMER, api.FRESHNESS, api.DAILY_METRICS]
+    read = {table.name for sql in statements for table in sqlglot.parse_one(sql).find_all(exp.Table)}
+    assert read == {item.name for item in APP_OBJECTS}
+    assert not read & set(PERSONAL_COLUMNS) - {"silver_customers"}  # no bronze, no quarantine
+    grants = reader_grants("main", "s", "app-sp", read | {"bronze_events"}, APP_OBJECTS)
+    assert len(grants) == len(APP_OBJECTS) and not [g for g in grants if "bronze" in g]

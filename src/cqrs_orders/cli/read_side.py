@@ -68,6 +68,12 @@ def register(subcommands, common) -> None:
         help="also grant this group (user, service principal) SELECT on the views and tables without "
         "personal data (docs/operations.md, 'Who may read what')",
     )
+    views.add_argument(
+        "--app",
+        metavar="PRINCIPAL",
+        help="also grant the command API app's service principal SELECT on what its queries read (the "
+        "read models, not bronze)",
+    )
     views.set_defaults(run=run_create_views)
 
 
@@ -125,7 +131,8 @@ def run_create_views(args, settings: Settings) -> int:
             "create-views needs CQRS_CATALOG and CQRS_SCHEMA (a Unity Catalog schema); locally, "
             "`cqrs-orders sql` registers the views by itself."
         )
-    for name in create_views(get_spark("cqrs-orders-create-views"), settings, readers=args.readers):
+    spark = get_spark("cqrs-orders-create-views")
+    for name in create_views(spark, settings, readers=args.readers, app=args.app):
         print(name)
     return ExitCode.OK
 

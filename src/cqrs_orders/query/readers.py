@@ -1,10 +1,13 @@
-"""Who reads what: the objects the dashboard's readers may SELECT, and the columns that are personal data.
+"""Who reads what: the objects the dashboard's readers and the command API app may SELECT, and the columns
+that are personal data.
 
 A Unity Catalog schema grant reaches every table in the schema, bronze's raw bodies and customers' names and
 e-mails included, so readers get no SELECT on the schema (only USE SCHEMA, from the bundle): the ``views``
 job grants them SELECT on each object here (:func:`reader_grants`), none of which holds personal data. A
 view is read with its owner's rights on its sources, so granting the view grants nothing underneath it.
-The app and the jobs, which need the personal columns, keep their own grants.
+The command API app needs a customer's name (``GET /customers/...``) but not bronze's raw bodies: it gets
+SELECT on exactly what its queries read (:data:`APP_OBJECTS`, :mod:`cqrs_orders.query.api`), granted the
+same way. The jobs, which read and write everything, keep their schema grant.
 """
 
 from __future__ import annotations
@@ -43,17 +46,27 @@ READER_OBJECTS = (
     ReaderObject("ops_projection_lag", "TABLE", "the dashboard's lag chart"),
 )
 
+#: What the command API app reads (the queries of :mod:`cqrs_orders.query.api`; a test holds them equal).
+APP_OBJECTS = (
+    ReaderObject("vw_order_summary", "VIEW", "GET /orders/{id}, GET /customers/{id}/orders"),
+    ReaderObject("vw_daily_order_metrics", "VIEW", "GET /metrics/daily"),
+    ReaderObject("silver_customers", "TABLE", "GET /customers/{id}: the customer's name"),
+    ReaderObject("silver_orders", "TABLE", "every answer's freshness"),
+)
+
 _PRINCIPAL = re.compile(r"^[^`\x00-\x1f]{1,255}$")
 
 
-def reader_grants(catalog: str, schema: str, readers: str, present: set[str]) -> list[str]:
-    """``GRANT SELECT`` statements giving ``readers`` (a group, user or service principal) each reader
-    object of ``catalog.schema`` that exists (``present``): a grant on a missing table fails, and the job
-    runs again once the projection and the lag monitor have created theirs."""
+def reader_grants(
+    catalog: str, schema: str, readers: str, present: set[str], objects: tuple = READER_OBJECTS
+) -> list[str]:
+    """``GRANT SELECT`` statements giving ``readers`` (a group, user or service principal) each of
+    ``objects`` in ``catalog.schema`` that exists (``present``): a grant on a missing table fails, and the
+    job runs again once the projection and the lag monitor have created theirs."""
     if not _PRINCIPAL.match(readers):
         raise ConfigurationError(f"{readers!r} is not a principal name (no backticks or control characters).")
     return [
         f"GRANT SELECT ON {item.kind} `{catalog}`.`{schema}`.`{item.name}` TO `{readers}`"
-        for item in READER_OBJECTS
+        for item in objects
         if item.name in present
     ]

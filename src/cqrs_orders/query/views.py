@@ -16,7 +16,7 @@ from importlib.resources import files
 
 from cqrs_orders.config import FORMER_TABLES, TABLES, VIEWS, Settings, running_on_databricks
 from cqrs_orders.errors import ConfigurationError
-from cqrs_orders.query.readers import reader_grants
+from cqrs_orders.query.readers import APP_OBJECTS, reader_grants
 
 logger = logging.getLogger(__name__)
 
@@ -113,13 +113,14 @@ def register_views(spark, settings: Settings) -> list[str]:
     return registered
 
 
-def create_views(spark, settings: Settings, readers: str | None = None) -> list[str]:
+def create_views(spark, settings: Settings, readers: str | None = None, app: str | None = None) -> list[str]:
     """Create (or replace) the shipped views in Unity Catalog, ``catalog.schema.vw_...``; return their names.
 
     For deployment on Databricks (``CQRS_CATALOG``/``CQRS_SCHEMA`` set); views over tables that do not exist
     yet are skipped, so it can run before the first projection and again after it. With ``readers``, that
     principal is then granted SELECT on each existing reader object (:mod:`cqrs_orders.query.readers`):
     table-level grants, which a bundle cannot declare, made by the jobs' identity, which owns the objects.
+    With ``app`` (the command API app's service principal), it is granted SELECT on what the app reads.
     """
     if not settings.catalog or not settings.schema:
         raise ConfigurationError("create_views needs CQRS_CATALOG and CQRS_SCHEMA (a Unity Catalog schema).")
@@ -133,9 +134,13 @@ def create_views(spark, settings: Settings, readers: str | None = None) -> list[
                 _drop_former_table(spark, f"`{settings.catalog}`.`{settings.schema}`.`{view.name}`")
             spark.sql(view.unity_catalog_sql(settings.catalog, settings.schema))
             created.append(f"{settings.catalog}.{settings.schema}.{view.name}")
+    present = existing | {name.rsplit(".", 1)[1] for name in created}
+    grants = []
     if readers:
-        present = existing | {name.rsplit(".", 1)[1] for name in created}
-        _grant(spark, settings, reader_grants(settings.catalog, settings.schema, readers, present))
+        grants += reader_grants(settings.catalog, settings.schema, readers, present)
+    if app:
+        grants += reader_grants(settings.catalog, settings.schema, app, present, APP_OBJECTS)
+    _grant(spark, settings, grants)
     return created
 
 
