@@ -40,7 +40,7 @@ from pathlib import Path
 
 import httpx
 
-from cqrs_orders.application import wiring
+from cqrs_orders import wiring
 from cqrs_orders.config import Settings
 
 ITEMS = [

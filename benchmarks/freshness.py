@@ -36,8 +36,8 @@ import pyarrow as pa
 from deltalake import DeltaTable, QueryBuilder
 from deltalake.exceptions import TableNotFoundError
 
-from cqrs_orders.application.wiring import command_handler
 from cqrs_orders.config import Settings
+from cqrs_orders.wiring import command_handler
 
 POLL_SECONDS = 0.2  # how often silver_orders is checked: the resolution of every latency figure
 STARTUP_TIMEOUT_SECONDS = 300

@@ -24,7 +24,7 @@ from projection import ingest_bronze, order_event, prefill_silver, progress, tim
 
 from cqrs_orders.adapters.event_log import EventLog
 from cqrs_orders.config import Settings
-from cqrs_orders.pipeline.tables import Table
+from cqrs_orders.delta_io import Table
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,8 +42,8 @@ from pathlib import Path
 
 from cqrs_orders.adapters.event_log import SEGMENT_RECORDS, EventLog
 from cqrs_orders.config import Settings
+from cqrs_orders.delta_io import table
 from cqrs_orders.envelope import LineItem, OrderState, OrderStatus, new_event
-from cqrs_orders.pipeline.tables import table
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 _STARTED = time.monotonic()

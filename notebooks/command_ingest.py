@@ -92,7 +92,8 @@ if wheel_dir:  # the newest wheel the bundle deployed (dev wheels carry a timest
 
 # COMMAND ----------
 
-from cqrs_orders.application import wiring  # noqa: E402
+from cqrs_orders import wiring  # noqa: E402
+from cqrs_orders.adapters.workspace_identity import databricks_identity  # noqa: E402
 from cqrs_orders.application.batch import handle_payload, publish_pending  # noqa: E402
 from cqrs_orders.config import Settings  # noqa: E402
 
@@ -103,8 +104,9 @@ if command_file.endswith(".jsonl"):  # one command per line: the same batch as a
 
 settings = Settings.from_env(overrides=overrides)
 handler = wiring.command_handler(settings)
+caller = databricks_identity()  # the run-as principal, as the workspace says it
 try:
-    result = handle_payload(handler, payload)
+    result = handle_payload(handler, payload, caller)
 finally:
     handler.store.close()
 os.remove(command_file)  # answered: the results are in the write store, the personal data need not stay here

@@ -131,8 +131,8 @@ def test_a_following_relay_wakes_on_a_commit_not_on_its_poll(settings):
     second: the relay watches the write store's commit counter between polls."""
     import threading
 
+    from cqrs_orders import wiring
     from cqrs_orders.adapters.event_log import EventLog
-    from cqrs_orders.application import wiring
 
     handler = wiring.command_handler(settings)
     handler.handle(REGISTER)  # creates the store and the log

@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from cqrs_orders.adapters.workspace_identity import databricks_identity
 from cqrs_orders.application.batch import handle_payload
 from cqrs_orders.envelope import EventEnvelope
 
@@ -63,7 +64,9 @@ REGISTER = {"type": "RegisterCustomer", "customerId": "c-1", "name": "Ada", "ema
 
 
 def test_on_databricks_the_job_records_the_principal_it_runs_as(workspace, handler, store):
-    result = handle_payload(handler, json.dumps({**REGISTER, "metadata": {"userId": "front-end-user"}}))
+    result = handle_payload(
+        handler, json.dumps({**REGISTER, "metadata": {"userId": "front-end-user"}}), databricks_identity()
+    )
 
     assert result["status"] == "accepted"
     assert workspace.asked == ["Bearer job-token"]
@@ -77,7 +80,7 @@ def test_when_the_workspace_cannot_say_the_os_user_is_recorded_and_the_command_r
 ):
     workspace.answer_status = 403
 
-    result = handle_payload(handler, json.dumps(REGISTER))
+    result = handle_payload(handler, json.dumps(REGISTER), databricks_identity())
 
     assert result["status"] == "accepted" and workspace.asked == ["Bearer job-token"]
     assert recorded(store)["authenticatedBy"] == "os-user"

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from cqrs_orders.adapters.sqlite_store import SqliteWriteStore
 from cqrs_orders.application.batch import handle_payload
 from cqrs_orders.application.handler import CommandHandler
+from cqrs_orders.application.identity import os_user
 from cqrs_orders.http.app import create_app
 from cqrs_orders.query.api import ReadModels
 
@@ -83,8 +84,8 @@ def test_submit_and_the_ingest_job_refuse_the_same_bodies_with_the_same_code(set
     store = SqliteWriteStore(settings.write_store_path)
     handler = CommandHandler(store)
     line = handler.handle(body)  # what `submit` does with a line
-    job = handle_payload(handler, body)
-    job_batch = handle_payload(handler, as_batch(body))
+    job = handle_payload(handler, body, os_user())
+    job_batch = handle_payload(handler, as_batch(body), os_user())
     for result in (line.to_dict(), job, job_batch):
         assert result["error"]["code"] == "VALIDATION_ERROR" and word in result["error"]["message"], result
     assert store.counts()["commands"] == 0

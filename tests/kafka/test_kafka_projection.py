@@ -11,8 +11,8 @@ from chispa import assert_df_equality
 from kafka import KafkaProducer
 
 from cqrs_orders.config import Settings
+from cqrs_orders.delta_io import Table
 from cqrs_orders.envelope import LineItem, OrderState, OrderStatus, new_event
-from cqrs_orders.pipeline.tables import Table
 
 pytestmark = pytest.mark.kafka
 

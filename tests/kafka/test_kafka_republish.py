@@ -18,10 +18,10 @@ from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from cqrs_orders.adapters.sqlite_store import SqliteWriteStore
+from cqrs_orders.delta_io import Table
 from cqrs_orders.exit_codes import ExitCode
 from cqrs_orders.ops.bus import DATA_LOST
 from cqrs_orders.pipeline.runner import CHECKPOINT
-from cqrs_orders.pipeline.tables import Table
 
 
 def test_events_the_bus_lost_are_republished_from_the_write_store_once_each(

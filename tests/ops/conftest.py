@@ -11,9 +11,10 @@ import pytest
 from pyspark.sql import functions as F
 
 from cqrs_orders.adapters.event_log import EventLog
+from cqrs_orders.delta_io import Table
 from cqrs_orders.envelope import CustomerState, EventEnvelope, LineItem, OrderState, OrderStatus, new_event
 from cqrs_orders.envelope_schema import ENVELOPE_SCHEMA
-from cqrs_orders.pipeline.tables import SCHEMAS, Table
+from cqrs_orders.pipeline.tables import SCHEMAS
 
 #: The contract schemas, from the one place that defines them.
 SILVER_ORDERS = SCHEMAS["silver_orders"]

@@ -18,6 +18,7 @@ from chispa import assert_df_equality
 from cqrs_orders.adapters.event_log import RECORD_SCHEMA
 from cqrs_orders.cli import run
 from cqrs_orders.config import Settings
+from cqrs_orders.delta_io import Table
 from cqrs_orders.ops import measures
 from cqrs_orders.ops.lag import (
     COLUMNS_READ,
@@ -28,7 +29,7 @@ from cqrs_orders.ops.lag import (
     measure_lag,
 )
 from cqrs_orders.pipeline.history import read_event_history
-from cqrs_orders.pipeline.tables import SCHEMAS, Table
+from cqrs_orders.pipeline.tables import SCHEMAS
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 

@@ -13,9 +13,10 @@ from cqrs_orders.adapters.event_log_publisher import EventLogPublisher
 from cqrs_orders.adapters.sqlite_store import SqliteWriteStore
 from cqrs_orders.application.ports import Commit
 from cqrs_orders.application.relay import Relay
+from cqrs_orders.delta_io import Table
 from cqrs_orders.envelope import AggregateType, CustomerState, new_event
 from cqrs_orders.ops.lag import LAG_SCHEMA
-from cqrs_orders.pipeline.tables import SYNAPSE_COMPATIBLE_PROPERTIES, Table
+from cqrs_orders.pipeline.tables import SYNAPSE_COMPATIBLE_PROPERTIES
 
 #: ``ops_projection_lag`` as the version before the outbox measure created it.
 EARLIER_SCHEMA = StructType(LAG_SCHEMA.fields[:10])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from cqrs_orders import delta_io
 from cqrs_orders.config import Settings, TableLocation
 from cqrs_orders.ops import lag
 from cqrs_orders.pipeline import maintenance, profile, tables
@@ -34,7 +35,7 @@ def test_configuration_only_names_tables_and_io_lives_in_the_pipeline(tmp_path):
     location = Settings.from_env(tmp_path, env={}).table("silver_orders")
     assert isinstance(location, TableLocation)
     assert not any(hasattr(location, io) for io in ("read", "save", "delta", "exists", "start_stream"))
-    assert tables.Table(location).path == location.path == str(tmp_path / "silver_orders")
+    assert delta_io.Table(location).path == location.path == str(tmp_path / "silver_orders")
 
 
 def test_the_profile_logs_one_line_per_batch_with_its_steps(caplog, monkeypatch):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from cqrs_orders.adapters.event_log import EventLog
-from cqrs_orders.pipeline.tables import table
+from cqrs_orders.delta_io import table
 
 DEEP = b"[" * 200_000  # under the 1 MiB body limit, far past any parser's nesting limit
 SURROGATE_KEY = b'{"aggregateId": "\\ud800", "note": "a lone surrogate as the key"}'

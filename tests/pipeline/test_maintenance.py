@@ -17,13 +17,14 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from cqrs_orders.adapters.event_log import EventLog
+from cqrs_orders.delta_io import Table
 from cqrs_orders.envelope import AggregateType
 from cqrs_orders.errors import ConfigurationError
 from cqrs_orders.pipeline.conflicts import retry_on_conflict
 from cqrs_orders.pipeline.maintenance import CLUSTER_KEYS, maintain
 from cqrs_orders.pipeline.read_models import read_model
 from cqrs_orders.pipeline.silver import MATERIALIZE_SOURCE, latest_per_aggregate, merge_latest
-from cqrs_orders.pipeline.tables import PIPELINE_TABLES, Table, ensure_tables
+from cqrs_orders.pipeline.tables import PIPELINE_TABLES, ensure_tables
 
 
 def project_batches(spark, settings, events, batches, count: int) -> None:

@@ -31,6 +31,7 @@ from chispa import assert_df_equality
 from cqrs_orders.adapters import event_log
 from cqrs_orders.cli import main
 from cqrs_orders.config import Settings
+from cqrs_orders.delta_io import Table
 from cqrs_orders.envelope import AggregateType
 from cqrs_orders.pipeline.bronze import to_bronze, to_quarantine, validate_records
 from cqrs_orders.pipeline.gold import daily_order_metrics
@@ -38,7 +39,7 @@ from cqrs_orders.pipeline.history import VIEW, event_history, read_output
 from cqrs_orders.pipeline.read_models import read_model
 from cqrs_orders.pipeline.runner import COUNTED_TABLES
 from cqrs_orders.pipeline.silver import latest_per_aggregate
-from cqrs_orders.pipeline.tables import AUTO_COMPACTED, PIPELINE_TABLES, Table
+from cqrs_orders.pipeline.tables import AUTO_COMPACTED, PIPELINE_TABLES
 
 RUN_TIME = ("ingest_time", "projected_at")
 PROCESS_ARGS = ("--trigger-seconds", "1", "--profile", "--warehouse")

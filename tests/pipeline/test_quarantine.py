@@ -18,11 +18,12 @@ import pytest
 from pyspark.testing import assertDataFrameEqual
 
 from cqrs_orders.cli import build_parser
+from cqrs_orders.delta_io import table
 from cqrs_orders.ops import measures
 from cqrs_orders.ops.lag import measure_lag
 from cqrs_orders.pipeline import quarantine
 from cqrs_orders.pipeline.quarantine import QUARANTINE, Selection, described, select_records
-from cqrs_orders.pipeline.tables import SCHEMAS, ensure_tables, table
+from cqrs_orders.pipeline.tables import SCHEMAS, ensure_tables
 
 E = {name: str(uuid.UUID(int=number)) for number, name in enumerate(("v1", "v2", "v3", "cut", "o2", "o3"), 1)}
 OLD = datetime(2025, 1, 1, 12, 0, tzinfo=timezone.utc)  # when "an earlier release" quarantined its rows

@@ -18,13 +18,14 @@ import pytest
 from chispa import assert_df_equality
 
 from cqrs_orders.config import Settings
+from cqrs_orders.delta_io import Table
 from cqrs_orders.pipeline import idempotency
 from cqrs_orders.pipeline.batch_rows import release
 from cqrs_orders.pipeline.gold import GoldRefresher, daily_order_metrics
 from cqrs_orders.pipeline.history import read_output
 from cqrs_orders.pipeline.progress import ProgressRecorder
 from cqrs_orders.pipeline.silver import apply_batch
-from cqrs_orders.pipeline.tables import SCHEMAS, Table, ensure_tables
+from cqrs_orders.pipeline.tables import SCHEMAS, ensure_tables
 
 
 def table(spark, settings, name: str, aggregate_id: str | None = None):

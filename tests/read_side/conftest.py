@@ -16,9 +16,9 @@ from decimal import Decimal
 import pytest
 
 from cqrs_orders.config import Settings
+from cqrs_orders.delta_io import Table
 from cqrs_orders.ops.lag import LAG_SCHEMA
 from cqrs_orders.pipeline.tables import SCHEMAS as PIPELINE_SCHEMAS
-from cqrs_orders.pipeline.tables import Table
 
 #: The contract schemas, from the one place that defines them.
 SCHEMAS = {

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from cqrs_orders.delta_io import table
 from cqrs_orders.errors import QueryError
-from cqrs_orders.pipeline.tables import table
 from cqrs_orders.query.api import ReadModels, SparkBackend
 from cqrs_orders.query.views import register_views
 

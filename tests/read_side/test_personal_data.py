@@ -38,8 +38,8 @@ def test_no_reader_object_is_or_reads_a_table_with_personal_data():
 
 
 def test_the_reader_objects_run_and_have_no_personal_column(spark, tmp_path, write_warehouse):
+    from cqrs_orders.delta_io import Table
     from cqrs_orders.pipeline.gold import daily_order_metrics
-    from cqrs_orders.pipeline.tables import Table
 
     settings = Settings.from_env(warehouse=tmp_path / "warehouse", env={})
     write_warehouse(settings)

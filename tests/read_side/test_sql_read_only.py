@@ -15,7 +15,7 @@ import pyspark
 import pytest
 
 from cqrs_orders.config import Settings
-from cqrs_orders.pipeline.tables import table
+from cqrs_orders.delta_io import table
 
 ORDER_IDS = ["o-1", "o-2", "o-3", "o-4", "o-5"]
 

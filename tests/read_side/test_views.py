@@ -11,8 +11,8 @@ from chispa import assert_df_equality
 
 from cqrs_orders.cli import main
 from cqrs_orders.config import Settings
+from cqrs_orders.delta_io import Table
 from cqrs_orders.errors import ConfigurationError
-from cqrs_orders.pipeline.tables import Table
 from cqrs_orders.query.views import create_views, register_views, view_definitions
 
 REPO = Path(__file__).resolve().parents[2]

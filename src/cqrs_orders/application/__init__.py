@@ -1,4 +1,5 @@
 """Use cases of the command side: handle a command against a write store, relay the outbox to a bus.
 
-:mod:`cqrs_orders.application.wiring` picks the adapters from :class:`~cqrs_orders.config.Settings`.
+It knows the ports only (:mod:`.ports`); :mod:`cqrs_orders.wiring`, beside the entry points, plugs in the
+adapters the settings name.
 """

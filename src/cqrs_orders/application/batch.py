@@ -9,7 +9,8 @@ After handling, the job tries one drain of the outbox (:func:`publish_pending`):
 the outbox lease, and otherwise says which relay holds it (the command API's, which publishes them).
 
 The events record who ran the job: the Databricks principal it runs as (asked of the workspace with the
-runtime's credentials), marked ``authenticatedBy: databricks`` (:mod:`.identity`). Who triggered the run is
+runtime's credentials, :mod:`cqrs_orders.adapters.workspace_identity`), marked ``authenticatedBy:
+databricks``. Who triggered the run is
 the Jobs API's to say (the run's creator); the job's parameters are not evidence of anyone.
 """
 
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from cqrs_orders.application import identity
 from cqrs_orders.application.handler import CommandResult
 from cqrs_orders.application.identity import Caller
 from cqrs_orders.application.relay import Relay
@@ -32,18 +32,15 @@ MAX_BATCH_COMMANDS = 1000
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
 
 
-def handle_payload(
-    handler, payload: str | bytes, caller: Caller | None = None
-) -> dict[str, Any] | list[dict[str, Any]]:
+def handle_payload(handler, payload: str | bytes, caller: Caller) -> dict[str, Any] | list[dict[str, Any]]:
     """The result of a JSON object, or the list of results of a JSON array (``handler``: a CommandHandler).
-    ``caller``: who the events record; by default the identity this process runs as."""
+    ``caller``: who the events record, as the entry point established it."""
     try:
         decoded = strict_json.decode(payload, max_bytes=MAX_PAYLOAD_BYTES)
     except ValidationError as refused:  # not one command run: the payload's one answer says why
         return CommandResult.rejected(None, None, refused).to_dict()
     if isinstance(decoded, list) and (not decoded or len(decoded) > MAX_BATCH_COMMANDS):
         return [_batch_size_rejection(len(decoded))]
-    caller = caller or identity.databricks_identity()
     if not isinstance(decoded, list):
         return handler.handle(one_command(decoded), caller).to_dict()
     return [handler.handle(one_command(item), caller).to_dict() for item in decoded]

@@ -10,7 +10,7 @@ and how (``authenticatedBy``), and keeps the body's claim apart as ``claimedUser
 * ``forwarded-headers``: the same headers reached a server that is not behind that proxy (a laptop
   ``serve``): recorded as given, and marked so, since nothing vouches for them there;
 * ``databricks``: the Databricks identity the process runs as, from its workspace credentials (the
-  command-ingest job: its run-as principal);
+  command-ingest job: its run-as principal; asked by :mod:`cqrs_orders.adapters.workspace_identity`);
 * ``os-user``: the operating-system account that ran the process (``cqrs-orders submit`` on a laptop);
 * ``none``: nobody is known (a laptop ``serve`` called without the headers); ``userId`` is then null.
 
@@ -69,7 +69,7 @@ def from_forwarded_headers(headers: Mapping[str, str], *, behind_databricks_apps
         value = (headers.get(name) or "").strip()
         if value:
             how = DATABRICKS_APPS if behind_databricks_apps else FORWARDED_HEADERS
-            return Caller(_bounded(value), how)
+            return Caller(bounded(value), how)
     return None
 
 
@@ -82,24 +82,5 @@ def os_user() -> Caller:
     return Caller(name, OS_USER) if name else ANONYMOUS
 
 
-def databricks_identity(env: Mapping[str, str] = os.environ) -> Caller:
-    """On Databricks compute: the principal the process runs as (a job's run-as identity), asked of the
-    workspace with the runtime's own credentials. Anywhere else, or when the workspace cannot say, the
-    OS account (marked as such) and a warning: the job still runs, and its events say what is known."""
-    if "DATABRICKS_RUNTIME_VERSION" not in env:
-        return os_user()
-    try:
-        from databricks.sdk import WorkspaceClient
-        from databricks.sdk.core import Config
-
-        me = WorkspaceClient(config=Config(retry_timeout_seconds=15)).current_user.me()
-        name = me.user_name or me.display_name
-        if name:
-            return Caller(_bounded(name), DATABRICKS)
-    except Exception as error:  # any failure only costs the audit detail, never the commands
-        logger.warning("could not ask the workspace who runs this job (%s); recording the OS user", error)
-    return os_user()
-
-
-def _bounded(value: str) -> str:
+def bounded(value: str) -> str:
     return value if len(value) <= MAX_IDENTITY_CHARS else value[: MAX_IDENTITY_CHARS - 1] + "…"

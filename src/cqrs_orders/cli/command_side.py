@@ -85,7 +85,7 @@ _READ_BYTES = 1 << 20
 
 
 def run_submit(args, settings: Settings) -> int:
-    from cqrs_orders.application import wiring
+    from cqrs_orders import wiring
 
     handler = wiring.command_handler(settings)
     all_accepted = True
@@ -144,7 +144,7 @@ def _chunks(name: str):
 
 
 def run_relay(args, settings: Settings) -> int:
-    from cqrs_orders.application import wiring
+    from cqrs_orders import wiring
 
     if args.batch_size < 1:
         raise ConfigurationError("--batch-size must be >= 1.")

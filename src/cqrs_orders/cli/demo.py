@@ -42,14 +42,14 @@ def run(args, settings: Settings) -> int:
     commands = generate_commands(args.customers, args.orders, random.Random(args.seed))
     accepted, rejected = _submit(settings, commands)
     log.info(f"[2/4] relaying the outbox to the event log at {settings.event_log_path}")
-    from cqrs_orders.application import wiring
+    from cqrs_orders import wiring
 
     published = wiring.relay(settings).drain()
     log.info(f"      {published} events published")
 
     log.info("[3/4] projecting bronze -> silver -> gold with Spark (first start takes ~20 s)")
+    from cqrs_orders.delta_io import Table
     from cqrs_orders.pipeline.runner import run_once
-    from cqrs_orders.pipeline.tables import Table
     from cqrs_orders.query.views import register_views
     from cqrs_orders.spark import get_spark
 
@@ -124,7 +124,7 @@ def _distinct_skus(items: list[dict]) -> list[dict]:
 
 
 def _submit(settings: Settings, commands: list[dict]) -> tuple[int, int]:
-    from cqrs_orders.application import wiring
+    from cqrs_orders import wiring
 
     log.info(f"[1/4] submitting {len(commands)} commands to the write store at {settings.write_store_path}")
     handler = wiring.command_handler(settings)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 
-from cqrs_orders.application import wiring
+from cqrs_orders import wiring
 from cqrs_orders.config import Settings
 from cqrs_orders.errors import ConfigurationError
 from cqrs_orders.http.app import create_app

@@ -57,12 +57,13 @@ from pyspark.sql.types import (
 )
 
 from cqrs_orders.config import Settings
+from cqrs_orders.delta_io import Table, create_if_missing
 from cqrs_orders.ops import measures
 from cqrs_orders.ops.bus import BusMeasure, measure_kafka_bus
 from cqrs_orders.ops.outbox import BREACH as OUTBOX_BREACH
 from cqrs_orders.ops.outbox import OutboxMeasure, measure_outbox
 from cqrs_orders.pipeline.read_models import READ_MODELS, ReadModel
-from cqrs_orders.pipeline.tables import SYNAPSE_COMPATIBLE_PROPERTIES, Table, create_if_missing
+from cqrs_orders.pipeline.tables import SYNAPSE_COMPATIBLE_PROPERTIES
 
 LAG_TABLE = "ops_projection_lag"
 LAG_SCHEMA = StructType(

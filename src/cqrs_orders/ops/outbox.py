@@ -48,12 +48,12 @@ class OutboxMeasure:
 def measure_outbox(settings: Settings, now: datetime) -> OutboxMeasure | None:
     """The write store's outbox lag at ``now``; ``None`` when there is no write store here to measure (the
     embedded store's file was never created: nothing was ever committed on this warehouse)."""
-    from cqrs_orders.application import wiring
+    from cqrs_orders.adapters import chosen
 
     if settings.write_store == "sqlite" and not settings.write_store_path.exists():
         return None
     try:
-        store = wiring.write_store(settings)
+        store = chosen.write_store(settings)
         try:
             lag = store.outbox_lag(now)
         finally:

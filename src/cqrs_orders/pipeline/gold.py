@@ -19,9 +19,9 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from cqrs_orders.config import Settings
+from cqrs_orders.delta_io import table
 from cqrs_orders.envelope_schema import MONEY_SUM_TYPE, MONEY_TYPE
 from cqrs_orders.pipeline.idempotency import isolated_session
-from cqrs_orders.pipeline.tables import table
 
 log = logging.getLogger(__name__)
 

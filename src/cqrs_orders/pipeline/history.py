@@ -11,7 +11,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 
 from cqrs_orders.config import EVENT_HISTORY, Settings
-from cqrs_orders.pipeline.tables import table
+from cqrs_orders.delta_io import table
 from cqrs_orders.query.views import view_definition
 
 VIEW = EVENT_HISTORY

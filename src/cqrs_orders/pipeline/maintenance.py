@@ -21,11 +21,12 @@ from functools import partial
 
 from cqrs_orders.adapters.event_log import EventLog
 from cqrs_orders.config import Settings
+from cqrs_orders.delta_io import Table
 from cqrs_orders.errors import ConfigurationError
 from cqrs_orders.pipeline.conflicts import retry_on_conflict
 from cqrs_orders.pipeline.idempotency import isolated_session
 from cqrs_orders.pipeline.read_models import READ_MODELS
-from cqrs_orders.pipeline.tables import PIPELINE_TABLES, Table, ensure_tables
+from cqrs_orders.pipeline.tables import PIPELINE_TABLES, ensure_tables
 
 log = logging.getLogger(__name__)
 

@@ -30,13 +30,14 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from cqrs_orders.config import Settings, running_on_databricks
+from cqrs_orders.delta_io import table
 from cqrs_orders.errors import QuarantineError
 from cqrs_orders.pipeline import gold
 from cqrs_orders.pipeline.batch_rows import release
 from cqrs_orders.pipeline.bronze import RECORD_COLUMNS, to_quarantine, validate_records
 from cqrs_orders.pipeline.conflicts import retry_on_conflict
 from cqrs_orders.pipeline.runner import project_batch
-from cqrs_orders.pipeline.tables import SCHEMAS, ensure_tables, table
+from cqrs_orders.pipeline.tables import SCHEMAS, ensure_tables
 
 logger = logging.getLogger(__name__)
 

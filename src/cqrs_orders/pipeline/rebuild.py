@@ -13,10 +13,11 @@ event the rebuild already applied changes nothing. Stop the projection while reb
 from __future__ import annotations
 
 from cqrs_orders.config import Settings
+from cqrs_orders.delta_io import table
 from cqrs_orders.pipeline import gold
 from cqrs_orders.pipeline.read_models import READ_MODELS
 from cqrs_orders.pipeline.silver import latest_per_aggregate
-from cqrs_orders.pipeline.tables import ensure_tables, table
+from cqrs_orders.pipeline.tables import ensure_tables
 
 
 def rebuild(spark, settings: Settings) -> dict:

@@ -32,6 +32,7 @@ from pyspark.sql import DataFrame, Observation
 from pyspark.sql import functions as F
 
 from cqrs_orders.config import Settings
+from cqrs_orders.delta_io import table
 from cqrs_orders.pipeline import checkpoint_lock, idempotency, profile
 from cqrs_orders.pipeline.batch_rows import release
 from cqrs_orders.pipeline.bronze import to_bronze, to_quarantine, validate_records
@@ -40,7 +41,7 @@ from cqrs_orders.pipeline.gold import GOLD_TABLE, GoldRefresher
 from cqrs_orders.pipeline.progress import EVENT_TIME_METRIC, ProgressRecorder
 from cqrs_orders.pipeline.silver import Slice, apply_batch
 from cqrs_orders.pipeline.sources import read_records, source_exists
-from cqrs_orders.pipeline.tables import ensure_tables, table
+from cqrs_orders.pipeline.tables import ensure_tables
 
 logger = logging.getLogger(__name__)
 

@@ -24,12 +24,12 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from cqrs_orders.config import Settings
+from cqrs_orders.delta_io import Table, table
 from cqrs_orders.envelope import AggregateType
 from cqrs_orders.pipeline import profile
 from cqrs_orders.pipeline.batch_rows import release
 from cqrs_orders.pipeline.idempotency import isolated_session, transaction_id
 from cqrs_orders.pipeline.read_models import READ_MODELS
-from cqrs_orders.pipeline.tables import Table, table
 
 #: MERGE update rule: the incoming row wins on a higher version, or on the same version with a smaller
 #: event id (a conflict; keeps the outcome independent of arrival order). Equal ids: a duplicate, no-op.

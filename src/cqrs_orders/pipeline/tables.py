@@ -9,8 +9,7 @@ features, and partitioning by a hashed aggregate id would add a column the contr
 bounds its target by the batch's key range instead (:func:`~.silver.merge_latest`), and ``maintain``
 clusters the read models on their key.
 
-This module is also the only place that reads and writes a table by its location (:class:`Table`);
-:mod:`cqrs_orders.config` only says where each table lives.
+Opening a table by its location is :mod:`cqrs_orders.delta_io`'s job, beneath this module.
 
 Where Synapse reads: a Unity Catalog managed table lives at a path UC generates, which Synapse cannot name.
 The tables Synapse's views read (:data:`SYNAPSE_TABLES`) are therefore created as external tables at
@@ -24,13 +23,13 @@ from __future__ import annotations
 import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from pyspark.sql import types as T
 
 from cqrs_orders.config import Settings, TableLocation
+from cqrs_orders.delta_io import Table, add_missing_columns, create_if_missing
 from cqrs_orders.envelope_schema import MONEY_SUM_TYPE, MONEY_TYPE
-from cqrs_orders.errors import ConfigurationError
 from cqrs_orders.pipeline.read_models import READ_MODELS, TS, S, schema
 
 logger = logging.getLogger(__name__)
@@ -163,7 +162,7 @@ def ensure_tables(spark, settings: Settings) -> None:
 def _ensure_table(spark, settings: Settings, name: str, storage_url: str | None) -> None:
     columns, table = SCHEMAS[name], Table(settings.table(name))
     if table.exists(spark):
-        _add_missing_columns(spark, table, columns)
+        add_missing_columns(spark, table, columns)
         return
     properties = {**SYNAPSE_COMPATIBLE_PROPERTIES, "delta.dataSkippingStatsColumns": STATS_COLUMNS[name]}
     if name in AUTO_COMPACTED:
@@ -193,103 +192,3 @@ def synapse_storage_url(spark, settings: Settings) -> str | None:
 
 #: One ``(key,value)`` pair of ``DESCRIBE SCHEMA EXTENDED``'s Properties row, ``((k1,v1), (k2,v2))``.
 _PROPERTY = re.compile(r"\(([^,()]+),([^()]*)\)")
-
-
-def create_if_missing(spark, location, columns: T.StructType, properties: dict[str, str]) -> None:
-    """Create the Delta table at ``location`` (a :class:`~cqrs_orders.config.TableLocation`: a catalog name,
-    external at ``external_path`` if given, or a folder) with ``columns`` and table ``properties``, unless it
-    exists."""
-    from delta.tables import DeltaTable
-
-    if location.qualified_name:
-        _create_in_catalog(spark, location.qualified_name, columns, properties, location.external_path)
-        return
-    builder = DeltaTable.createIfNotExists(spark).addColumns(columns).location(location.path)
-    for key, value in properties.items():
-        builder = builder.property(key, value)
-    builder.execute()
-
-
-def _add_missing_columns(spark, table: Table, columns: T.StructType) -> None:
-    present = set(table.read(spark).columns)
-    missing = [f"`{f.name}` {f.dataType.simpleString()}" for f in columns.fields if f.name not in present]
-    if missing:
-        spark.sql(f"ALTER TABLE {table.sql_name} ADD COLUMNS ({', '.join(missing)})")
-
-
-@dataclass(frozen=True)
-class Table:
-    """Reads and writes one table at its :class:`~cqrs_orders.config.TableLocation`."""
-
-    location: TableLocation
-
-    @property
-    def logical_name(self) -> str:
-        return self.location.logical_name
-
-    @property
-    def path(self) -> str | None:
-        return self.location.path
-
-    @property
-    def qualified_name(self) -> str | None:
-        return self.location.qualified_name
-
-    @property
-    def sql_name(self) -> str:
-        return self.location.sql_name
-
-    def read(self, spark, **options: str):
-        reader = spark.read.format("delta").options(**options)
-        return reader.table(self.qualified_name) if self.qualified_name else reader.load(self.path)
-
-    def exists(self, spark) -> bool:
-        from delta.tables import DeltaTable
-
-        if self.qualified_name:
-            return spark.catalog.tableExists(self.qualified_name)
-        return DeltaTable.isDeltaTable(spark, self.path)
-
-    def delta(self, spark):
-        from delta.tables import DeltaTable
-
-        if self.qualified_name:
-            return DeltaTable.forName(spark, self.qualified_name)
-        return DeltaTable.forPath(spark, self.path)
-
-    def version(self, spark) -> int:
-        """The table's newest Delta version."""
-        return self.delta(spark).history(1).select("version").first()[0]
-
-    def save(self, writer) -> None:
-        """Finish a ``DataFrameWriter`` into this table."""
-        if self.qualified_name:
-            writer.saveAsTable(self.qualified_name)
-        else:
-            writer.save(self.path)
-
-
-def table(settings: Settings, logical_name: str) -> Table:
-    """The table ``logical_name`` of ``settings``' warehouse, for reading and writing."""
-    return Table(settings.table(logical_name))
-
-
-def _create_in_catalog(
-    spark, name: str, schema: T.StructType, properties: dict[str, str], external_path: str | None = None
-) -> None:
-    """Create the table ``catalog.schema.table`` if it does not exist: managed, or external at
-    ``external_path`` (which must lie under an external location the job's identity may create tables in).
-
-    SQL rather than ``DeltaTable.createIfNotExists().tableName()``: outside Databricks that builder parses
-    at most ``schema.table`` and rejects a three-part Unity Catalog name; the statement resolves any catalog.
-    """
-    listed = ", ".join(f"'{key}' = '{value}'" for key, value in properties.items())
-    where = ""
-    if external_path:
-        if "'" in external_path or "\\" in external_path:
-            raise ConfigurationError(f"{external_path!r}: a table location takes no quote or backslash.")
-        where = f" LOCATION '{external_path}'"
-        logger.info("creating %s as an external table at %s", name, external_path)
-    spark.sql(
-        f"CREATE TABLE IF NOT EXISTS {name} ({schema.toDDL()}) USING DELTA{where} TBLPROPERTIES ({listed})"
-    )

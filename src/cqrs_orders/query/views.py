@@ -94,7 +94,7 @@ def register_views(spark, settings: Settings) -> list[str]:
     view whose sources all exist. Names whose table is missing are dropped, so a session that saw another
     warehouse before never answers from it.
     """
-    from cqrs_orders.pipeline.tables import Table
+    from cqrs_orders.delta_io import Table
 
     registered: list[str] = []
     for name in TABLES:
@@ -124,7 +124,7 @@ def create_views(spark, settings: Settings, readers: str | None = None, app: str
     """
     if not settings.catalog or not settings.schema:
         raise ConfigurationError("create_views needs CQRS_CATALOG and CQRS_SCHEMA (a Unity Catalog schema).")
-    from cqrs_orders.pipeline.tables import Table
+    from cqrs_orders.delta_io import Table
 
     existing = {name for name in TABLES if Table(settings.table(name)).exists(spark)}
     created = []

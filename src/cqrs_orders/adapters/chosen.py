@@ -1,17 +1,17 @@
-"""Pick the adapters named by the settings and assemble the command handler and the relay.
+"""The adapters the settings name: the write store and the publisher of this deployment.
 
-Adapters are imported only when chosen, so ``submit`` never loads the Azure SDKs or the Delta writer.
+Adapters are imported only when chosen, so ``submit`` never loads the Azure SDKs or the Delta writer, and
+the laptop never needs them.
 """
 
 from __future__ import annotations
 
-from cqrs_orders.application.handler import CommandHandler
 from cqrs_orders.application.ports import Publisher, WriteStore
-from cqrs_orders.application.relay import Relay
 from cqrs_orders.config import Settings
 
 
 def write_store(settings: Settings) -> WriteStore:
+    """Cosmos DB when ``write_store`` says so, else the embedded SQLite store at its path."""
     if settings.write_store == "cosmos":
         from cqrs_orders.adapters.cosmos_store import CosmosWriteStore
 
@@ -22,6 +22,7 @@ def write_store(settings: Settings) -> WriteStore:
 
 
 def publisher(settings: Settings) -> Publisher:
+    """Kafka (Event Hubs) when ``publisher`` says so, else the embedded Delta event log."""
     if settings.publisher == "kafka":
         from cqrs_orders.adapters.kafka_publisher import KafkaPublisher
 
@@ -29,13 +30,3 @@ def publisher(settings: Settings) -> Publisher:
     from cqrs_orders.adapters.event_log_publisher import EventLogPublisher
 
     return EventLogPublisher(settings.event_log_path, settings.event_log_partitions)
-
-
-def command_handler(settings: Settings) -> CommandHandler:
-    return CommandHandler(write_store(settings))
-
-
-def relay(settings: Settings, *, batch_size: int = 500, progress=None, who: str = "relay") -> Relay:
-    """A relay with a store and a publisher of its own (``who`` names it in the outbox lease)."""
-    store, bus = write_store(settings), publisher(settings)
-    return Relay(store, bus, batch_size=batch_size, progress=progress, who=who)
