@@ -71,7 +71,7 @@ def order_event(order: int, version: int) -> tuple[str, str]:
         createdAt=T0 + timedelta(seconds=order),
         updatedAt=at,
     )
-    event_type = "OrderCreated" if version == 1 else "OrderItemAdded" if version <= 3 else "OrderUpdated"
+    event_type = "OrderCreated" if version == 1 else "OrderItemAdded" if version <= 3 else "OrderConfirmed"
     return order_id, new_event(event_type, state, version, at=at).to_json()
 
 
@@ -103,6 +103,7 @@ def measure_ours(spark, settings: Settings) -> float:
 def ingest_bronze(spark, settings: Settings) -> None:
     """Our bronze half alone: the log validated and appended to bronze_events / bronze_quarantine."""
     from cqrs_orders.pipeline.bronze import to_bronze, to_quarantine, validate_records
+    from cqrs_orders.pipeline.runner import STATE_CHECKS
     from cqrs_orders.pipeline.sources import read_records
     from cqrs_orders.pipeline.tables import ensure_tables
 
@@ -114,7 +115,7 @@ def ingest_bronze(spark, settings: Settings) -> None:
             table(settings, name).save(rows(validated, checked_at).write.format("delta").mode("append"))
 
     (
-        validate_records(read_records(spark, settings))
+        validate_records(read_records(spark, settings), STATE_CHECKS)
         .writeStream.foreachBatch(write)
         .option("checkpointLocation", str(settings.warehouse / "_bench" / "bronze_only_checkpoint"))
         .trigger(availableNow=True)

@@ -85,10 +85,23 @@ def test_inconsistent_events_are_rejected(change, message):
         EventEnvelope.model_validate(wire)
 
 
-def test_catalog_covers_the_lifecycle():
-    assert {"OrderCreated", "OrderShipped", "OrderCancelled", "OrderUpdated", "CustomerUpdated"} <= set(
-        EVENT_CATALOG
-    )
+def test_the_catalog_is_the_events_the_commands_record():
+    """An event type no command records is one no reader should expect (the seed's generic OrderUpdated);
+    each is listed under the aggregate of the commands that record it."""
+    from cqrs_orders.domain.commands import COMMANDS
+
+    emitted = {event: command.aggregate for command in COMMANDS.values() for event in command.emits}
+    assert emitted == EVENT_CATALOG
+    assert {"OrderCreated", "OrderShipped", "OrderCancelled", "CustomerUpdated"} <= set(EVENT_CATALOG)
+
+
+def test_an_event_type_nothing_records_is_refused():
+    wire = {
+        **json.loads(new_event("OrderCreated", order_state(), 1, at=AT).to_json()),
+        "eventType": "OrderUpdated",
+    }
+    with pytest.raises(ValidationError, match="unknown eventType 'OrderUpdated'"):
+        EventEnvelope.model_validate(wire)
 
 
 def test_spark_schema_parses_the_wire_form(spark):

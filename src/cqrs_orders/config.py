@@ -1,14 +1,15 @@
-"""All configuration, in one place.
+"""All configuration, in one place: every setting is declared once in :data:`SETTINGS`.
 
-Locally everything lives under one *warehouse* directory (``--warehouse DIR``, env ``CQRS_WAREHOUSE``,
-default ``./warehouse``): the embedded write store, the embedded event log, every Delta table and every
-streaming checkpoint. On Databricks the same logical tables map to Unity Catalog names
-``catalog.schema.<logical_name>`` (set ``CQRS_CATALOG`` and ``CQRS_SCHEMA``).
+Each :class:`Setting` names its environment variable, its command-line option (``--catalog``; only for the
+settings a job or the notebook passes, since serverless compute has no environment variables), the
+``databricks.yml`` variable the bundle fills it from, its default and what it is for.
+:meth:`Settings.from_env`, the CLI's common options (:mod:`cqrs_orders.cli`) and ``docs/configuration.md``
+(``python -m cqrs_orders.config``) are all derived from that table; no other module reads the environment.
 
-Which adapters run is chosen here too: ``CQRS_WRITE_STORE`` (``sqlite`` | ``cosmos``),
-``CQRS_PUBLISHER`` (``event_log`` | ``eventhubs``) and ``CQRS_SOURCE`` (``event_log`` | ``kafka``).
-Secrets (connection strings, keys) are read from the environment or, on Databricks, from the secret scope
-``CQRS_SECRET_SCOPE``; they are never logged (:class:`Secret` hides its value in ``repr``).
+Locally everything lives under one *warehouse* directory (``--warehouse DIR``, default ``./warehouse``); on
+Databricks the same logical tables map to Unity Catalog names ``catalog.schema.<logical_name>``. Secrets
+(connection strings, keys) are read from the environment or, on Databricks, from the secret scope; they are
+never logged (:class:`Secret` hides its value in ``repr``).
 """
 
 from __future__ import annotations
@@ -16,15 +17,13 @@ from __future__ import annotations
 import math
 import os
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from cqrs_orders.errors import ConfigurationError
-
-WAREHOUSE_ENV = "CQRS_WAREHOUSE"
-DEFAULT_WAREHOUSE = "warehouse"
 
 #: Every Delta table of the project, by logical name. Readers and writers name tables only through these.
 TABLES = (
@@ -32,6 +31,7 @@ TABLES = (
     "bronze_quarantine",
     "silver_orders",
     "silver_customers",
+    "silver_product_sales",
     "gold_daily_order_metrics",
     "ops_stream_progress",
     "ops_projection_lag",
@@ -41,32 +41,13 @@ TABLES = (
 VIEWS = ("vw_order_summary", "vw_daily_order_metrics")
 #: The event history: a view over ``bronze_events`` (``sql/databricks/silver_event_history.sql``).
 EVENT_HISTORY = "silver_event_history"
-#: Shipped views that earlier versions kept as tables of the same name: ``create-views`` drops such a table
-#: (its rows were derived from bronze) to create the view.
-FORMER_TABLES = (EVENT_HISTORY,)
 
-#: The settings a command line may override (see ``Settings.from_env``): every non-secret one a job needs.
-OVERRIDABLE = (
-    "CQRS_CATALOG",
-    "CQRS_SCHEMA",
-    "CQRS_CHECKPOINT_ROOT",
-    "CQRS_WRITE_STORE",
-    "CQRS_PUBLISHER",
-    "CQRS_SOURCE",
-    "COSMOS_ENDPOINT",
-    "COSMOS_DATABASE",
-    "EVENTHUB_NAME",
-    "KAFKA_BOOTSTRAP_SERVERS",
-    "CQRS_SECRET_SCOPE",
-    "CQRS_MAX_RECORDS_PER_BATCH",
-)
-
-#: ``CQRS_MAX_RECORDS_PER_BATCH``'s default: the most bus records one micro-batch of the projection reads.
-#: A batch is held once in memory (its validated rows) while it is written: at ~1 KB a record (an order
-#: event is about half that), 100,000 is ~100 MB, a tenth of the 1,000,000-record batch the projection
-#: benchmark ran in a 4 GiB driver (benchmarks/RESULTS.md). Far less would slow a catch-up: each batch
-#: also pays ~1.5 s of fixed work (a dozen Delta commits), most of a 10,000-record batch's time. On the
-#: embedded log it is 1,000 files a batch, Delta's own default.
+#: ``max_records_per_batch``'s default: the most bus records one micro-batch of the projection reads.
+#: A batch is held once in memory (its validated rows) while it is written, so it must stay a small share
+#: of the driver's heap; and each batch also pays a fixed cost (a dozen Delta commits), so it must be large
+#: enough for that cost to stay a small share of its time. The sizing figures: benchmarks/RESULTS.md and
+#: docs/operations.md ("Catch-up is bounded"). On the embedded log it is 1,000 files a batch, Delta's own
+#: default.
 DEFAULT_MAX_RECORDS_PER_BATCH = 100_000
 
 WriteStoreKind = Literal["sqlite", "cosmos"]
@@ -74,6 +55,199 @@ PublisherKind = Literal["event_log", "kafka"]
 SourceKind = Literal["event_log", "kafka"]
 RelayMode = Literal["off", "follow"]
 CallerIdentity = Literal["required", "optional"]
+
+#: The secrets, by environment variable; in a Databricks secret scope each is the key :func:`scope_key`
+#: names. Event Hubs has one connection per right, so each process holds only the right it uses: the
+#: publisher (the command API app's relay, the ingest job) a ``Send`` policy's connection, the readers (the
+#: projection, the lag monitor) a ``Listen`` one (docs/operations.md, "Which secret is used for what").
+EVENTHUB_SEND_CONNECTION = "EVENTHUB_SEND_CONNECTION"
+EVENTHUB_LISTEN_CONNECTION = "EVENTHUB_LISTEN_CONNECTION"
+#: One connection with both rights: still read when the role's own secret is absent, so a laptop (and a
+#: deployment made before the split) keeps working; the bundle hands it to nobody.
+EVENTHUB_CONNECTION = "EVENTHUB_CONNECTION"
+COSMOS_KEY = "COSMOS_KEY"
+ALERT_WEBHOOK_URL = "CQRS_ALERT_WEBHOOK_URL"
+
+#: Set by Databricks on its compute (never by us): its presence means "running on Databricks".
+RUNTIME_VERSION_ENV = "DATABRICKS_RUNTIME_VERSION"
+#: Spark's own variable, read by the JVM it launches; a local session defaults it
+#: (:func:`prepare_local_spark`).
+SPARK_LOCAL_IP_ENV = "SPARK_LOCAL_IP"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting, declared once: everything else about it (its :class:`Settings` field, its CLI option,
+    its line in docs/configuration.md) is derived from this.
+
+    ``flag``: the option every ``cqrs-orders`` subcommand takes for it (``None``: environment only); only
+    settings a job or the command-ingest notebook passes have one, because serverless compute has no
+    environment variables. ``bundle_variable``: the ``databricks.yml`` variable the bundle fills it from.
+    ``kind`` picks how the text is checked and converted (:data:`_PARSERS`); ``choices`` limits it.
+    """
+
+    name: str
+    env: str
+    help: str
+    default: object = None
+    flag: str | None = None
+    bundle_variable: str | None = None
+    kind: str = "text"
+    choices: tuple[str, ...] = ()
+    secret: bool = False
+    #: How the docs state a default that is not a plain value (one derived at run time).
+    default_doc: str | None = None
+
+    def parse(self, raw: str | None) -> object:
+        """The value of this setting given the text ``raw`` (``None`` or blank: the default)."""
+        if raw is None or not raw.strip():
+            return self.default
+        if self.choices and raw not in self.choices:
+            raise ConfigurationError(f"{self.env}={raw!r} is not one of: {', '.join(self.choices)}.")
+        return _PARSERS[self.kind](self.env, raw)
+
+    @property
+    def metavar(self) -> str:
+        """How ``--help`` names the option's value: its choices, or what kind of value it takes."""
+        if self.choices:
+            return "{" + ",".join(self.choices) + "}"
+        return "DIR" if self.kind == "path" else "N" if self.kind in ("count", "seconds") else "VALUE"
+
+
+def _count(env: str, raw: str) -> int:
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigurationError(f"{env}={raw!r} must be a positive integer.")
+    return int(raw)
+
+
+def _seconds(env: str, raw: str) -> float:
+    try:
+        return positive_seconds(raw)
+    except ValueError:
+        raise ConfigurationError(f"{env}={raw!r} must be a positive number of seconds.") from None
+
+
+def _port(env: str, raw: str) -> int:
+    if not raw.isdigit() or int(raw) > 65535:
+        raise ConfigurationError(f"{env}={raw!r} must be a port number.")
+    return int(raw)
+
+
+_SIZE = re.compile(r"^(\d+)\s*([kmgt]?)b?$", re.IGNORECASE)
+_MIB_PER_UNIT = {"k": 1 / 1024, "": 1, "m": 1, "g": 1024, "t": 1024 * 1024}
+#: Spark refuses to run on a heap under 450 MiB (1.5 x its 300 MiB reserve); leave it a little room.
+MIN_DRIVER_MEMORY_MIB = 512
+
+
+def _memory(env: str, raw: str) -> str:
+    """A JVM heap size, checked here: a JVM that cannot start says only "gateway exited", which would
+    otherwise be blamed on Java or the jars."""
+    match = _SIZE.match(raw.strip())
+    if not match:
+        raise ConfigurationError(f"{env}={raw!r} is not a memory size; set it like 4g or 1536m (or unset it)")
+    if int(match.group(1)) * _MIB_PER_UNIT[match.group(2).lower()] < MIN_DRIVER_MEMORY_MIB:
+        raise ConfigurationError(
+            f"{env}={raw!r} is too small: Spark needs at least {MIN_DRIVER_MEMORY_MIB}m for the driver; set "
+            "it to 1g or more (or unset it)."
+        )
+    return f"{match.group(1)}{match.group(2).lower()}"
+
+
+_PARSERS = {
+    "text": lambda env, raw: raw,
+    "path": lambda env, raw: raw,
+    "count": _count,
+    "seconds": _seconds,
+    "port": _port,
+    "memory": _memory,
+}
+
+#: Every setting. Order is the order of the docs and of ``--help``.
+# fmt: off
+SETTINGS: tuple[Setting, ...] = (
+    # Where things live.
+    Setting("warehouse", "CQRS_WAREHOUSE", "folder holding the write store, event log, Delta tables and "
+            "checkpoints (created if missing)", "warehouse", flag="--warehouse", kind="path",
+            default_doc="./warehouse"),
+    Setting("catalog", "CQRS_CATALOG", "Unity Catalog catalog of the tables (with --schema)",
+            flag="--catalog", bundle_variable="catalog"),
+    Setting("schema", "CQRS_SCHEMA", "Unity Catalog schema of the tables (with --catalog)",
+            flag="--schema", bundle_variable="schema"),
+    Setting("checkpoint_root", "CQRS_CHECKPOINT_ROOT", "folder (or volume path) of the streaming "
+            "checkpoints", flag="--checkpoint-root", default_doc="<warehouse>/_checkpoints"),
+    # Which adapters run.
+    Setting("write_store", "CQRS_WRITE_STORE", "the write store: the embedded SQLite file or Cosmos DB",
+            "sqlite", flag="--write-store", choices=("sqlite", "cosmos")),
+    Setting("publisher", "CQRS_PUBLISHER", "where the relay publishes: the embedded event log or Kafka "
+            "(Event Hubs)", "event_log", flag="--publisher", choices=("event_log", "kafka")),
+    Setting("source", "CQRS_SOURCE", "what the projection reads: the embedded event log or Kafka "
+            "(Event Hubs)", "event_log", flag="--source", choices=("event_log", "kafka")),
+    Setting("max_records_per_batch", "CQRS_MAX_RECORDS_PER_BATCH", "most bus records one micro-batch of the "
+            "projection reads", DEFAULT_MAX_RECORDS_PER_BATCH, flag="--max-records-per-batch",
+            bundle_variable="max_records_per_batch", kind="count"),
+    # Azure and Kafka: plain settings; their secrets are below.
+    Setting("cosmos_endpoint", "COSMOS_ENDPOINT", "Cosmos DB account endpoint URL", flag="--cosmos-endpoint",
+            bundle_variable="cosmos_endpoint"),
+    Setting("cosmos_database", "COSMOS_DATABASE", "Cosmos DB database of the write store", "orders",
+            flag="--cosmos-database", bundle_variable="cosmos_database"),
+    Setting("cosmos_container", "COSMOS_CONTAINER", "Cosmos DB container of the write store", "order-store"),
+    Setting("kafka_topic", "EVENTHUB_NAME", "the event hub (its Kafka topic) carrying the events",
+            "order-events", flag="--eventhub-name", bundle_variable="eventhub_name"),
+    Setting("kafka_bootstrap_servers", "KAFKA_BOOTSTRAP_SERVERS", "a plaintext Kafka broker instead of Event "
+            "Hubs (a laptop's or a test's)", flag="--kafka-bootstrap-servers"),
+    Setting("secret_scope", "CQRS_SECRET_SCOPE", "Databricks secret scope holding the secrets below",
+            flag="--secret-scope", bundle_variable="secret_scope"),
+    # The HTTP server (`cqrs-orders serve`, the command API app).
+    Setting("sql_warehouse_id", "CQRS_SQL_WAREHOUSE_ID", "SQL warehouse serving the read models to `serve` "
+            "(with CQRS_CATALOG/CQRS_SCHEMA); unset: the local Delta tables", bundle_variable="warehouse_id"),
+    Setting("relay", "CQRS_RELAY", "`follow`: `serve` also runs a following relay (as `serve --relay`)",
+            "off", choices=("off", "follow")),
+    Setting("caller_identity", "CQRS_CALLER_IDENTITY", "`required`: `serve` refuses (401) a request that "
+            "names no caller; `optional`: it records it as anonymous", choices=("required", "optional"),
+            default_doc="required as a Databricks App, else optional"),
+    Setting("read_timeout_seconds", "CQRS_READ_TIMEOUT_SECONDS", "a read-model query of `serve`, at most "
+            "(past it: 503 READ_SIDE_UNAVAILABLE)", 30.0, kind="seconds"),
+    Setting("write_timeout_seconds", "CQRS_WRITE_TIMEOUT_SECONDS", "a request's commands in `serve`, at most",
+            60.0, kind="seconds"),
+    Setting("app_port", "DATABRICKS_APP_PORT", "port `serve` listens on without --port (Databricks Apps set "
+            "it)", 8000, kind="port"),
+    Setting("databricks_app_name", "DATABRICKS_APP_NAME", "set by Databricks Apps: `serve` runs as the app, "
+            "behind the platform's authenticating proxy"),
+    # Local Spark.
+    Setting("spark_driver_memory", "CQRS_SPARK_DRIVER_MEMORY", "heap of a local Spark driver (4g, 1536m)",
+            "4g", kind="memory"),
+    Setting("jars_dir", "CQRS_JARS_DIR", "folder of the Delta and Kafka jars for local Spark (fetched there "
+            "once; for an offline machine, put them there)", kind="path",
+            default_doc="~/.cache/cqrs-orders/jars/spark-X-delta-Y"),
+    # Secrets: from the environment, else the secret scope (key: scope_key(env)). Never options.
+    Setting("eventhub_send_connection", EVENTHUB_SEND_CONNECTION, "Event Hubs connection with the Send right "
+            "(the relay, the ingest job)", secret=True),
+    Setting("eventhub_listen_connection", EVENTHUB_LISTEN_CONNECTION, "Event Hubs connection with the Listen "
+            "right (the projection, the lag monitor)", secret=True),
+    Setting("eventhub_connection", EVENTHUB_CONNECTION, "one connection with both rights, read when the "
+            "role's own is absent (a laptop); the bundle hands it to nobody", secret=True),
+    Setting("cosmos_key", COSMOS_KEY, "Cosmos DB account key", secret=True),
+    Setting("alert_webhook_url", ALERT_WEBHOOK_URL, "Teams/Slack webhook the lag monitor posts a breach "
+            "to (optional)", secret=True),
+)
+# fmt: on
+#: The settings by field name (secrets excluded: they are looked up on demand, :meth:`Settings.secret`).
+PLAIN = {s.name: s for s in SETTINGS if not s.secret}
+#: The settings a command line may override (see ``Settings.from_env``), by environment variable.
+OVERRIDABLE = tuple(s.env for s in SETTINGS if s.flag)
+
+
+def value_of(name: str, env: Mapping[str, str] | None = None):
+    """One setting read from the environment (default: this process's), for the few places that need a
+    process-wide one where no :class:`Settings` is at hand (the local Spark session, its jar cache)."""
+    setting = PLAIN[name]
+    return setting.parse((os.environ if env is None else env).get(setting.env))
+
+
+def prepare_local_spark() -> None:
+    """Default ``SPARK_LOCAL_IP`` for the JVM a local session launches (it inherits this process's
+    environment): 127.0.0.1, so Spark does not warn that the host name resolves to a loopback address."""
+    os.environ.setdefault(SPARK_LOCAL_IP_ENV, "127.0.0.1")
 
 
 class Secret:
@@ -99,20 +273,9 @@ class Secret:
         return hash(self._value)
 
 
-def running_on_databricks(env: Mapping[str, str] = os.environ) -> bool:
-    return "DATABRICKS_RUNTIME_VERSION" in env
-
-
-#: The secrets, by environment variable; in a Databricks secret scope each is the key :func:`scope_key`
-#: names. Event Hubs has one connection per right, so each process holds only the right it uses: the
-#: publisher (the command API app's relay, the ingest job) a ``Send`` policy's connection, the readers (the
-#: projection, the lag monitor) a ``Listen`` one (docs/operations.md, "Which secret is used for what").
-EVENTHUB_SEND_CONNECTION = "EVENTHUB_SEND_CONNECTION"
-EVENTHUB_LISTEN_CONNECTION = "EVENTHUB_LISTEN_CONNECTION"
-#: One connection with both rights: still read when the role's own secret is absent, so a laptop (and a
-#: deployment made before the split) keeps working; the bundle hands it to nobody.
-EVENTHUB_CONNECTION = "EVENTHUB_CONNECTION"
-COSMOS_KEY = "COSMOS_KEY"
+def running_on_databricks(env: Mapping[str, str] | None = None) -> bool:
+    """On Databricks compute (``env``: default this process's environment)."""
+    return RUNTIME_VERSION_ENV in (os.environ if env is None else env)
 
 
 def scope_key(key: str) -> str:
@@ -134,7 +297,7 @@ def read_secret(key: str, env: Mapping[str, str] = os.environ) -> Secret | None:
     """
     if env.get(key):
         return Secret(env[key])
-    scope = env.get("CQRS_SECRET_SCOPE")
+    scope = env.get(PLAIN["secret_scope"].env)
     if not scope:
         return None
     # On a cluster the runtime's dbutils; anywhere else the SDK's remote one, which asks the workspace's
@@ -222,35 +385,39 @@ class TableLocation:
 
 @dataclass(frozen=True)
 class Settings:
-    """Where things live and which adapters run. Build it with :meth:`from_env`."""
+    """Where things live and which adapters run: one field per setting of :data:`SETTINGS` (its
+    declaration holds the default and the documentation). Build it with :meth:`from_env`."""
 
     warehouse: Path
-    catalog: str | None = None
-    schema: str | None = None
-    checkpoint_root: str | None = None
-    write_store: WriteStoreKind = "sqlite"
-    publisher: PublisherKind = "event_log"
-    source: SourceKind = "event_log"
-    event_log_partitions: int = 4
-    max_records_per_batch: int = DEFAULT_MAX_RECORDS_PER_BATCH  # bus records per micro-batch, at most
-    # Azure and Kafka: plain settings; secrets are looked up on demand with read_secret().
-    cosmos_endpoint: str | None = None
-    cosmos_database: str = "orders"
-    cosmos_container: str = "order-store"
-    eventhub_name: str = "order-events"
-    kafka_bootstrap_servers: str | None = None
-    kafka_topic: str = "order-events"
-    lag_threshold_seconds: float = 60.0
-    gold_refresh_seconds: float = 30.0  # while streaming, gold trails silver by at most this much
-    alert_webhook_url: str | None = None
-    sql_warehouse_id: str | None = None  # the HTTP server's read side on Databricks
-    relay: RelayMode = "off"  # CQRS_RELAY=follow: `serve` runs a following relay in its process
-    # CQRS_CALLER_IDENTITY: `serve` refuses (401) a request that names no caller ("required"; the default
-    # when DATABRICKS_APP_NAME is set, i.e. as a Databricks App) or records it as anonymous ("optional").
-    caller_identity: CallerIdentity = "optional"
-    read_timeout_seconds: float = 30.0  # CQRS_READ_TIMEOUT_SECONDS: a read-model query, at most
-    write_timeout_seconds: float = 60.0  # CQRS_WRITE_TIMEOUT_SECONDS: a request's commands, at most
+    catalog: str | None
+    schema: str | None
+    checkpoint_root: str | None
+    write_store: WriteStoreKind
+    publisher: PublisherKind
+    source: SourceKind
+    max_records_per_batch: int
+    cosmos_endpoint: str | None
+    cosmos_database: str
+    cosmos_container: str
+    kafka_topic: str
+    kafka_bootstrap_servers: str | None
+    secret_scope: str | None
+    sql_warehouse_id: str | None
+    relay: RelayMode
+    caller_identity: CallerIdentity
+    read_timeout_seconds: float
+    write_timeout_seconds: float
+    app_port: int
+    databricks_app_name: str | None
+    spark_driver_memory: str
+    jars_dir: str | None
+    #: The environment the settings were read from, with the overrides applied: where secrets are looked up.
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    #: Fixed, not settings: the embedded event log's partitions (its files' layout: changing it would need
+    #: a rewrite of the log) and how far gold may trail silver while streaming.
+    event_log_partitions: ClassVar[int] = 4
+    gold_refresh_seconds: ClassVar[float] = 30.0
 
     @classmethod
     def from_env(
@@ -263,61 +430,43 @@ class Settings:
 
         ``overrides`` are settings given on the command line (job task parameters on Databricks, where
         serverless compute has no environment variables), keyed by the environment variable they replace
-        (``{"CQRS_CATALOG": "main"}``); a ``None`` value means "not given". They win over the environment
-        and go through the same validation, so a flag and its variable can never mean different things.
+        (``{"CQRS_CATALOG": "main"}``); a ``None`` value means "not given", an empty one is refused (it
+        would silently mean the default). They win over the environment and go through the same
+        validation, so a flag and its variable can never mean different things.
         """
         env = dict(os.environ if env is None else env)
-        if warehouse is not None and not str(warehouse).strip():
-            raise ConfigurationError(
-                "--warehouse is empty; pass the warehouse folder, or leave the option out for "
-                f"${WAREHOUSE_ENV} or ./{DEFAULT_WAREHOUSE}."
-            )
-        unknown = set(overrides or ()) - set(OVERRIDABLE)
+        overrides = dict(overrides or {})
+        if warehouse is not None:
+            overrides[PLAIN["warehouse"].env] = str(warehouse)
+        unknown = set(overrides) - set(OVERRIDABLE)
         if unknown:
             raise ConfigurationError(f"Not a setting: {', '.join(sorted(unknown))}.")
-        env.update({key: value for key, value in (overrides or {}).items() if value is not None})
-        root = Path(warehouse or env.get(WAREHOUSE_ENV) or DEFAULT_WAREHOUSE).expanduser().resolve()
+        for setting in SETTINGS:
+            if setting.env in overrides and overrides[setting.env] is not None:
+                if not overrides[setting.env].strip():
+                    default = setting.default_doc or setting.default
+                    raise ConfigurationError(
+                        f"{setting.flag} is empty; pass a value, or leave the option out for "
+                        f"${setting.env} or the default ({default})."
+                    )
+                env[setting.env] = overrides[setting.env]
+        values = {name: setting.parse(env.get(setting.env)) for name, setting in PLAIN.items()}
+        root = Path(values.pop("warehouse")).expanduser().resolve()
         if not running_on_databricks(env):  # there tables live in Unity Catalog; the folder may be unused
             _check_warehouse(root)
-        catalog, schema = env.get("CQRS_CATALOG"), env.get("CQRS_SCHEMA")
-        if bool(catalog) != bool(schema):
+        if bool(values["catalog"]) != bool(values["schema"]):
             raise ConfigurationError("Set both CQRS_CATALOG and CQRS_SCHEMA (Unity Catalog), or neither.")
-        return cls(
-            warehouse=root,
-            catalog=catalog or None,
-            schema=schema or None,
-            checkpoint_root=env.get("CQRS_CHECKPOINT_ROOT") or None,
-            write_store=_choice(env, "CQRS_WRITE_STORE", "sqlite", ("sqlite", "cosmos")),
-            publisher=_choice(env, "CQRS_PUBLISHER", "event_log", ("event_log", "kafka")),
-            source=_choice(env, "CQRS_SOURCE", "event_log", ("event_log", "kafka")),
-            event_log_partitions=_positive_int(env, "CQRS_EVENT_LOG_PARTITIONS", 4),
-            max_records_per_batch=_positive_int(
-                env, "CQRS_MAX_RECORDS_PER_BATCH", DEFAULT_MAX_RECORDS_PER_BATCH
-            ),
-            cosmos_endpoint=env.get("COSMOS_ENDPOINT") or None,
-            cosmos_database=env.get("COSMOS_DATABASE", "orders"),
-            cosmos_container=env.get("COSMOS_CONTAINER", "order-store"),
-            eventhub_name=env.get("EVENTHUB_NAME", "order-events"),
-            kafka_bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
-            kafka_topic=env.get("KAFKA_TOPIC", env.get("EVENTHUB_NAME", "order-events")),
-            lag_threshold_seconds=float(env.get("CQRS_LAG_THRESHOLD_SECONDS", "60")),
-            gold_refresh_seconds=_seconds_setting(env, "CQRS_GOLD_REFRESH_SECONDS", 30.0),
-            alert_webhook_url=env.get("CQRS_ALERT_WEBHOOK_URL") or None,
-            sql_warehouse_id=env.get("CQRS_SQL_WAREHOUSE_ID") or None,
-            relay=_choice(env, "CQRS_RELAY", "off", ("off", "follow")),
-            caller_identity=_choice(
-                env,
-                "CQRS_CALLER_IDENTITY",
-                "required" if env.get("DATABRICKS_APP_NAME") else "optional",
-                ("required", "optional"),
-            ),
-            read_timeout_seconds=_seconds_setting(env, "CQRS_READ_TIMEOUT_SECONDS", 30.0),
-            write_timeout_seconds=_seconds_setting(env, "CQRS_WRITE_TIMEOUT_SECONDS", 60.0),
-            env=env,
-        )
+        if values["caller_identity"] is None:  # a Databricks App's callers are vouched for by its proxy
+            values["caller_identity"] = "required" if values["databricks_app_name"] else "optional"
+        return cls(warehouse=root, **values, env=env)
 
     def secret(self, key: str) -> Secret | None:
         return read_secret(key, self.env)
+
+    @property
+    def as_databricks_app(self) -> bool:
+        """Run by Databricks Apps: requests come through the platform's authenticating proxy."""
+        return bool(self.databricks_app_name)
 
     # --- where things live -------------------------------------------------------------------------
     @property
@@ -350,27 +499,13 @@ def _check_warehouse(root: Path) -> None:
     existing = root
     while not os.path.exists(existing) and existing != existing.parent:
         existing = existing.parent
-    fix = f"pass a folder you can write to as --warehouse (or {WAREHOUSE_ENV}); it is created if missing"
+    fix = "pass a folder you can write to as --warehouse (or CQRS_WAREHOUSE); it is created if missing"
     if not os.path.isdir(existing):
         where = "" if existing == root else f" ({existing} is a file)"
         raise ConfigurationError(f"The warehouse {root} is not a directory{where}; {fix}.")
     if not os.access(existing, os.W_OK | os.X_OK):
         where = "" if existing == root else f" ({existing} takes no new folders)"
         raise ConfigurationError(f"The warehouse {root} cannot be written by this user{where}; {fix}.")
-
-
-def _choice(env: Mapping[str, str], key: str, default: str, allowed: tuple[str, ...]) -> str:
-    value = env.get(key, default)
-    if value not in allowed:
-        raise ConfigurationError(f"{key}={value!r} is not one of: {', '.join(allowed)}.")
-    return value
-
-
-def _positive_int(env: Mapping[str, str], key: str, default: int) -> int:
-    raw = env.get(key, str(default))
-    if not raw.isdigit() or int(raw) < 1:
-        raise ConfigurationError(f"{key}={raw!r} must be a positive integer.")
-    return int(raw)
 
 
 def positive_seconds(text: str | float) -> float:
@@ -382,9 +517,64 @@ def positive_seconds(text: str | float) -> float:
     return value
 
 
-def _seconds_setting(env: Mapping[str, str], key: str, default: float) -> float:
-    raw = env.get(key, str(default))
-    try:
-        return positive_seconds(raw)
-    except ValueError:
-        raise ConfigurationError(f"{key}={raw!r} must be a positive number of seconds.") from None
+#: The command that writes docs/configuration.md (a test fails, naming it, when the file is out of date).
+DOC_COMMAND = "python -m cqrs_orders.config > docs/configuration.md"
+
+
+def _default_text(setting: Setting) -> str:
+    if setting.default_doc:
+        return setting.default_doc
+    if setting.default is None:
+        return "unset"
+    value = setting.default
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def configuration_doc() -> str:
+    """docs/configuration.md, generated from :data:`SETTINGS`: the settings, then the secrets."""
+    lines = [
+        "# Configuration",
+        "",
+        f"<!-- Generated from `SETTINGS` in src/cqrs_orders/config.py by `{DOC_COMMAND}`; do not edit. -->",
+        "",
+        "Every setting is an environment variable. The ones a Databricks job or the command-ingest notebook",
+        "passes are also an option of every `cqrs-orders` subcommand (serverless compute has no environment",
+        "variables), which wins over the variable; the bundle fills those from the `databricks.yml` variable",
+        "named here. An empty variable means the default; an empty option is refused.",
+        "",
+        "| Environment variable | Option | Bundle variable | Default | What it is |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for s in SETTINGS:
+        if s.secret:
+            continue
+        what = s.help + (f" (one of: {', '.join(f'`{c}`' for c in s.choices)})" if s.choices else "")
+        option = f"`{s.flag}`" if s.flag else ""
+        variable = f"`{s.bundle_variable}`" if s.bundle_variable else ""
+        lines.append(f"| `{s.env}` | {option} | {variable} | `{_default_text(s)}` | {what} |")
+    lines += [
+        "",
+        "## Secrets",
+        "",
+        "Never options and never logged: each is read from its environment variable, else from the",
+        'Databricks secret scope `CQRS_SECRET_SCOPE` under its key (docs/operations.md, "Which secret is',
+        'used for what").',
+        "",
+        "| Environment variable | Secret-scope key | What it is |",
+        "| --- | --- | --- |",
+    ]
+    lines += [f"| `{s.env}` | `{scope_key(s.env)}` | {s.help} |" for s in SETTINGS if s.secret]
+    lines += [
+        "",
+        "## Read, never set by you",
+        "",
+        f"- `{RUNTIME_VERSION_ENV}`: set on Databricks compute; its presence means tables live in Unity",
+        "  Catalog and the session is Databricks' own.",
+        f"- `{SPARK_LOCAL_IP_ENV}`: Spark's own; a local session sets it to `127.0.0.1` when unset.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(configuration_doc())

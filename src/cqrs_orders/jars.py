@@ -17,7 +17,6 @@ Jars that pyspark already ships are left out, so the classpath has one copy of e
 from __future__ import annotations
 
 import logging
-import os
 import re
 import shutil
 import subprocess
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import pyspark
 
+from cqrs_orders.config import value_of
 from cqrs_orders.errors import SparkUnavailableError
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def _release(version_text: str) -> tuple[int, int]:
 
 
 def cache_dir() -> Path:
-    configured = os.environ.get("CQRS_JARS_DIR")
+    configured = value_of("jars_dir")
     if configured:
         return Path(configured).expanduser()
     name = f"spark-{pyspark.__version__}-delta-{version('delta-spark')}"

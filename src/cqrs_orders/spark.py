@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import atexit
-import os
-import re
 import shutil
 import tempfile
 from importlib.resources import files
 
-from cqrs_orders.config import running_on_databricks
+from cqrs_orders.config import prepare_local_spark, running_on_databricks, value_of
 from cqrs_orders.errors import SparkUnavailableError
 
 #: What the pipeline's plans need wherever they run. The bundle's job cluster sets the same in its
@@ -20,8 +18,8 @@ PIPELINE_CONF = {
     # all the same: each batch adds a few classes of its own (Delta's per-version filters), held until
     # evicted: at 2,000, over 100 MiB of the test suite's heap after a single module.
     "spark.sql.codegen.cache.maxEntries": "500",
-    # HotSpot does not compile a method over 8,000 bytes of bytecode: Spark's default limit (65,535) let a
-    # fused stage as long as validation's run interpreted, ~30% slower; past 8,000 it runs unfused.
+    # HotSpot does not compile a method over 8,000 bytes of bytecode: under Spark's default limit (65,535)
+    # a fused stage as long as validation's would run interpreted; past 8,000 it runs unfused, compiled.
     "spark.sql.codegen.hugeMethodLimit": "8000",
     # Auto compaction (the append-only tables) treats files under this size as small; with Delta's default,
     # 64 MiB, it rewrote at once the files of a large backlog batch, where the aim is only to pack the tiny
@@ -42,7 +40,7 @@ _LOCAL_CONF = {
     "spark.sql.sources.parallelPartitionDiscovery.parallelism": "4",
     # A sort takes its first memory page at this size whatever it sorts; Spark's default for a 4 GiB heap
     # is 64 MiB. Spark 4 also keeps each task thread's last sorter (SortExec's thread-local), and with it
-    # that page: seven such pages (~450 MiB) were held after one test module.
+    # that page, for as long as the thread lives: small pages keep those held sorters small.
     "spark.buffer.pageSize": "4m",
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
@@ -53,30 +51,10 @@ _LOCAL_CONF = {
 }
 
 
-#: ``CQRS_SPARK_DRIVER_MEMORY``: a JVM size (``4g``, ``1536m``; a bare number is MiB, as for Spark).
-DRIVER_MEMORY_ENV = "CQRS_SPARK_DRIVER_MEMORY"
-_SIZE = re.compile(r"^(\d+)\s*([kmgt]?)b?$", re.IGNORECASE)
-_MIB_PER_UNIT = {"k": 1 / 1024, "": 1, "m": 1, "g": 1024, "t": 1024 * 1024}
-#: Spark refuses to run on a heap under 450 MiB (1.5 x its 300 MiB reserve); leave it a little room.
-MIN_DRIVER_MEMORY_MIB = 512
-
-
-def driver_memory(env=os.environ) -> str:
-    """The driver heap for a local session, checked here: a JVM that cannot start says only "gateway
-    exited", which would otherwise be blamed on Java or the jars."""
-    raw = env.get(DRIVER_MEMORY_ENV, "4g")
-    match = _SIZE.match(raw.strip())
-    if not match:
-        raise SparkUnavailableError(
-            f"{DRIVER_MEMORY_ENV}={raw!r} is not a memory size; set it like 4g or 1536m (or unset it: 4g)."
-        )
-    mib = int(match.group(1)) * _MIB_PER_UNIT[match.group(2).lower()]
-    if mib < MIN_DRIVER_MEMORY_MIB:
-        raise SparkUnavailableError(
-            f"{DRIVER_MEMORY_ENV}={raw!r} is too small: Spark needs at least {MIN_DRIVER_MEMORY_MIB}m for "
-            "the driver; set it to 1g or more (or unset it: 4g)."
-        )
-    return f"{match.group(1)}{match.group(2).lower()}"
+def driver_memory(env=None) -> str:
+    """The driver heap for a local session (``CQRS_SPARK_DRIVER_MEMORY``, checked by its declaration in
+    :mod:`cqrs_orders.config`: a JVM that cannot start says only "gateway exited")."""
+    return value_of("spark_driver_memory", env)
 
 
 def get_spark(app_name: str = "cqrs-orders"):
@@ -103,10 +81,10 @@ def _local_session(app_name: str):
 
     from cqrs_orders import jars
 
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # no "hostname resolves to loopback" warning
+    prepare_local_spark()
     log4j = files("cqrs_orders") / "resources" / "log4j2.properties"
     builder = (
-        SparkSession.builder.master(os.environ.get("CQRS_SPARK_MASTER", "local[*]"))
+        SparkSession.builder.master("local[*]")
         .appName(app_name)
         .config("spark.driver.memory", driver_memory())
         .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log4j}")

@@ -30,7 +30,7 @@ go_build = _load("go_build")
 workspace_module = _load("workspace")
 
 #: What `databricks bundle deploy --var ...` must pass: the variables without a default.
-DEPLOY_VARS = ["--var=eventhubs_namespace=ehns-orders-test", "--var=cosmos_account=cosmos-orders-test"]
+DEPLOY_VARS = ["--var=cosmos_endpoint=https://cosmos-orders-test.documents.azure.com:443/"]
 #: The fake workspace's identities: a token starting with dbapi1 is its service principal.
 USER_TOKEN, SERVICE_PRINCIPAL_TOKEN = "dev-user-token", "dbapi1-prod-service-principal"
 USER = "tester@databricks.com"

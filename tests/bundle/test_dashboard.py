@@ -27,6 +27,7 @@ SOURCES = {
         ]
     ),
     "silver_orders": SCHEMAS["silver_orders"],
+    "silver_product_sales": SCHEMAS["silver_product_sales"],
     "ops_projection_lag": LAG_SCHEMA,
 }
 
@@ -43,10 +44,17 @@ def widgets(dashboard: dict):
                 yield item["widget"]
 
 
-def test_the_dashboard_shows_revenue_orders_status_mix_and_lag(dashboard):
-    assert {d["name"] for d in dashboard["datasets"]} == {"daily_metrics", "status_mix", "projection_lag"}
+def test_the_dashboard_shows_revenue_orders_status_mix_lag_and_top_products(dashboard):
+    assert {d["name"] for d in dashboard["datasets"]} == {
+        "daily_metrics",
+        "status_mix",
+        "projection_lag",
+        "top_products",
+    }
     titles = [w["spec"]["frame"]["title"] for w in widgets(dashboard)]
-    assert len(titles) == 4 and any("lag" in title.lower() for title in titles)
+    assert len(titles) == 5 and any("lag" in title.lower() for title in titles)
+    (products,) = [w for w in widgets(dashboard) if w["queries"][0]["query"]["datasetName"] == "top_products"]
+    assert products["spec"]["widgetType"] in ("bar", "table")
 
 
 def test_every_widget_reads_an_existing_dataset_and_its_own_fields(dashboard):

@@ -178,7 +178,7 @@ def test_only_command_documents_carry_a_time_to_live(cosmos_settings, account):
 
 def next_events(snapshot, version: int):
     state = snapshot.state.model_copy(update={"updatedAt": datetime.now(timezone.utc)})
-    return [new_event("OrderUpdated", state, version)]
+    return [new_event("OrderConfirmed", state, version)]
 
 
 def test_the_change_feed_relay_resumes_from_its_saved_continuation(cosmos_settings, account, settings):

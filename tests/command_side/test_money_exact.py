@@ -18,7 +18,7 @@ from cqrs_orders.adapters.event_log import EventLog
 from cqrs_orders.adapters.event_log_publisher import EventLogPublisher
 from cqrs_orders.application.handler import CommandHandler
 from cqrs_orders.application.relay import Relay
-from cqrs_orders.domain.aggregates import MAX_ORDER_TOTAL
+from cqrs_orders.domain.commands.order import MAX_ORDER_TOTAL
 from cqrs_orders.envelope import EventEnvelope
 
 #: Every amount the API accepts: 0.00 to 9999999999999999.99 in cents (16 digits before the point).

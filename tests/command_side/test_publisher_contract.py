@@ -83,7 +83,7 @@ class TestEventHubsPublisher(PublisherContract):
         settings = Settings.from_env(warehouse=tmp_path)
         publisher = KafkaPublisher.from_settings(settings)
         consumer = EventHubConsumerClient.from_connection_string(
-            settings.secret("EVENTHUB_CONNECTION").reveal(), "$Default", eventhub_name=settings.eventhub_name
+            settings.secret("EVENTHUB_CONNECTION").reveal(), "$Default", eventhub_name=settings.kafka_topic
         )
         # Start reading from each partition's current end, so only this test's events count.
         self.start = {

@@ -216,25 +216,44 @@ class RecordingPublisher(Publisher):
         self.sets.append((time.monotonic(), len(entries)))
 
 
-def test_a_following_relay_publishes_a_trickle_in_sets_and_a_backlog_at_once(settings, store, given):
+def test_a_following_relay_publishes_a_trickle_in_sets_and_a_backlog_at_once(
+    settings, store, given, monkeypatch
+):
     """Commands committed one by one go out together at most every MIN_PUBLISH_INTERVAL_SECONDS (each a
     small commit on the bus otherwise), still within a fraction of a second; a backlog of full batches is
-    not held back."""
+    not held back.
+
+    What is asserted is the relay's decisions (when it waits, how far apart its sets are), not how fast
+    this machine publishes: on a loaded machine a publish may take longer than the interval."""
+    from cqrs_orders.application import relay as relay_module
     from cqrs_orders.application.relay import MIN_PUBLISH_INTERVAL_SECONDS
 
+    waits: list[tuple[int, float]] = []  # (sets published so far, seconds) for each wait the relay made
+    real_sleep = time.sleep
+
+    class _Time:
+        def __getattr__(self, name):
+            return getattr(time, name)
+
+        @staticmethod
+        def sleep(seconds):
+            waits.append((len(publisher.sets), seconds))
+            real_sleep(seconds)
+
+    monkeypatch.setattr(relay_module, "time", _Time())
     backlog = make_history(given, orders=10)
     publisher = RecordingPublisher(EventLogPublisher(settings.event_log_path))
     stop = threading.Event()
     follower = threading.Thread(target=lambda: Relay(store, publisher, batch_size=8).follow(stop, 0.05))
     follower.start()
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while store.counts()["outbox_pending"] and time.monotonic() < deadline:
             time.sleep(0.005)
         full = [count for _, count in publisher.sets]
         assert sum(full) == backlog and full[: backlog // 8] == [8] * (backlog // 8)
-        backlog_took = publisher.sets[-1][0] - publisher.sets[0][0]
-        assert backlog_took < MIN_PUBLISH_INTERVAL_SECONDS * (len(full) - 1), "the backlog was paced"
+        paced = [sets for sets, _ in waits if sets < backlog // 8]
+        assert paced == [], "the relay waited before a full set of the backlog"
 
         trickle_start, committed = len(publisher.sets), []
         for number in range(12):  # one command every ~20 ms, as at 50 commands a second
@@ -249,8 +268,11 @@ def test_a_following_relay_publishes_a_trickle_in_sets_and_a_backlog_at_once(set
     trickle = publisher.sets[trickle_start:]
     assert sum(count for _, count in trickle) == 12
     gaps = [later - earlier for (earlier, _), (later, count) in itertools.pairwise(trickle) if count < 8]
-    assert len(trickle) < 12 and all(gap >= MIN_PUBLISH_INTERVAL_SECONDS * 0.9 for gap in gaps), trickle
-    assert trickle[-1][0] - committed[-1] < 1.0  # the last command still went out within a second
+    assert all(gap >= MIN_PUBLISH_INTERVAL_SECONDS * 0.9 for gap in gaps), trickle
+    if committed[-1] - committed[0] < 11 * MIN_PUBLISH_INTERVAL_SECONDS:  # faster than one per interval
+        assert len(trickle) < 12, trickle
+    assert [seconds for sets, seconds in waits if sets >= trickle_start], "the trickle was never paced"
+    assert trickle[-1][0] - committed[-1] < 2.0  # a bound far above the interval, met on a loaded machine
     assert assert_complete_and_ordered(settings, store) == 0
 
 

@@ -151,7 +151,7 @@ def write_read_models(warehouse: Path) -> None:
     from pyspark.sql.pandas.types import to_arrow_schema  # pure Python: no JVM
 
     settings = Settings.from_env(warehouse, env={})
-    for name in ("silver_orders", "silver_customers"):
+    for name in ("silver_orders", "silver_customers", "silver_product_sales"):
         schema = to_arrow_schema(read_side_rows.SCHEMAS[name])
         rows = [dict(zip(schema.names, row, strict=True)) for row in read_side_rows.ROWS[name]]
         write_deltalake(settings.table(name).path, pa.Table.from_pylist(rows, schema=schema))

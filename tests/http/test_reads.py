@@ -70,6 +70,35 @@ def test_an_unknown_customer_is_404(reader):
     assert answer.status_code == 404 and answer.json()["error"]["code"] == "NOT_FOUND"
 
 
+def test_a_products_sales_are_read_one_row_per_currency_with_exact_money(reader):
+    answer = get(reader, "/products/A")
+
+    assert answer.status_code == 200
+    assert answer.json() == {
+        "sku": "A",
+        "sales": [
+            {"sku": "A", "currency": "EUR", "units": 2, "revenue": "20.50", "orders": 1,
+             "last_sale_at": "2025-01-15T09:00:00Z"},
+            {"sku": "A", "currency": "USD", "units": 3, "revenue": "36.00", "orders": 2,
+             "last_sale_at": "2025-01-16T12:00:00Z"},
+        ],
+        "freshness": FRESHNESS,
+    }  # fmt: skip
+
+
+def test_a_product_without_sales_is_404_and_an_impossible_sku_422_as_for_orders(reader):
+    for path in ("/products/E", "/products/no-such-sku", "/products/x' OR '1'='1"):  # E: cancelled only
+        answer = get(reader, path)
+        assert answer.status_code == 404, path
+        assert answer.json()["error"]["code"] == "NOT_FOUND" and answer.json()["freshness"] == FRESHNESS
+    invalid = get(reader, "/products/%20A")  # a space at an end: no SKU can have it
+    assert invalid.status_code == 422
+    assert invalid.json()["error"]["code"] == "VALIDATION_ERROR"
+    assert invalid.json()["error"]["message"].startswith("sku: ")
+    separator = get(reader, "/products/a/b")
+    assert separator.status_code == 404 and "must not contain '/'" in separator.json()["error"]["message"]
+
+
 def test_healthz_is_200_when_the_write_store_and_read_models_answer(reader):
     answer = get(reader, "/healthz")
     assert answer.status_code == 200
@@ -77,7 +106,7 @@ def test_healthz_is_200_when_the_write_store_and_read_models_answer(reader):
 
 
 def test_before_the_first_projection_reads_and_healthz_are_503_and_say_what_to_run(server):
-    for path in ("/orders/o-1", "/customers/cust-1/orders"):
+    for path in ("/orders/o-1", "/customers/cust-1/orders", "/products/A"):
         answer = get(server, path)
         assert answer.status_code == 503 and answer.json()["error"]["code"] == "READ_SIDE_UNAVAILABLE"
         assert "project --once" in answer.json()["error"]["message"]
@@ -94,6 +123,7 @@ def test_the_openapi_document_lists_the_routes_and_the_status_table(reader):
         "/commands",
         "/orders/{orderId}",
         "/customers/{customerId}/orders",
+        "/products/{sku}",
         "/healthz",
     }
     post = document["paths"]["/commands"]["post"]

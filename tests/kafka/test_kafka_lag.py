@@ -50,7 +50,7 @@ def test_the_reader_sees_the_bus_offsets_and_the_records_at_them(kafka_broker, k
 
 def test_a_missing_topic_or_broker_is_an_unreadable_bus_not_a_healthy_one(kafka_broker, settings):
     missing = Settings.from_env(
-        settings.warehouse, env={"KAFKA_BOOTSTRAP_SERVERS": kafka_broker, "KAFKA_TOPIC": "no-such-topic"}
+        settings.warehouse, env={"KAFKA_BOOTSTRAP_SERVERS": kafka_broker, "EVENTHUB_NAME": "no-such-topic"}
     )
     measure = measure_kafka_bus(
         missing, {}, datetime.now(timezone.utc), reader_factory=lambda s: _short(kafka_broker, s.kafka_topic)

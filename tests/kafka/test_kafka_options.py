@@ -53,7 +53,7 @@ def test_databricks_uses_its_shaded_login_module(tmp_path):
 
 def test_a_plaintext_broker_needs_only_its_address(tmp_path):
     options = kafka_options(
-        settings_with(tmp_path, KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:9092", KAFKA_TOPIC="t")
+        settings_with(tmp_path, KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:9092", EVENTHUB_NAME="t")
     )
 
     assert dict(options) == {
@@ -93,8 +93,8 @@ def test_a_malformed_connection_string_is_rejected_without_echoing_it(tmp_path, 
 
 def test_a_connection_string_for_another_event_hub_is_rejected(tmp_path):
     scoped = CONNECTION + ";EntityPath=payments"
-    with pytest.raises(ConfigurationError, match="'payments' but KAFKA_TOPIC/EVENTHUB_NAME is 'orders'"):
-        kafka_options(settings_with(tmp_path, EVENTHUB_CONNECTION=scoped, KAFKA_TOPIC="orders"), False)
+    with pytest.raises(ConfigurationError, match="'payments' but EVENTHUB_NAME is 'orders'"):
+        kafka_options(settings_with(tmp_path, EVENTHUB_CONNECTION=scoped, EVENTHUB_NAME="orders"), False)
 
 
 def test_the_secret_never_shows_in_reprs_logs_or_plans(tmp_path, spark, caplog):

@@ -52,7 +52,7 @@ def test_events_on_kafka_are_projected_to_silver(spark, kafka_broker, kafka_topi
     producer.close()
     settings = Settings.from_env(
         warehouse=tmp_path / "warehouse",
-        env={"CQRS_SOURCE": "kafka", "KAFKA_BOOTSTRAP_SERVERS": kafka_broker, "KAFKA_TOPIC": kafka_topic},
+        env={"CQRS_SOURCE": "kafka", "KAFKA_BOOTSTRAP_SERVERS": kafka_broker, "EVENTHUB_NAME": kafka_topic},
     )
 
     run_once(spark, settings)

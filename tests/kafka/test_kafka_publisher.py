@@ -49,7 +49,7 @@ def read_topic(bootstrap: str, topic: str, wanted: set[str], timeout: float = 30
 class TestKafkaPublisher(_contract.PublisherContract):
     @pytest.fixture
     def publisher(self, kafka_broker, kafka_topic, tmp_path):
-        env = {"KAFKA_BOOTSTRAP_SERVERS": kafka_broker, "KAFKA_TOPIC": kafka_topic}
+        env = {"KAFKA_BOOTSTRAP_SERVERS": kafka_broker, "EVENTHUB_NAME": kafka_topic}
         publisher = KafkaPublisher.from_settings(Settings.from_env(tmp_path, env=env))
         yield publisher
         publisher.close()
@@ -65,7 +65,7 @@ class TestKafkaPublisher(_contract.PublisherContract):
 
 
 def test_records_are_keyed_by_aggregate_and_carry_their_event_id(kafka_broker, kafka_topic, tmp_path):
-    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka_broker, "KAFKA_TOPIC": kafka_topic}
+    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka_broker, "EVENTHUB_NAME": kafka_topic}
     publisher = KafkaPublisher.from_settings(Settings.from_env(tmp_path, env=env))
     entries = _contract.entries_for(["order-a", "order-b", "cust-c"], per_key=3)
     publisher.publish(entries)

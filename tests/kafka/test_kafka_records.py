@@ -41,7 +41,7 @@ def test_records_arrive_with_body_position_time_and_key(spark, kafka_broker, kaf
     )
     settings = Settings.from_env(
         warehouse=tmp_path,
-        env={"CQRS_SOURCE": "kafka", "KAFKA_BOOTSTRAP_SERVERS": kafka_broker, "KAFKA_TOPIC": kafka_topic},
+        env={"CQRS_SOURCE": "kafka", "KAFKA_BOOTSTRAP_SERVERS": kafka_broker, "EVENTHUB_NAME": kafka_topic},
     )
     sink = str(tmp_path / "records")
 

@@ -116,6 +116,13 @@ def test_breaches_name_every_measure_past_its_threshold(scenario):
     assert report["silver_customers"].breaches == ("staleness", "bus_backlog", "version_gaps")
 
 
+def test_a_derived_read_model_is_measured_by_the_one_it_derives_from(scenario):
+    # silver_product_sales is written in each batch just before silver_orders: it has got as far.
+    _, report = scenario
+    derived, source = report["silver_product_sales"], report["silver_orders"]
+    assert {**vars(derived), "projection": "silver_orders"} == vars(source)
+
+
 @pytest.mark.parametrize(
     ("lag", "bus", "bronze", "staleness", "gaps", "expected"),
     [
@@ -179,7 +186,7 @@ def test_a_caught_up_lake_is_healthy_and_the_cli_exits_0(cli, lake, spark, setti
         .select("projection", "healthy", "version_gaps")
     )
     expected = spark.createDataFrame(
-        [("silver_orders", True, 0), ("silver_customers", True, 0)],
+        [("silver_orders", True, 0), ("silver_customers", True, 0), ("silver_product_sales", True, 0)],
         "projection string, healthy boolean, version_gaps bigint",
     )
     assert_df_equality(recorded, expected, ignore_row_order=True, ignore_nullable=True)
@@ -241,6 +248,7 @@ def test_a_breach_exits_3_is_recorded_and_alerts_the_webhook(
             [
                 ("silver_customers", 0, True, []),
                 ("silver_orders", 1, False, ["event_time_lag", "bronze_backlog"]),
+                ("silver_product_sales", 1, False, ["event_time_lag", "bronze_backlog"]),
             ],
             "projection string, bronze_backlog bigint, healthy boolean, breaches array<string>",
         ),
@@ -261,14 +269,14 @@ def test_a_breach_exits_3_is_recorded_and_alerts_the_webhook(
     stderr = capsys.readouterr().err
     assert "alert not sent" in stderr and "HTTP 500" in stderr and "secret-token" not in stderr
 
-    assert len(handler.received) == 2 and recorded.count() == 4  # every run appends its rows
+    assert len(handler.received) == 2 and recorded.count() == 6  # every run appends its rows
 
 
 def test_an_empty_warehouse_is_healthy(cli, settings, spark):
     result = cli("lag", "--json")
     assert result.exit_code == 0, result.stderr
-    assert [p["bus_backlog"] for p in json.loads(result.stdout)["projections"]] == [0, 0]
-    assert Table(settings.table("ops_projection_lag")).read(spark).count() == 2
+    assert [p["bus_backlog"] for p in json.loads(result.stdout)["projections"]] == [0, 0, 0]
+    assert Table(settings.table("ops_projection_lag")).read(spark).count() == 3
 
 
 def test_the_columns_the_monitor_reads_match_the_pipeline_tables():

@@ -11,7 +11,7 @@ from pyspark.sql import DataFrame
 from cqrs_orders.envelope import CustomerState, EventEnvelope, LineItem, OrderState, new_event
 from cqrs_orders.pipeline.batch_rows import release
 from cqrs_orders.pipeline.bronze import to_bronze, validate_records
-from cqrs_orders.pipeline.runner import project_batch
+from cqrs_orders.pipeline.runner import STATE_CHECKS, project_batch
 from cqrs_orders.pipeline.tables import RECORD_SCHEMA
 
 
@@ -28,6 +28,7 @@ class Events:
         customer_id: str = "cust-1",
         created: str = "2025-01-15T10:00:00Z",
         event_id: uuid.UUID | None = None,
+        currency: str = "EUR",
     ) -> str:
         state = OrderState(
             orderId=order_id,
@@ -37,11 +38,11 @@ class Events:
                 LineItem(sku="SKU-1", quantity=quantity, unitPrice="2.50"),
                 LineItem(sku="SKU-2", quantity=1, unitPrice="10"),
             ],
-            currency="EUR",
+            currency=currency,
             createdAt=created,
             updatedAt=f"2025-01-15T10:{version:02d}:00Z",
         )
-        event_type = event_type or ("OrderCreated" if version == 1 else "OrderUpdated")
+        event_type = event_type or ("OrderCreated" if version == 1 else "OrderItemAdded")
         return self._body(new_event(event_type, state, version, at=_at(version)), event_id)
 
     def customer(self, customer_id: str = "cust-1", version: int = 1, name: str = "Ada") -> str:
@@ -80,7 +81,8 @@ class Batches:
 
     def bronze(self, *bodies: str, first_offset: int = 0) -> DataFrame:
         """``bronze_events`` rows of ``bodies`` (partition 0, offsets from ``first_offset``)."""
-        validated = validate_records(self.records(bodies, first_offset)).localCheckpoint()  # as the runner
+        records = self.records(bodies, first_offset)
+        validated = validate_records(records, STATE_CHECKS).localCheckpoint()  # as the runner
         bronze = to_bronze(validated, datetime.now(timezone.utc))
         rows = self.spark.createDataFrame(bronze.collect(), bronze.schema)  # holds no checkpoint of its own
         release(validated)
@@ -88,7 +90,8 @@ class Batches:
 
     def project(self, settings, batch_id: int, *bodies: str, writer: str, first_offset: int = 0) -> None:
         """Run ``bodies`` as micro-batch ``batch_id`` of writer ``writer`` (bronze, quarantine, silver)."""
-        project_batch(settings, writer)(validate_records(self.records(bodies, first_offset)), batch_id)
+        records = self.records(bodies, first_offset)
+        project_batch(settings, writer)(validate_records(records, STATE_CHECKS), batch_id)
 
     def records(self, bodies, first_offset: int) -> DataFrame:
         """Bus records of ``bodies`` (partition 0, offsets from ``first_offset``)."""

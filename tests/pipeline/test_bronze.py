@@ -20,6 +20,7 @@ from cqrs_orders.pipeline.bronze import (
     validate_records,
 )
 from cqrs_orders.pipeline.read_models import read_model
+from cqrs_orders.pipeline.runner import STATE_CHECKS
 from cqrs_orders.pipeline.tables import RECORD_SCHEMA, SCHEMAS
 
 VALID = {
@@ -114,7 +115,7 @@ def validated(spark):
     records = spark.createDataFrame(
         [(body, 0, offset, None, None) for offset, (_, body, _) in enumerate(CASES)], RECORD_SCHEMA
     )
-    rows = validate_records(records).select("offset", "failed_expectations").collect()
+    rows = validate_records(records, STATE_CHECKS).select("offset", "failed_expectations").collect()
     return {row["offset"]: row["failed_expectations"] for row in rows}
 
 
@@ -136,7 +137,7 @@ def test_bronze_and_quarantine_rows_keep_the_record_and_split_it_exactly(spark):
     records = spark.createDataFrame(
         [(body, 3, 100 + i, None, "order-1") for i, body in enumerate(bodies)], RECORD_SCHEMA
     )
-    validated = validate_records(records).localCheckpoint()  # stored, as the runner does
+    validated = validate_records(records, STATE_CHECKS).localCheckpoint()  # stored, as the runner does
     checked_at = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
     bronze, quarantine = to_bronze(validated, checked_at), to_quarantine(validated, checked_at)
 
@@ -257,7 +258,8 @@ def test_the_typed_check_passes_only_what_the_exact_check_passes(spark):
     def named(validated, prefix: str):
         return validated.select("offset", *[F.col(c).alias(f"{prefix}_{c}") for c in columns])
 
-    both = named(validate_records(records), "fast").join(named(validate_exactly(records), "exact"), "offset")
+    fast, exact = validate_records(records, STATE_CHECKS), validate_exactly(records, STATE_CHECKS)
+    both = named(fast, "fast").join(named(exact, "exact"), "offset")
     rows = both.collect()
 
     assert len(rows) == len(bodies)
@@ -281,7 +283,7 @@ def test_validation_compiles_to_the_same_code_for_every_batch(spark, capsys):
 
     def generated_code() -> list[str]:
         capsys.readouterr()
-        validate_records(records).explain(mode="codegen")
+        validate_records(records, STATE_CHECKS).explain(mode="codegen")
         return [line for line in capsys.readouterr().out.splitlines() if line.startswith("/* ")]
 
     first = generated_code()
@@ -293,10 +295,45 @@ def test_validation_compiles_to_the_same_code_for_every_batch(spark, capsys):
 def test_the_split_refuses_rows_that_are_not_stored(spark):
     """Over a lazy validation the split's filter would be planned into validation thousands of times over;
     it says what to do instead, before any plan is made."""
-    lazy = validate_records(spark.createDataFrame([(json.dumps(VALID), 0, 1, None, None)], RECORD_SCHEMA))
+    records = spark.createDataFrame([(json.dumps(VALID), 0, 1, None, None)], RECORD_SCHEMA)
+    lazy = validate_records(records, STATE_CHECKS)
     now = datetime.now(timezone.utc)
     for split in (to_bronze, to_quarantine):
         with pytest.raises(ValueError, match=r"localCheckpoint\(\)"):
             split(lazy, now)
     stored = lazy.localCheckpoint()
     assert to_bronze(stored, now).count() == 1 and to_quarantine(stored, now).count() == 0
+
+
+def test_the_state_checks_are_data_the_caller_passes(spark):
+    """Bronze knows no read model: the checks it is given decide which states pass and which aggregate types
+    are known, and a check that refuses a state quarantines its event for that reason."""
+    from cqrs_orders.envelope import AggregateType
+
+    bodies = [json.dumps(VALID), json.dumps(CUSTOMER)]
+    records = spark.createDataFrame(
+        [(body, 0, i, None, None) for i, body in enumerate(bodies)], RECORD_SCHEMA
+    )
+    order_refused = {**STATE_CHECKS, AggregateType.ORDER: lambda state: F.lit(False)}
+    orders_unknown = {AggregateType.CUSTOMER: STATE_CHECKS[AggregateType.CUSTOMER]}
+
+    def failed(checks) -> list:
+        rows = validate_records(records, checks).orderBy("offset").collect()
+        return [row["failed_expectations"] for row in rows]
+
+    assert failed(STATE_CHECKS) == [[], []]
+    assert failed(order_refused) == [["data_matches_state_schema"], []]
+    assert failed(orders_unknown)[0] != [] and failed(orders_unknown)[1] == []
+
+
+def test_bronze_imports_no_read_model():
+    """Validation takes its state checks as data (the runner passes the read models'), so bronze's job
+    stays validating and splitting records."""
+    import ast
+    from pathlib import Path
+
+    import cqrs_orders.pipeline.bronze as bronze
+
+    tree = ast.parse(Path(bronze.__file__).read_text(encoding="utf-8"))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert not {name for name in imported if name and "read_models" in name}

@@ -24,7 +24,7 @@ from cqrs_orders.config import Settings
 from cqrs_orders.errors import ConfigurationError
 from cqrs_orders.pipeline.batch_rows import release
 from cqrs_orders.pipeline.bronze import validate_records
-from cqrs_orders.pipeline.runner import run_continuous, run_once
+from cqrs_orders.pipeline.runner import STATE_CHECKS, run_continuous, run_once
 from cqrs_orders.pipeline.sources import as_records, event_log_options
 
 LIMIT = 100
@@ -165,7 +165,8 @@ def write_backlog(events, settings: Settings, monkeypatch) -> int:
 def held_by_one_batch_of_everything(spark, settings: Settings) -> int:
     """What an unbounded batch would hold: the whole backlog validated and checkpointed, as the runner
     holds a batch (measured, then freed)."""
-    rows = validate_records(as_records(spark.read.format("delta").load(str(settings.event_log_path))))
+    log = spark.read.format("delta").load(str(settings.event_log_path))
+    rows = validate_records(as_records(log), STATE_CHECKS)
     before = held_by_batches(spark)
     rows = rows.localCheckpoint()
     try:

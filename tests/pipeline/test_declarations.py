@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from cqrs_orders import delta_io
+from cqrs_orders import config, delta_io
 from cqrs_orders.config import Settings, TableLocation
 from cqrs_orders.ops import lag
 from cqrs_orders.pipeline import maintenance, profile, tables
 from cqrs_orders.pipeline.expectations import EXPECTATIONS
-from cqrs_orders.pipeline.read_models import READ_MODELS
+from cqrs_orders.pipeline.read_models import LATEST_STATE_MODELS, READ_MODELS, derived_from
 
 
 def test_every_tool_derives_the_read_models_from_their_one_declaration():
@@ -17,10 +17,32 @@ def test_every_tool_derives_the_read_models_from_their_one_declaration():
         assert tables.SCHEMAS[model.table] is model.columns
         assert tables.STATS_COLUMNS[model.table] == model.stats_columns
         assert maintenance.CLUSTER_KEYS[model.table] == model.cluster_key == model.key
-        assert model.key in model.columns.fieldNames()
-        assert lag.COLUMNS_READ[model.table].fieldNames()[0] == model.key
+        assert set(model.key) <= set(model.columns.fieldNames())
+        assert set(model.key) <= set(model.stats_columns.split(","))  # the MERGE's and ZORDER's columns
+        measured = model.applied_by
+        assert lag.COLUMNS_READ[measured.table].fieldNames()[0] == measured.key[0]
+        assert model.table in config.TABLES
     assert lag.PROJECTIONS == READ_MODELS
-    assert len({m.aggregate_type for m in READ_MODELS}) == len(READ_MODELS)
+    assert len({m.aggregate_type for m in LATEST_STATE_MODELS}) == len(LATEST_STATE_MODELS)
+
+
+def test_an_aggregation_derives_from_a_latest_state_model_declared_before_it():
+    for position, model in enumerate(READ_MODELS):
+        if model.aggregation is None:
+            assert model.rows is not None and model.state_is_complete is not None
+            assert len(model.key) == 1  # the aggregate id
+            continue
+        source = model.derived_from
+        assert source in LATEST_STATE_MODELS and READ_MODELS.index(source) < position
+        assert model in derived_from(source)
+        measures = [m.name for m in model.aggregation.measures]
+        assert model.aggregation.count in measures
+        assert model.columns.fieldNames() == [*model.key, *measures, "projected_at"]
+
+
+def test_the_lag_table_is_declared_with_the_others():
+    assert lag.LAG_SCHEMA is tables.SCHEMAS[lag.LAG_TABLE]
+    assert lag.LAG_TABLE in tables.PIPELINE_TABLES  # so maintenance vacuums it
 
 
 def test_expectations_are_data_each_depending_only_on_earlier_ones():

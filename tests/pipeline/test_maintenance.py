@@ -28,10 +28,12 @@ from cqrs_orders.pipeline.tables import PIPELINE_TABLES, ensure_tables
 
 
 def project_batches(spark, settings, events, batches, count: int) -> None:
-    """``count`` micro-batches of three new orders and one new customer each."""
+    """``count`` micro-batches of three new orders and one new customer each; each batch's orders in a
+    currency of its own, so that every batch adds new keys to ``silver_product_sales`` too."""
     ensure_tables(spark, settings)
     for batch in range(count):
-        orders = [events.order(f"order-{batch}-{n}", version=1) for n in range(3)]
+        currency = ("EUR", "USD", "GBP", "CHF")[batch]
+        orders = [events.order(f"order-{batch}-{n}", version=1, currency=currency) for n in range(3)]
         batches.project(settings, batch, *orders, events.customer(f"cust-{batch}"), writer="writer")
 
 
@@ -54,7 +56,7 @@ def test_maintain_clusters_each_read_model_into_one_file_and_keeps_every_row(
         as_before = spark.read.format("delta").option("versionAsOf", before[name]).load(table.path)
         assert_df_equality(as_before, table.read(spark), ignore_row_order=True)
         history = table.delta(spark).history().where("operation = 'OPTIMIZE'").first()
-        assert json.loads(history["operationParameters"]["zOrderBy"]) == [key]
+        assert json.loads(history["operationParameters"]["zOrderBy"]) == list(key)
         detail = table.delta(spark).detail().first()
         assert (detail["minReaderVersion"], detail["minWriterVersion"]) == (1, 2), name  # still Synapse's
         assert detail["properties"]["delta.enableDeletionVectors"] == "false"
@@ -114,7 +116,7 @@ def test_a_merge_that_loses_a_race_with_optimize_runs_again_and_lands_once(
 
     def merge() -> None:
         attempts.append(time.monotonic())
-        merge_latest(spark, orders, incoming, "order_id")
+        merge_latest(spark, orders, incoming, ("order_id",))
 
     optimizer = threading.Thread(target=optimize_while_the_merge_waits)
     optimizer.start()

@@ -11,7 +11,7 @@ from decimal import Decimal
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from cqrs_orders.domain.aggregates import MAX_ORDER_TOTAL
+from cqrs_orders.domain.commands.order import MAX_ORDER_TOTAL
 from cqrs_orders.query.api import ReadModels
 
 #: Every amount the API accepts (as in tests/command_side/test_money_exact.py), and its edges.

@@ -36,14 +36,15 @@ from cqrs_orders.envelope import AggregateType
 from cqrs_orders.pipeline.bronze import to_bronze, to_quarantine, validate_records
 from cqrs_orders.pipeline.gold import daily_order_metrics
 from cqrs_orders.pipeline.history import VIEW, event_history, read_output
-from cqrs_orders.pipeline.read_models import read_model
-from cqrs_orders.pipeline.runner import COUNTED_TABLES
+from cqrs_orders.pipeline.read_models import READ_MODELS, SILVER_PRODUCT_SALES, read_model
+from cqrs_orders.pipeline.runner import CHECKPOINT, COUNTED_TABLES, STATE_CHECKS
 from cqrs_orders.pipeline.silver import latest_per_aggregate
 from cqrs_orders.pipeline.tables import AUTO_COMPACTED, PIPELINE_TABLES
 
 RUN_TIME = ("ingest_time", "projected_at")
 PROCESS_ARGS = ("--trigger-seconds", "1", "--profile", "--warehouse")
-COMPARED = (*COUNTED_TABLES, VIEW)  # every table the pipeline writes but ops_stream_progress; the history
+#: Every table the pipeline writes but ops_stream_progress; the history.
+COMPARED = (*COUNTED_TABLES, SILVER_PRODUCT_SALES.table, VIEW)
 
 
 def cli(settings: Settings, *args: str) -> tuple[int, dict]:
@@ -86,7 +87,7 @@ def snapshot(spark, settings: Settings) -> dict:
 def uninterrupted(spark, settings: Settings) -> dict:
     """What one uninterrupted run over the whole log gives, by the same pure functions, in one batch."""
     log = spark.read.format("delta").load(str(settings.event_log_path))
-    validated = validate_records(log).localCheckpoint()  # stored, as the runner does
+    validated = validate_records(log, STATE_CHECKS).localCheckpoint()  # stored, as the runner does
     checked_at = datetime.now(timezone.utc)
     bronze = to_bronze(validated, checked_at)
     orders = read_model("Order").project(latest_per_aggregate(bronze, AggregateType.ORDER.value))
@@ -99,6 +100,8 @@ def uninterrupted(spark, settings: Settings) -> dict:
         ),
         VIEW: event_history(bronze),
         "gold_daily_order_metrics": daily_order_metrics(orders),
+        # the aggregate computed directly from the orders, what its incremental MERGE keeps equal
+        SILVER_PRODUCT_SALES.table: SILVER_PRODUCT_SALES.recompute(orders),
     }
     return {name: frozen(rows.drop(*RUN_TIME)) for name, rows in expected.items()}
 
@@ -147,7 +150,7 @@ def scenario(spark, events, tmp_path_factory):
             start_new_session=True,  # its own process group: the kill reaches Spark's JVM too
         )
     try:
-        first_committed = Path(settings.checkpoint("bronze")) / "commits" / "0"
+        first_committed = Path(settings.checkpoint(CHECKPOINT)) / "commits" / "0"
         first_batch = wait_for(first_committed, 900, process)  # Spark starts slowly on a busy machine
         ingest(
             settings,
@@ -161,7 +164,7 @@ def scenario(spark, events, tmp_path_factory):
             order("order-5", created="2025-01-16T08:00:00Z"),
         )
         # Kill while the next batch runs (its offsets are logged before it starts).
-        wait_for(Path(settings.checkpoint("bronze")) / "offsets" / "1", 60, process)
+        wait_for(Path(settings.checkpoint(CHECKPOINT)) / "offsets" / "1", 60, process)
     finally:
         alive = process.poll() is None
         if alive:
@@ -239,8 +242,8 @@ def test_the_profile_mode_logs_where_each_batch_spends_its_time(scenario):
     engine's durations around it (``durationMs``)."""
     lines = [line for line in scenario["log"].splitlines() if "INFO: batch 0 (" in line]  # a logged line
     assert len(lines) == 1, scenario["log"][-3000:]
-    for step in ("read+validate", "MERGE silver_orders", "MERGE silver_customers", "append bronze_events",
-                 "append bronze_quarantine"):  # fmt: skip
+    merges = [f"MERGE {model.table}" for model in READ_MODELS]
+    for step in ("read+validate", *merges, "append bronze_events", "append bronze_quarantine"):
         assert f"{step} " in lines[0], lines[0]
     engine = [line for line in scenario["log"].splitlines() if "INFO: batch 0 engine: " in line]
     assert len(engine) == 1, scenario["log"][-3000:]  # and the streaming engine's own time around it
@@ -265,6 +268,16 @@ def test_rebuild_equals_the_streamed_tables_and_streaming_resumes_after_it(spark
         ignore_nullable=True,
         ignore_row_order=True,
     )
+    sales = Table(settings.table(SILVER_PRODUCT_SALES.table)).read(spark)
+    assert_df_equality(  # order-5 cancelled after the rebuild: its sales taken back by the increment
+        frozen(sales.drop("projected_at")),
+        frozen(SILVER_PRODUCT_SALES.recompute(Table(settings.table("silver_orders")).read(spark))).drop(
+            "projected_at"
+        ),
+        ignore_nullable=True,
+        ignore_row_order=True,
+    )
+    assert sales.where("orders = 0").isEmpty()
 
 
 def test_every_table_stays_readable_by_synapse(spark, scenario):

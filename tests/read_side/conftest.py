@@ -24,6 +24,7 @@ from cqrs_orders.pipeline.tables import SCHEMAS as PIPELINE_SCHEMAS
 SCHEMAS = {
     "silver_orders": PIPELINE_SCHEMAS["silver_orders"],
     "silver_customers": PIPELINE_SCHEMAS["silver_customers"],
+    "silver_product_sales": PIPELINE_SCHEMAS["silver_product_sales"],
     "ops_projection_lag": LAG_SCHEMA,
 }
 
@@ -63,6 +64,22 @@ CUSTOMERS = [
 ]
 
 
+def sales(sku, currency, units, revenue, orders, last_sale_at):
+    return (sku, currency, units, Decimal(revenue), orders, utc(last_sale_at), utc("2025-01-17T10:00:00"))
+
+
+#: The orders' sales but the cancelled o-4's (E), and A's in USD too (an order not among ORDERS, which are
+#: all in EUR): a SKU sold in two currencies.
+PRODUCT_SALES = [
+    sales("A", "EUR", 2, "20.50", 1, "2025-01-15T09:00:00"),
+    sales("A", "USD", 3, "36.00", 2, "2025-01-16T12:00:00"),
+    sales("B", "EUR", 1, "5.00", 1, "2025-01-15T09:00:00"),
+    sales("C", "EUR", 1, "4.55", 1, "2025-01-15T23:30:00"),
+    sales("D", "EUR", 1, "100.00", 1, "2025-01-16T00:15:00"),
+    sales("F", "EUR", 2, "1.98", 1, "2025-01-16T10:00:00"),
+]
+
+
 def lag(run_at, projection, lag_seconds, healthy=True):
     return (
         utc(run_at),
@@ -88,12 +105,17 @@ LAG = [
     lag("2025-01-16T11:10:00", "silver_orders", 5.0),
     lag("2025-01-16T11:10:00", "silver_customers", 0.5),
 ]
-ROWS = {"silver_orders": ORDERS, "silver_customers": CUSTOMERS, "ops_projection_lag": LAG}
+ROWS = {
+    "silver_orders": ORDERS,
+    "silver_customers": CUSTOMERS,
+    "silver_product_sales": PRODUCT_SALES,
+    "ops_projection_lag": LAG,
+}
+#: The tables written unless a test names others.
+WRITTEN = tuple(ROWS)
 
 
-def write_tables(
-    spark, settings: Settings, tables=("silver_orders", "silver_customers", "ops_projection_lag")
-):
+def write_tables(spark, settings: Settings, tables=WRITTEN):
     """Write the hand-made rows of ``tables`` as Delta, exactly where the pipeline would."""
     for name in tables:
         frame = spark.createDataFrame(ROWS[name], SCHEMAS[name])
@@ -112,7 +134,7 @@ def read_warehouse(spark, tmp_path_factory) -> Settings:
 def write_warehouse(spark):
     """``write_warehouse(settings, tables)``: the hand-made rows of some tables into another warehouse."""
 
-    def write(settings: Settings, tables=("silver_orders", "silver_customers", "ops_projection_lag")) -> None:
+    def write(settings: Settings, tables=WRITTEN) -> None:
         write_tables(spark, settings, tables)
 
     return write

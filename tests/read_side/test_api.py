@@ -90,6 +90,16 @@ class ReadModelsContract:
     def test_values_are_bound_not_executed(self, read_models):
         assert read_models.get_order(INJECTION) is None
         assert read_models.orders_of_customer(f"cust-1{INJECTION[1:]}") == []
+        assert read_models.product_sales(INJECTION) == []
+
+    def test_a_products_sales_come_one_row_per_currency(self, read_models):
+        assert read_models.product_sales("A") == [
+            {"sku": "A", "currency": "EUR", "units": 2, "revenue": Decimal("20.50"), "orders": 1,
+             "last_sale_at": utc("2025-01-15T09:00:00")},
+            {"sku": "A", "currency": "USD", "units": 3, "revenue": Decimal("36.00"), "orders": 2,
+             "last_sale_at": utc("2025-01-16T12:00:00")},
+        ]  # fmt: skip
+        assert read_models.product_sales("E") == []  # only in a cancelled order
 
 
 @pytest.fixture(scope="module")

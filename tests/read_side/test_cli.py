@@ -61,7 +61,8 @@ def test_sql_errors_name_what_exists(run, read_warehouse, tmp_path):
     assert code == 2
     assert "TABLE_OR_VIEW_NOT_FOUND" in err and "silver_order" in err
     assert (
-        "Tables and views here: silver_orders, silver_customers, ops_projection_lag, vw_order_summary" in err
+        "Tables and views here: silver_orders, silver_customers, silver_product_sales, ops_projection_lag, "
+        "vw_order_summary" in err
     )
 
     code, _, err = run("sql", "--warehouse", str(read_warehouse.warehouse), "SELEC 1")

@@ -17,7 +17,7 @@ def test_notebook_is_in_databricks_source_format():
 
 
 def test_notebook_runs_locally_and_shows_views_api_and_lag(read_warehouse, tmp_path):
-    env = {**os.environ, "CQRS_SPARK_MASTER": "local[1]", "CQRS_SPARK_DRIVER_MEMORY": "1g"}
+    env = {**os.environ, "CQRS_SPARK_DRIVER_MEMORY": "1g"}
     env.pop("DATABRICKS_RUNTIME_VERSION", None)
     done = subprocess.run(
         [sys.executable, str(NOTEBOOK), "--warehouse", str(read_warehouse.warehouse)],

@@ -39,7 +39,7 @@ def order(order_id: str, version: int, status: str = "Created", customer_id: str
         createdAt="2025-01-15T10:00:00Z",
         updatedAt=f"2025-01-15T10:{version:02d}:00Z",
     )
-    event_type = "OrderCreated" if version == 1 else "OrderUpdated"
+    event_type = "OrderCreated" if version == 1 else "OrderItemAdded"
     at = datetime(2025, 1, 15, 11, version, tzinfo=timezone.utc)
     return new_event(event_type, state, version, at=at).to_json()
 

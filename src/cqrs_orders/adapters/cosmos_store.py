@@ -82,7 +82,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT_PARTITION = "__relay__"
 #: How long a relay's lease lasts unless renewed: after a relay dies without releasing it (a crash, a
 #: SIGKILL), a standby takes over within this plus its poll interval. Short enough that a crash costs half
-#: a minute of publishing; long enough that a slow publish (Event Hubs retries for up to ~10 s) fits with
+#: a minute of publishing; long enough that a slow publish (a publish with the producer's retries) fits with
 #: room to spare, since a holder renews before each step and at each saved checkpoint.
 LEASE_SECONDS = 30.0
 #: A holder renews when this much of its lease has passed (at a drain step, or at the latest while idle):

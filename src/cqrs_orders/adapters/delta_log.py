@@ -1,9 +1,9 @@
 """Is a Delta table's transaction log readable? Checked before Spark opens the warehouse's tables.
 
-Why here, in Python, before Spark: Spark meets a damaged commit file inside a task, and logs some 200
-lines of Java stack on stderr before any caller can catch the error; deltalake puts a Rust backtrace into
-its message. Reading the commits since the last checkpoint (the only ones a reader replays) costs
-milliseconds, and lets the CLI say in one line which file is damaged and what to do. This is the one
+Why here, in Python, before Spark: Spark meets a damaged commit file inside a task, and logs pages of
+Java stack on stderr before any caller can catch the error; deltalake puts a Rust backtrace into its
+message. Reading only the commits since the last checkpoint (the only ones a reader replays) keeps the
+check cheap, and lets the CLI say in one line which file is damaged and what to do. This is the one
 place that turns a damaged log into a :class:`~cqrs_orders.errors.CorruptTableError`.
 """
 

@@ -52,8 +52,8 @@ COMPACT_EVERY_COMMITS = 100
 #: The most records one file of the log holds: a segment's worth (see the module docstring). Small, so that
 #: a micro-batch of a few thousand records still takes tens of files (a trickling relay writes a file per
 #: append, a batch of files may hold few records); not smaller, since compaction leaves a file per segment
-#: and an append's cost grows with the live files (measured: 6 ms at 10 files, 22 ms at 5,000; a log of
-#: 1,000,000 records keeps 10,000). Fixed for the life of a log: changing it needs a new log.
+#: and an append's cost grows with the live files (benchmarks/RESULTS.md). Fixed for the life of a log:
+#: changing it needs a new log.
 SEGMENT_RECORDS = 100
 SEGMENT_COLUMN = "segment"
 #: What the table stores: the records plus the segment each belongs to (the table's partition column).
@@ -139,8 +139,8 @@ class EventLog:
 
     def _compact(self) -> None:
         """Merge the small files of many appends into one per segment (a ``dataChange=false`` commit), so
-        that an append keeps costing ~20 ms instead of growing with every file the log ever received (~70 ms
-        after 600 appends, without bound for a relay that runs for days).
+        that an append's cost stays bounded instead of growing with every file the log ever received
+        (without bound for a relay that runs for days).
 
         A running stream skips such a commit (it read the records from the appends' files already), but a
         stream that starts on the log reads its current files, compacted ones included: they must keep the
@@ -183,7 +183,8 @@ class EventLog:
     def _table(self) -> DeltaTable | None:
         """The table at its newest version (other processes append too), or None before the first append.
 
-        Re-loading a log of many small commits costs ~100 ms; catching up from the last one read, a few."""
+        Catching up from the last version read, rather than loading the log again, reads only the commits
+        made since."""
         try:
             if self._delta is None:
                 self._delta = DeltaTable(str(self.path))

@@ -138,8 +138,8 @@ class KafkaBusReader:
                 return [TopicPartition(self.topic, partition) for partition in sorted(partitions)]
             if time.monotonic() >= deadline:
                 raise BusReadError(
-                    f"the bus has no {self.address} (or it has no partitions): check EVENTHUB_NAME / "
-                    "KAFKA_TOPIC, and that the event hub exists"
+                    f"the bus has no {self.address} (or it has no partitions): check EVENTHUB_NAME "
+                    "(--eventhub-name) and that the event hub exists"
                 )
             consumer.topics()  # refreshes the metadata; a topic made a moment ago appears here
             time.sleep(0.2)

@@ -92,7 +92,7 @@ def _namespace_host(connection: str, topic: str, name: str = CONNECTION_SECRET) 
     entity = parts.get("EntityPath")
     if entity and entity != topic:
         raise ConfigurationError(
-            f"{name} is scoped to the event hub {entity!r} but KAFKA_TOPIC/EVENTHUB_NAME is "
+            f"{name} is scoped to the event hub {entity!r} but EVENTHUB_NAME is "
             f"{topic!r}: set them to the same event hub."
         )
     return host

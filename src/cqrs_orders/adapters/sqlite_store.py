@@ -48,15 +48,16 @@ logger = logging.getLogger(__name__)
 #: A unit of work: reads and appends through the transaction it is given, returns the caller's answer.
 Work = Callable[["_Session"], object]
 
-#: The schema's version in ``PRAGMA user_version``; 0 is the first layout (a separate outbox table).
+#: The schema's version in ``PRAGMA user_version``: the only one this store opens (``cqrs-orders upgrade``
+#: converts an older store).
 SCHEMA_VERSION = 2
 
 # Laid out for few pages written per command (each page is a WAL frame written and synced at commit): no
 # AUTOINCREMENT (no sqlite_sequence page; events are never deleted, so rowids still only grow), no index on
 # the random event id, and no outbox table: the outbox is every event after the relay's position, one row
 # (the relay publishes in seq order and acknowledges what it published, so a position is all it needs).
-# Rows append at the end of rowid tables; WITHOUT ROWID was measured worse here (rows of ~0.5 KB with random
-# keys split pages often). (aggregate_id, version) and command_id stay unique: the last line of defence
+# Rows append at the end of rowid tables, not WITHOUT ROWID ones: rows of this size keyed at random would
+# split pages often. (aggregate_id, version) and command_id stay unique: the last line of defence
 # against a lost update or a double write.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS aggregates (
@@ -90,27 +91,7 @@ CREATE TABLE IF NOT EXISTS commands (
 );
 """
 
-#: From the first layout: the outbox table becomes the position before its first unpublished event (an
-#: event published out of order after it is published again: delivery is at least once anyway). The other
-#: tables keep their layout; they work the same, with a page or two more per command.
-_MIGRATE_FROM_0 = """
-CREATE TABLE outbox_position (
-    id                INTEGER PRIMARY KEY CHECK (id = 1),
-    published_through INTEGER NOT NULL,
-    published_at      TEXT
-);
-INSERT INTO outbox_position (id, published_through) VALUES (1, coalesce(
-    (SELECT min(e.seq) - 1 FROM events e JOIN outbox o ON o.event_id = e.event_id
-     WHERE o.published_at IS NULL),
-    (SELECT max(seq) FROM events),
-    0
-));
-DROP TRIGGER IF EXISTS events_to_outbox;
-DROP TABLE outbox;
-"""
-
-
-#: Aggregates whose latest snapshot the writer keeps parsed (an order is ~1 KB in memory).
+#: Aggregates whose latest snapshot the writer keeps parsed: the bound on that cache's memory.
 SNAPSHOT_CACHE_SIZE = 10_000
 
 _Snapshots = OrderedDict  # aggregate id -> Snapshot | None (known absent), least recently used first
@@ -167,7 +148,8 @@ class SqliteWriteStore(WriteStore):
 
     def _adopt_file(self) -> None:
         """Open the file at ``path`` as this store's (called under the write lock): refuse a damaged one,
-        create or upgrade the schema, remember its identity. Connections of an earlier file are dropped."""
+        create the schema (refusing one of another version), remember its identity. Connections of an
+        earlier file are dropped."""
         self._generation += 1
         self._snapshots.clear()
         self._snapshots_at = None
@@ -615,17 +597,20 @@ class _Session:
 
 
 def _create_schema(connection: sqlite3.Connection, path: Path) -> None:
-    """Create the tables, or bring a store of an older schema to this one (inside a write transaction)."""
+    """Create the tables in a new store (inside a write transaction); refuse a store of another schema.
+
+    A store of an older schema is converted once by ``cqrs-orders upgrade``, never on the way to a write:
+    the run path knows one layout only."""
     version = connection.execute("PRAGMA user_version").fetchone()[0]
-    tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    if version == 0 and "outbox" in tables:
-        logger.info("write store %s: moving the outbox into the events table (schema 2)", path)
-        for statement in _statements(_MIGRATE_FROM_0):
-            connection.execute(statement)
-    elif version > SCHEMA_VERSION:
+    if version > SCHEMA_VERSION:
         raise WriteStoreError(
             f"The write store at {path} has schema {version}, newer than this version of cqrs-orders knows "
             f"({SCHEMA_VERSION}); upgrade cqrs-orders"
+        )
+    if version < SCHEMA_VERSION and connection.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone():
+        raise WriteStoreError(
+            f"The write store at {path} has schema {version}, older than this version of cqrs-orders writes "
+            f"({SCHEMA_VERSION}); run `cqrs-orders upgrade --warehouse DIR` once to convert it"
         )
     for statement in _statements(_SCHEMA):
         connection.execute(statement)

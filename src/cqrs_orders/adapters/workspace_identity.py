@@ -4,19 +4,19 @@ the caller the command-ingest job records (:mod:`cqrs_orders.application.identit
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 
 from cqrs_orders.application.identity import DATABRICKS, Caller, bounded, os_user
+from cqrs_orders.config import running_on_databricks
 
 logger = logging.getLogger(__name__)
 
 
-def databricks_identity(env: Mapping[str, str] = os.environ) -> Caller:
+def databricks_identity(env: Mapping[str, str] | None = None) -> Caller:
     """On Databricks compute: the principal the process runs as (a job's run-as identity), asked of the
     workspace with the runtime's own credentials. Anywhere else, or when the workspace cannot say, the
     OS account (marked as such) and a warning: the job still runs, and its events say what is known."""
-    if "DATABRICKS_RUNTIME_VERSION" not in env:
+    if not running_on_databricks(env):
         return os_user()
     try:
         from databricks.sdk import WorkspaceClient

@@ -28,7 +28,7 @@ from cqrs_orders.errors import PublishError, RelayBusy, ValidationError, WriteSt
 #: Commands per batch. The Jobs API caps a run's job parameters (the command JSON) well below this times
 #: the per-command limit anyway; the cap keeps one run's duration bounded.
 MAX_BATCH_COMMANDS = 1000
-#: The largest payload: a whole batch of ordinary commands (about 1 KiB each).
+#: The largest payload: room for a full batch of ordinary commands, each far under the per-command limit.
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
 
 

@@ -34,8 +34,8 @@ from cqrs_orders.application.ports import (
     WriteStore,
     outcome_json,
 )
-from cqrs_orders.domain.aggregates import decide, target_of, with_target
-from cqrs_orders.domain.commands import Command, CreateOrder, decode_command, validate_command
+from cqrs_orders.domain.aggregates import Snapshot, decide
+from cqrs_orders.domain.commands import Command, State, decode_command, validate_command
 from cqrs_orders.envelope import AggregateType, EventMetadata
 from cqrs_orders.errors import AlreadyExists, CommandRejected, ConcurrencyConflict, WriteStoreError
 
@@ -154,7 +154,7 @@ class CommandHandler:
                 declared_id = time_ordered_id()
                 decoded = {**decoded, "commandId": declared_id}
             command = validate_command(decoded)
-            targeted = with_target(command)
+            targeted = command.with_target()
         except CommandRejected as error:
             return CommandResult.rejected(declared_id, None, error)
         except Exception:  # a bug, before anything ran: this command's answer alone
@@ -214,7 +214,7 @@ class _Prepared:
         self.fingerprint = fingerprint
         self.replayable = replayable  # the caller chose the commandId, so a retry may repeat it
         self.metadata = metadata  # who asked: stamped on every event of this command
-        self.kind, self.aggregate_id = target_of(command)
+        self.kind, self.aggregate_id = command.target()
 
     @property
     def command_id(self) -> str:
@@ -229,12 +229,12 @@ class _Prepared:
                 return _replay(recorded, self.fingerprint)
         for attempt in range(handler.max_attempts):
             current = tx.load(aggregate_id)
-            customer = None
-            if isinstance(command, CreateOrder):
-                found = tx.load(command.customerId)
-                customer = found.state if found and found.aggregate_type is AggregateType.CUSTOMER else None
+            referenced = {
+                field: _state_of(tx.load(getattr(command, field)), kind)
+                for field, kind in command.refers_to.items()
+            }
             try:
-                events = decide(command, current, now=handler.clock(), customer=customer)
+                events = decide(command, current, now=handler.clock(), referenced=referenced)
             except CommandRejected as error:
                 return CommandResult.rejected(command.commandId, aggregate_id, error)
             # The domain decides what happened; who asked is the application's to record.
@@ -307,6 +307,11 @@ def _replay(recorded: RecordedOutcome, fingerprint: str) -> CommandResult:
         )
         return CommandResult.rejected(first.commandId, first.aggregateId, error)
     return first
+
+
+def _state_of(found: Snapshot | None, kind: AggregateType) -> State | None:
+    """The state of an aggregate a command refers to, if there is one of the type it must be."""
+    return found.state if found is not None and found.aggregate_type is kind else None
 
 
 def _declared_command_id(decoded: dict) -> str | None:

@@ -202,8 +202,8 @@ class Publisher(ABC):
 
 def outcome_json(outcome: dict[str, Any]) -> str:
     """A command's outcome as compact JSON (the stored outcome, the line ``submit`` prints). An accepted one,
-    a fixed shape of ids, is written out by hand (``json.dumps`` was a measurable share of a command in a
-    bulk import); any other via ``json``."""
+    a fixed shape of ids, is written out by hand (it is written once per command, on the write path, and
+    its shape is known); any other via ``json``."""
     ids = outcome.get("eventIds")
     if outcome.get("status") != "accepted" or outcome.get("error") is not None or not ids:
         return json.dumps(outcome, separators=(",", ":"))

@@ -28,8 +28,8 @@ log = logging.getLogger(__name__)
 WAKE_CHECK_SECONDS = 0.05
 #: A relay that wakes at each commit (the store has a change marker) publishes a set shorter than its
 #: batch size (a trickle, not a backlog) at most this often; what is committed meanwhile goes out with it.
-#: At 50 commands a second it otherwise published ~25 sets a second of one or two events, each a small
-#: commit on the bus that every reader has to take. A store without a marker is only polled, and its sets
+#: Unpaced, a steady trickle would go out as many sets of one or two events, each a small commit on the bus
+#: that every reader has to take. A store without a marker is only polled, and its sets
 #: may be short mid-backlog (Cosmos DB's change feed pages skip the state documents): never paced.
 MIN_PUBLISH_INTERVAL_SECONDS = 0.1
 

@@ -1,9 +1,10 @@
 """``cqrs-orders``: one command line for the write side, the pipeline and the read side.
 
 Each area registers its own subcommands (``command_side``, ``pipeline``, ``quarantine``, ``read_side``,
-``ops``, ``demo``, ``serve``); every subcommand takes ``--warehouse``, ``--verbose``/``--quiet`` and the
-settings options below. Exit codes are :class:`~cqrs_orders.exit_codes.ExitCode`. Results go to stdout;
-progress and errors are logged to stderr (:mod:`.logs`).
+``ops``, ``demo``, ``serve``); every subcommand takes ``--verbose``/``--quiet`` and an option for each
+setting a job passes (``--warehouse``, ``--catalog``, ...: :data:`cqrs_orders.config.SETTINGS`). Exit codes
+are :class:`~cqrs_orders.exit_codes.ExitCode`. Results go to stdout; progress and errors are logged to
+stderr (:mod:`.logs`).
 """
 
 from __future__ import annotations
@@ -21,41 +22,26 @@ from cqrs_orders.cli import (
     quarantine,
     read_side,
     serve,
+    upgrade,
     write_store,
 )
-from cqrs_orders.config import WAREHOUSE_ENV, Settings
+from cqrs_orders.config import SETTINGS, Settings
 from cqrs_orders.errors import CqrsOrdersError
 from cqrs_orders.exit_codes import ExitCode
-
-#: Settings every subcommand takes as options, each overriding its environment variable. On Databricks the
-#: bundle passes them as task parameters (serverless compute has no environment variables); secrets are
-#: never options: they come from the environment or the secret scope named by ``--secret-scope``.
-SETTING_OPTIONS = (
-    ("--catalog", "CQRS_CATALOG", "Unity Catalog catalog of the tables (with --schema)"),
-    ("--schema", "CQRS_SCHEMA", "Unity Catalog schema of the tables (with --catalog)"),
-    ("--checkpoint-root", "CQRS_CHECKPOINT_ROOT", "folder (or volume path) of the streaming checkpoints"),
-    ("--write-store", "CQRS_WRITE_STORE", "sqlite | cosmos"),
-    ("--publisher", "CQRS_PUBLISHER", "event_log | eventhubs"),
-    ("--source", "CQRS_SOURCE", "event_log | kafka"),
-    ("--cosmos-endpoint", "COSMOS_ENDPOINT", "Cosmos DB account endpoint URL"),
-    ("--cosmos-database", "COSMOS_DATABASE", "Cosmos DB database of the write store"),
-    ("--eventhub-name", "EVENTHUB_NAME", "the event hub (Kafka topic) carrying the events"),
-    ("--kafka-bootstrap-servers", "KAFKA_BOOTSTRAP_SERVERS", "a plaintext broker instead of Event Hubs"),
-    ("--secret-scope", "CQRS_SECRET_SCOPE", "Databricks secret scope holding the secrets"),
-    ("--max-records-per-batch", "CQRS_MAX_RECORDS_PER_BATCH", "most bus records one micro-batch reads"),
-)
 
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--warehouse",
-        metavar="DIR",
-        help=f"folder holding the write store, event log, Delta tables and checkpoints "
-        f"(env {WAREHOUSE_ENV}, default ./warehouse)",
-    )
-    for flag, env_name, text in SETTING_OPTIONS:
-        common.add_argument(flag, metavar="VALUE", help=f"{text} (env {env_name})")
+    # Every setting with an option (config.SETTINGS); on Databricks the bundle passes them as task
+    # parameters (serverless compute has no environment variables). Secrets are never options.
+    for setting in SETTINGS:
+        if setting.flag:
+            common.add_argument(
+                setting.flag,
+                dest=setting.name,
+                metavar=setting.metavar,
+                help=f"{setting.help} (env {setting.env})",
+            )
     loudness = common.add_mutually_exclusive_group()
     loudness.add_argument(
         "-v", "--verbose", dest="verbosity", action="store_const", const=1, default=0,
@@ -67,17 +53,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cqrs-orders",
         description="CQRS on the lakehouse: submit commands, relay events, project read models, query them.",
+        epilog="Every setting, its environment variable and its default: docs/configuration.md.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subcommands = parser.add_subparsers(dest="subcommand", metavar="COMMAND", required=True)
-    for area in (command_side, pipeline, quarantine, read_side, ops, demo, serve, write_store):
+    for area in (command_side, pipeline, quarantine, read_side, ops, demo, serve, write_store, upgrade):
         area.register(subcommands, common)
     return parser
 
 
 def setting_overrides(args: argparse.Namespace) -> dict[str, str | None]:
     """The settings given as options, keyed by the environment variable each one overrides."""
-    return {env: getattr(args, flag[2:].replace("-", "_"), None) for flag, env, _ in SETTING_OPTIONS}
+    return {setting.env: getattr(args, setting.name, None) for setting in SETTINGS if setting.flag}
 
 
 def run() -> None:
@@ -94,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logs.configure(args.verbosity)
     try:
-        settings = Settings.from_env(args.warehouse, overrides=setting_overrides(args))
+        settings = Settings.from_env(overrides=setting_overrides(args))
         return int(args.run(args, settings) or ExitCode.OK)
     except CqrsOrdersError as error:
         return _fail(args.subcommand, str(error), ExitCode.USAGE)

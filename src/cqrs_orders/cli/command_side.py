@@ -24,9 +24,10 @@ def register(subcommands, common) -> None:
         parents=[common],
         help="run commands against the write store; print one JSON result per command",
         description="Validate and run commands (JSON objects with a 'type', e.g. CreateOrder) against the "
-        "write "
-        "store; accepted commands store their events in the outbox for the relay. Prints one JSON result per "
-        "command; exits 0 if all were accepted, 1 if any was rejected.",
+        "write store; accepted commands store their events in the outbox for the relay. Prints one JSON "
+        "result per command; exits 0 if all were accepted, 1 if any was rejected.",
+        epilog=COMMAND_TYPES,
+        formatter_class=_SubmitHelp,
     )
     source = submit.add_mutually_exclusive_group(required=True)
     source.add_argument("command", nargs="?", metavar="JSON", help="one command as a JSON object")
@@ -66,6 +67,25 @@ def register(subcommands, common) -> None:
         "longer than its retention: docs/operations.md, 'The bus lost events'); then as without it",
     )
     relay.set_defaults(run=run_relay)
+
+
+#: Where ``submit --help`` lists the command types (read from their declarations only when help is shown:
+#: the commands' models take longer to import than the rest of the command line).
+COMMAND_TYPES = object()
+
+
+class _SubmitHelp(argparse.HelpFormatter):
+    """Writes :data:`COMMAND_TYPES` out as the list of declared commands."""
+
+    def _format_text(self, text) -> str:
+        if text is COMMAND_TYPES:
+            from cqrs_orders.domain.commands import COMMANDS
+
+            text = (
+                f"command types: {', '.join(COMMANDS)}. Each one's fields and the events it records: "
+                "docs/commands.md."
+            )
+        return super()._format_text(text)
 
 
 def _moment(text: str) -> datetime:

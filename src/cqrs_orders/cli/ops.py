@@ -31,7 +31,8 @@ def register(subcommands, common) -> None:
         "--threshold-seconds",
         type=float,
         metavar="N",
-        help="lag and staleness allowed before a breach (default: CQRS_LAG_THRESHOLD_SECONDS or 60)",
+        default=60.0,
+        help="lag and staleness allowed before a breach (default 60)",
     )
     lag.add_argument("--json", action="store_true", help="print the report as one JSON object")
     lag.set_defaults(run=run_lag)
@@ -43,7 +44,7 @@ def run_lag(args, settings) -> int:
     from cqrs_orders.ops.lag import measure_lag
     from cqrs_orders.spark import get_spark
 
-    threshold = settings.lag_threshold_seconds if args.threshold_seconds is None else args.threshold_seconds
+    threshold = args.threshold_seconds
     if threshold < 0:
         raise ConfigurationError(f"The lag threshold must be 0 or more seconds, not {threshold:g}.")
     check_warehouse_tables(settings)

@@ -56,7 +56,7 @@ def register(subcommands, common) -> None:
     project.add_argument(
         "--profile",
         action="store_true",
-        help="log where each micro-batch's time goes, step by step (also: CQRS_PROFILE=1)",
+        help="log where each micro-batch's time goes, step by step (off by default)",
     )
     project.set_defaults(run=run_project)
 

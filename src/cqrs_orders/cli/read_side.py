@@ -126,7 +126,7 @@ def run_create_views(args, settings: Settings) -> int:
     from cqrs_orders.query.views import create_views
     from cqrs_orders.spark import get_spark
 
-    if not settings.catalog:  # say so before spending ~20 s starting Spark
+    if not settings.catalog:  # say so before starting Spark, which is slow to start
         raise ConfigurationError(
             "create-views needs CQRS_CATALOG and CQRS_SCHEMA (a Unity Catalog schema); locally, "
             "`cqrs-orders sql` registers the views by itself."

@@ -1,20 +1,19 @@
 """``serve``: the HTTP command and query API (:mod:`cqrs_orders.http`) under uvicorn.
 
 Binds 127.0.0.1 by default: on a laptop the API is for this machine only. A Databricks App runs it with
-``--host 0.0.0.0`` behind the platform's authenticating proxy, on the port in ``DATABRICKS_APP_PORT``.
+``--host 0.0.0.0`` behind the platform's authenticating proxy, on the port it gives in ``DATABRICKS_APP_PORT``
+(``Settings.app_port``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 
-from cqrs_orders.config import Settings
+from cqrs_orders.config import PLAIN, Settings
 from cqrs_orders.errors import ConfigurationError
 from cqrs_orders.exit_codes import ExitCode
 
-PORT_ENV = "DATABRICKS_APP_PORT"
-DEFAULT_PORT = 8000
+PORT = PLAIN["app_port"]  # its variable (Databricks Apps set it) and default
 
 
 def register(subcommands, common) -> None:
@@ -29,7 +28,7 @@ def register(subcommands, common) -> None:
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument(
-        "--port", type=int, metavar="P", help=f"port (default: env {PORT_ENV} if set, else {DEFAULT_PORT})"
+        "--port", type=int, metavar="P", help=f"port (default: env {PORT.env} if set, else {PORT.default})"
     )
     serve.add_argument("--access-log", action="store_true", help="log every request (off by default)")
     serve.add_argument(
@@ -48,7 +47,7 @@ def run_serve(args, settings: Settings) -> int:
     from cqrs_orders.http.wiring import app_for
 
     logs.configure(getattr(args, "verbosity", 0), tracebacks=True)  # a server's log keeps the details
-    port = args.port if args.port is not None else _port_from_env()
+    port = args.port if args.port is not None else settings.app_port
     if not 0 <= port <= 65535:
         raise ConfigurationError(f"--port {port} is not a TCP port (0-65535).")
     if args.relay:
@@ -68,12 +67,3 @@ def run_serve(args, settings: Settings) -> int:
         server_header=False,
     )
     return ExitCode.OK
-
-
-def _port_from_env() -> int:
-    raw = os.environ.get(PORT_ENV)
-    if not raw:
-        return DEFAULT_PORT
-    if not raw.isdigit():
-        raise ConfigurationError(f"{PORT_ENV}={raw!r} must be a port number.")
-    return int(raw)

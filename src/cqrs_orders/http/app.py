@@ -1,5 +1,5 @@
 """The routes: ``POST /commands``, ``GET /orders/{orderId}``, ``GET /customers/{customerId}/orders``,
-``GET /healthz``, and FastAPI's ``/openapi.json`` (with ``/docs``).
+``GET /products/{sku}``, ``GET /healthz``, and FastAPI's ``/openapi.json`` (with ``/docs``).
 
 ``POST /commands`` is served by :class:`~.command_route.CommandRoute` in front of FastAPI (the hot path,
 kept lean) and described in the OpenAPI document here. Commands go to the runner :mod:`.committer` picks for
@@ -82,18 +82,14 @@ _RESULT_SCHEMA = {
     },
 }
 _RESULTS_SCHEMA = {"type": "array", "items": _RESULT_SCHEMA}
+#: ``POST /commands`` in the OpenAPI document, but for its body's schema: :func:`_openapi` derives that from
+#: the command declarations (one command, or an array of them, each told apart by its ``type``).
 _COMMANDS_OPENAPI = {
     "x-status-by-error-code": STATUS_BY_CODE,
     "requestBody": {
         "required": True,
         "content": {
             JSON: {
-                "schema": {
-                    "oneOf": [
-                        {"type": "object", "required": ["type"], "description": "one command"},
-                        {"type": "array", "maxItems": MAX_BATCH_COMMANDS, "items": {"type": "object"}},
-                    ]
-                },
                 "example": {
                     "type": "RegisterCustomer",
                     "commandId": "c-1",
@@ -181,7 +177,7 @@ def create_app(
         message = f"no route {request.method} {request.url.path}"
         if error.status_code == 405:
             message = f"{request.method} is not allowed on {request.url.path}"
-        elif request.url.path.startswith(("/orders/", "/customers/")):
+        elif request.url.path.startswith(("/orders/", "/customers/", "/products/")):
             message += f"; an id {ID_RULES['separator']}"
         return _json(error.status_code, {"error": {"code": code, "message": message}}, error.headers)
 
@@ -211,6 +207,19 @@ def create_app(
         if not orders and await reads.run(read_models.get_customer, customerId) is None:
             return _not_found(f"customer {customerId!r} is not in the read models (yet)", fresh)
         return _json(200, {"customerId": customerId, "orders": orders, "freshness": fresh})
+
+    @app.get(
+        "/products/{sku}",
+        summary="A product's sales (orders not cancelled) from the read models, one row per currency",
+        responses=_READ_RESPONSES,
+    )
+    async def get_product_sales(sku: str) -> Response:
+        if problem := id_problem(sku):
+            return _invalid_id("sku", problem)
+        sales, fresh = await _with_freshness(reads, read_models, read_models.product_sales, sku)
+        if not sales:
+            return _not_found(f"product {sku!r} has no sales in the read models (yet)", fresh)
+        return _json(200, {"sku": sku, "sales": sales, "freshness": fresh})
 
     @app.get("/healthz", summary="Are the write store and the read models reachable?")
     async def healthz() -> Response:
@@ -259,11 +268,25 @@ def _openapi(app: FastAPI) -> dict:
         document = get_openapi(
             title=app.title, version=app.version, description=app.description, routes=app.routes
         )
+        from cqrs_orders.domain.commands import json_schemas
+
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        declared = json_schemas(ref_template="#/components/schemas/{model}")
+        if clash := set(declared) & set(schemas):
+            raise RuntimeError(f"the command schemas {sorted(clash)} clash with the routes' schemas")
+        schemas.update(declared)
+        one = {"$ref": "#/components/schemas/Command"}
+        body = {"oneOf": [one, {"type": "array", "maxItems": MAX_BATCH_COMMANDS, "items": one}]}
+        documented = _COMMANDS_OPENAPI["requestBody"]["content"][JSON]
         operation = {
             "summary": "Run one command (object) or a batch (array)",
             "operationId": "post_commands",
             "responses": {str(status): answer for status, answer in _COMMAND_RESPONSES.items()},
             **_COMMANDS_OPENAPI,
+            "requestBody": {
+                **_COMMANDS_OPENAPI["requestBody"],
+                "content": {JSON: {"schema": body, **documented}},
+            },
         }
         document["paths"] = {COMMANDS_PATH: {"post": operation}, **document["paths"]}
         app.openapi_schema = document

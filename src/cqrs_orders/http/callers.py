@@ -44,7 +44,7 @@ class CallerPolicy:
         required``; the headers count as the proxy's only where the platform runs the app."""
         return cls(
             required=settings.caller_identity == "required",
-            behind_proxy=bool(settings.env.get("DATABRICKS_APP_NAME")),
+            behind_proxy=settings.as_databricks_app,
         )
 
     def caller_of(self, headers: dict[bytes, bytes]) -> Caller:

@@ -1,10 +1,10 @@
 """``POST /commands`` as a plain ASGI route: the API's hot path, served without the framework's per-request
 machinery.
 
-Every command costs the server its handler's work plus the HTTP around it; with FastAPI's routing,
-dependency resolution and response classes that HTTP share was as large as the handler's (see
-benchmarks/RESULTS.md). This route reads the body, checks the framing (:mod:`.intake`), hands the commands to
-the command runner (:mod:`.committer`) and writes the JSON answer, nothing else. It wraps the FastAPI app,
+Every command costs the server its handler's work plus the HTTP around it, and FastAPI's routing,
+dependency resolution and response classes are a share of that cost comparable to the handler's. So this
+route reads the body, checks the framing (:mod:`.intake`), hands the commands to the command runner
+(:mod:`.committer`) and writes the JSON answer, nothing else. It wraps the FastAPI app,
 which serves every other route, the OpenAPI document (where this operation is described, :mod:`.app`) and
 the lifespan.
 

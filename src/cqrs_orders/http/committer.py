@@ -8,15 +8,14 @@ one commit (one fsync) for the group, every result answered only once that commi
 
 It commits on the event loop itself, which blocks the loop for the group's transaction: about a
 millisecond, or as long as another process (a ``submit --file`` import, the relay) holds the store's write
-lock; the read routes wait that long. Measured against a committer thread, that was ~20% more
-commands/s (benchmarks/RESULTS.md): the store's work holds the interpreter lock anyway, and a thread cost two
-hand-offs per group and lost the lock to the loop at each SQLite call. A thread per request was slower still
-(16 threads taking turns on the lock).
+lock; the read routes wait that long. Not on a committer thread: the store's work holds the interpreter
+lock anyway, and a thread costs two hand-offs per group and loses the lock to the loop at each SQLite call;
+nor a thread per request, whose threads would take turns on that lock (comparison: benchmarks/RESULTS.md).
 
 :class:`ThreadPerRequest` (Cosmos DB): each command is its own transactional batch, a network round trip
 that releases the interpreter lock, so concurrent requests must overlap their round trips on threads of
 their own instead of queueing behind one writer (and never block the loop). Those threads are the write
-pool's, which the read routes never use: a store that throttles (Cosmos DB retries a 429 for up to ~30 s)
+pool's, which the read routes never use: a store that throttles (Cosmos DB's client retries a 429 for a while)
 holds up writes, not reads. A request's commands get ``timeout`` seconds in all; when they pass, the
 request is answered at once and truthfully: each command that finished with its result, the one running
 with ``WRITE_OUTCOME_UNKNOWN`` (it may still commit; a retry with its ``commandId`` answers its first

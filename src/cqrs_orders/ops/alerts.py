@@ -20,8 +20,6 @@ TIMEOUT_SECONDS = 10.0
 
 def webhook_url(settings: Settings) -> str | None:
     """The configured webhook, from the settings or the secret scope; ``None`` when alerts are off."""
-    if settings.alert_webhook_url:
-        return settings.alert_webhook_url
     secret = settings.secret(WEBHOOK_SECRET)
     return secret.reveal() if secret else None
 

@@ -45,9 +45,6 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
-    ArrayType,
-    BooleanType,
-    DoubleType,
     IntegerType,
     LongType,
     StringType,
@@ -57,33 +54,20 @@ from pyspark.sql.types import (
 )
 
 from cqrs_orders.config import Settings
-from cqrs_orders.delta_io import Table, create_if_missing
+from cqrs_orders.delta_io import Table
 from cqrs_orders.ops import measures
 from cqrs_orders.ops.bus import BusMeasure, measure_kafka_bus
 from cqrs_orders.ops.outbox import BREACH as OUTBOX_BREACH
 from cqrs_orders.ops.outbox import OutboxMeasure, measure_outbox
 from cqrs_orders.pipeline.read_models import READ_MODELS, ReadModel
-from cqrs_orders.pipeline.tables import SYNAPSE_COMPATIBLE_PROPERTIES
+from cqrs_orders.pipeline.tables import SCHEMAS, ensure_table
 
 LAG_TABLE = "ops_projection_lag"
-LAG_SCHEMA = StructType(
-    [
-        StructField("run_at", TimestampType()),
-        StructField("projection", StringType()),
-        StructField("event_time_lag_seconds", DoubleType()),
-        StructField("bus_backlog", LongType()),
-        StructField("bronze_backlog", LongType()),
-        StructField("staleness_seconds", DoubleType()),
-        StructField("version_gaps", LongType()),
-        StructField("threshold_seconds", DoubleType()),
-        StructField("healthy", BooleanType()),
-        StructField("breaches", ArrayType(StringType())),
-        # Added later, so last: a table made by an earlier version gains them at its next append.
-        StructField("outbox_unpublished", LongType()),
-        StructField("outbox_oldest_age_seconds", DoubleType()),
-    ]
-)
-#: What is measured: every read model, as declared once in the pipeline.
+#: Its columns: declared with every other table's (:data:`~cqrs_orders.pipeline.tables.SCHEMAS`).
+LAG_SCHEMA = SCHEMAS[LAG_TABLE]
+#: What is measured: every read model, as declared once in the pipeline. A derived one is written in the
+#: same batch as the read model it derives from, just before it, so it is measured by that one's progress
+#: (:attr:`~cqrs_orders.pipeline.read_models.ReadModel.applied_by`).
 PROJECTIONS = READ_MODELS
 
 # The columns the monitor reads from each table; a missing table reads as empty with these columns.
@@ -132,7 +116,7 @@ COLUMNS_READ = {
     "bronze_quarantine": _QUARANTINE,
     "ops_stream_progress": _PROGRESS,
     "ops_quarantine_acknowledgements": _ACKNOWLEDGED,
-    **{p.table: _silver_schema(p.key) for p in PROJECTIONS},
+    **{p.applied_by.table: _silver_schema(*p.applied_by.key) for p in PROJECTIONS},
 }
 
 
@@ -291,7 +275,7 @@ def measure_lag(
     for projection in PROJECTIONS:
         row = _projection_stats(
             projection,
-            read(projection.table),
+            read(projection.applied_by.table),
             bronze,
             bus_times,
             acknowledged,
@@ -342,20 +326,12 @@ def measure_lag(
 
 
 def record_report(spark: SparkSession, settings: Settings, report: LagReport) -> None:
-    """Append the report's rows to ``ops_projection_lag``, creating it (Synapse-compatible) if missing."""
-    table = Table(settings.table(LAG_TABLE))
-    ensure_lag_table(spark, settings)
+    """Append the report's rows to ``ops_projection_lag``, created (or given the columns it lacks) as
+    every pipeline table is (:func:`~cqrs_orders.pipeline.tables.ensure_table`)."""
+    ensure_table(spark, settings, LAG_TABLE)
     rows = [{**row, "breaches": list(row["breaches"])} for row in report.rows()]
-    # mergeSchema: a table created by an earlier version lacks the newest columns (the outbox's); this append
-    # adds them (a metadata change; its older rows read them as null). It can only add columns, never
-    # change or drop one, and the table stays at the Delta 1.0 level Synapse reads.
     writer = spark.createDataFrame(rows, LAG_SCHEMA).write.format("delta").mode("append")
-    table.save(writer.option("mergeSchema", "true"))
-
-
-def ensure_lag_table(spark: SparkSession, settings: Settings) -> None:
-    # Synapse serverless reads Delta 1.0 tables only.
-    create_if_missing(spark, settings.table(LAG_TABLE), LAG_SCHEMA, SYNAPSE_COMPATIBLE_PROPERTIES)
+    Table(settings.table(LAG_TABLE)).save(writer)
 
 
 def _kafka_positions(
@@ -392,7 +368,8 @@ def _projection_stats(
         F.unix_micros(F.max("newest_event_time")).alias("newest_bus"),
         F.unix_micros(F.min("oldest_event_time")).alias("oldest_bus"),
     )
-    pending = measures.unapplied_events(bronze, silver, projection.aggregate_type.value, projection.key).agg(
+    (id_column,) = projection.applied_by.key
+    pending = measures.unapplied_events(bronze, silver, projection.aggregate_type.value, id_column).agg(
         F.count(F.lit(1)).alias("bronze_backlog")
     )
     gaps = measures.version_gaps(bronze.where(of_type), acknowledged).agg(

@@ -3,7 +3,7 @@
 A local checkpoint gives each write the same rows without recomputing the validation (and, unlike a cached
 plan, nothing Delta's MERGE would copy again). Its blocks stay in memory until the driver's garbage
 collector lets Spark's cleaner find them, which can take many batches: in a long-running stream, or after a
-1,000,000-event batch, that is memory the next batches' joins and sorts do not get. So each batch frees its
+large catch-up batch, that is memory the next batches' joins and sorts do not get. So each batch frees its
 own when done (:func:`release`).
 """
 

@@ -16,34 +16,39 @@ Every record is checked twice over, cheaply first:
   (``tests/pipeline/test_bronze.py`` holds the two side by side on every hostile value it knows).
 
 Both evaluate the same expectations over the same columns, and both check the aggregate's ``data`` as the
-typed read gives it: the read that the read models parse the winning events with
-(:meth:`~.read_models.ReadModel.parse_state`). The VARIANT parse runs for every record all the same: it
+typed read gives it, with the state checks the caller passes (:data:`StateChecks`: the runner passes the
+read models', whose typed read of the winning events this is). Bronze knows no read model: the aggregate
+types it accepts are the keys of those checks. The VARIANT parse runs for every record all the same: it
 alone rejects duplicate keys, which ``from_json`` resolves silently (to the last one).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from cqrs_orders.envelope import AGGREGATE_ID_FIELD
+from cqrs_orders.envelope import AGGREGATE_ID_FIELD, AggregateType
 from cqrs_orders.envelope_schema import ENVELOPE_SCHEMA, JSON_OPTIONS
 from cqrs_orders.pipeline.batch_rows import require_stored
 from cqrs_orders.pipeline.expectations import EXPECTATIONS, MAX_BODY_BYTES, failed_expectations
-from cqrs_orders.pipeline.read_models import READ_MODELS
 
 __all__ = [
     "EXPECTATION_NAMES",
     "MAX_BODY_BYTES",
+    "StateChecks",
     "to_bronze",
     "to_quarantine",
     "validate_exactly",
     "validate_records",
 ]
 
+#: Per aggregate type, the check its typed ``data`` (a struct column) must pass. A record of a type without
+#: one cannot pass: neither its state nor its data's id can be checked.
+StateChecks = Mapping[AggregateType, Callable[[Column], Column]]
 #: Every expectation a record can fail, in the order they are reported.
 EXPECTATION_NAMES = tuple(e.name for e in EXPECTATIONS)
 RECORD_COLUMNS = ("body", "partition", "offset", "enqueued_time", "partition_key")
@@ -84,27 +89,33 @@ _LITERALS = ("true", "false", "Infinity", "-Infinity", "NaN")
 _CARRIED = (*RECORD_COLUMNS, *HEADER, "_state_is_complete")
 
 
-def validate_records(records: DataFrame) -> DataFrame:
+def validate_records(records: DataFrame, state_checks: StateChecks) -> DataFrame:
     """Records plus the header columns (``event_id`` ... ``causation_id``; meaningful for valid rows)
-    and ``failed_expectations`` (empty when valid).
+    and ``failed_expectations`` (empty when valid), ``data`` checked by ``state_checks``.
 
     One projection per step, on purpose: parse, derive the typed values, check them, derive the exact
     values (for the rows the typed check failed; null, and so free, for the others), check those. Written
     as one expression, the checks would repeat their extractions in branches Spark does not deduplicate.
     Only flat columns pass from step to step: a wide struct carried along turns off generated code.
     """
-    typed = _parsed(records).select(*_CARRIED, "_is_object", *_typed_columns(F.col("_typed")))
+    typed = _parsed(records, state_checks).select(
+        *_CARRIED, "_is_object", *_typed_columns(F.col("_typed"), state_checks)
+    )
     checked = typed.select(*_CARRIED, failed_expectations().alias("_typed_failed"))
     passed = F.size("_typed_failed") == 0
     exact_body = F.when(~passed, F.col("body"))
-    exact = checked.select(*_CARRIED, "_typed_failed", *_exact_columns(F.try_parse_json(exact_body)))
+    exact = checked.select(
+        *_CARRIED, "_typed_failed", *_exact_columns(F.try_parse_json(exact_body), state_checks)
+    )
     return _checked(exact, F.when(passed, F.col("_typed_failed")).otherwise(failed_expectations()))
 
 
-def validate_exactly(records: DataFrame) -> DataFrame:
+def validate_exactly(records: DataFrame, state_checks: StateChecks) -> DataFrame:
     """What :func:`validate_records` gives, by the exact check alone on every record, with the header read
     off the VARIANT too: its definition (tests hold the two side by side), and slower."""
-    exact = _parsed(records).select(*_CARRIED, *_exact_columns(F.try_parse_json("body")))
+    exact = _parsed(records, state_checks).select(
+        *_CARRIED, *_exact_columns(F.try_parse_json("body"), state_checks)
+    )
     return _checked(exact, failed_expectations(), _header(lambda field, name: F.col(f"_{name}")))
 
 
@@ -113,7 +124,7 @@ def _is_object(variant: Column, path: str = "$") -> Column:
     return F.try_variant_get(variant, path, "struct<>").isNotNull()
 
 
-def _parsed(records: DataFrame) -> DataFrame:
+def _parsed(records: DataFrame, state_checks: StateChecks) -> DataFrame:
     """The records with their typed read (``_typed``), the header, ``data``'s verdict and whether the
     body is a JSON object by the VARIANT parse (which alone rejects duplicate keys)."""
     read = records.select(
@@ -123,7 +134,9 @@ def _parsed(records: DataFrame) -> DataFrame:
     )
     typed = F.col("_typed")
     header = _header(lambda field, _: typed[field])
-    complete = _by_aggregate_type(typed["aggregateType"], lambda m: m.state_is_complete(typed["data"]))
+    complete = _by_aggregate_type(
+        typed["aggregateType"], state_checks, lambda kind: state_checks[kind](typed["data"])
+    )
     return read.select(*read.columns, *header, complete.alias("_state_is_complete"))
 
 
@@ -146,8 +159,8 @@ def to_bronze(validated: DataFrame, checked_at: datetime) -> DataFrame:
 
     ``validated`` must be stored rows (the runner's checkpoint; anything else is refused with a
     ``ValueError``). Over a lazy validation, Spark pushes this split's filter down through validation's
-    projections, copying their expressions into it at every step: 16,416 copies of the JSON read in a
-    17 MB plan, 20 to 40 s to plan and gigabytes of heap.
+    projections, copying their expressions into it at every step: thousands of copies of the JSON read,
+    a plan that takes longer to make than the batch takes to run, and gigabytes of heap.
 
     The batch's time is given, not taken with ``current_timestamp()`` during validation: Spark writes a
     timestamp constant into the generated code, so validation's code (the largest class) would differ,
@@ -172,16 +185,16 @@ def _ingest_time(checked_at: datetime) -> Column:
     return F.lit(checked_at).cast("timestamp").alias("ingest_time")
 
 
-def _by_aggregate_type(aggregate_type: Column, value_of) -> Column:
-    """``value_of(model)`` for the read model of the record's aggregate type (null for an unknown type)."""
+def _by_aggregate_type(aggregate_type: Column, known: StateChecks, value_of) -> Column:
+    """``value_of(kind)`` for the record's aggregate type among the ``known`` ones (null for another)."""
     chosen = None
-    for model in READ_MODELS:
-        is_type, value = aggregate_type == model.aggregate_type.value, value_of(model)
+    for kind in known:
+        is_type, value = aggregate_type == kind.value, value_of(kind)
         chosen = F.when(is_type, value) if chosen is None else chosen.when(is_type, value)
     return chosen
 
 
-def _typed_columns(typed: Column) -> list[Column]:
+def _typed_columns(typed: Column, known: StateChecks) -> list[Column]:
     """The columns the checks read, from the typed read: a JSON type it cannot vouch for is null."""
 
     def string_kind(text: Column) -> Column:
@@ -196,7 +209,7 @@ def _typed_columns(typed: Column) -> list[Column]:
         return F.when(~maybe_not_a_string, F.lit("STRING"))
 
     data = typed["data"]
-    data_id = _by_aggregate_type(typed["aggregateType"], lambda m: data[AGGREGATE_ID_FIELD[m.aggregate_type]])
+    data_id = _by_aggregate_type(typed["aggregateType"], known, lambda kind: data[AGGREGATE_ID_FIELD[kind]])
     kinds = {field: string_kind(typed[field]) for field in _KINDS}
     kinds["version"] = F.when(typed["version"].isNotNull(), F.lit("BIGINT"))
     return [
@@ -209,7 +222,7 @@ def _typed_columns(typed: Column) -> list[Column]:
     ]
 
 
-def _exact_columns(variant: Column) -> list[Column]:
+def _exact_columns(variant: Column, known: StateChecks) -> list[Column]:
     """The columns the checks read, from the VARIANT: every JSON type exact, each value computed once.
 
     An object is told by a cast to the empty struct, which reads no field, and the kind of ``data`` is read
@@ -222,17 +235,17 @@ def _exact_columns(variant: Column) -> list[Column]:
 
     aggregate_type = F.try_variant_get(variant, "$.aggregateType", "string")
 
-    def data_id_path(model) -> str:
-        return f"$.data.{AGGREGATE_ID_FIELD[model.aggregate_type]}"
+    def data_id_path(kind: AggregateType) -> str:
+        return f"$.data.{AGGREGATE_ID_FIELD[kind]}"
 
     return [
         _is_object(variant).alias("_is_object"),
         _is_object(variant, "$.data").alias("_data_is_object"),
         *[kind(f"$.{field}").alias(column) for field, column in _KINDS.items()],
         F.when(_is_object(variant, "$.data"), F.lit("OBJECT")).otherwise(kind("$.data")).alias("_kind_data"),
-        _by_aggregate_type(aggregate_type, lambda m: kind(data_id_path(m))).alias("_kind_data_id"),
+        _by_aggregate_type(aggregate_type, known, lambda t: kind(data_id_path(t))).alias("_kind_data_id"),
         _by_aggregate_type(
-            aggregate_type, lambda m: F.try_variant_get(variant, data_id_path(m), "string")
+            aggregate_type, known, lambda t: F.try_variant_get(variant, data_id_path(t), "string")
         ).alias("_data_id"),
         *[
             F.try_variant_get(variant, f"$.{field}", data_type).alias(f"_{name}")

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from cqrs_orders.errors import ConfigurationError
-from cqrs_orders.pipeline.idempotency import checkpoint_folder
+from cqrs_orders.pipeline.checkpoint_files import checkpoint_folder
 
 logger = logging.getLogger(__name__)
 LOCK_FILE = "_cqrs_lock"

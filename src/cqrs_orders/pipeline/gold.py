@@ -3,7 +3,7 @@
 Gold is a materialised view of silver: every refresh is a full recompute, so a replayed or duplicated batch
 can never double count. It is kept off the micro-batch path (which only has to make silver fresh): a
 :class:`GoldRefresher` recomputes it when ``silver_orders`` has a new Delta version, at most once per
-``CQRS_GOLD_REFRESH_SECONDS`` while streaming, and once more when a run ends.
+``Settings.gold_refresh_seconds`` while streaming, and once more when a run ends.
 
 The definition is shared with the view ``vw_daily_order_metrics``: orders whose status is not
 ``Cancelled``, grouped by the UTC date of ``created_at``; money as decimal(18,2), a day's revenue as
@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 from cqrs_orders.config import Settings
 from cqrs_orders.delta_io import table
 from cqrs_orders.envelope_schema import MONEY_SUM_TYPE, MONEY_TYPE
-from cqrs_orders.pipeline.idempotency import isolated_session
+from cqrs_orders.pipeline.sessions import isolated_session
 
 log = logging.getLogger(__name__)
 

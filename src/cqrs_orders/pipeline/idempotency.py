@@ -16,8 +16,8 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
-from urllib.parse import urlparse
+
+from cqrs_orders.pipeline.checkpoint_files import checkpoint_folder, read_marker, write_marker
 
 APP_ID_FILE = "_cqrs_app_id"
 TXN_APP_ID = "spark.databricks.delta.write.txnAppId"
@@ -55,52 +55,6 @@ def transaction_id(session, checkpoint_app_id: str, step: str, batch_id: int) ->
         session.conf.unset(TXN_VERSION)
 
 
-def isolated_session(session):
-    """A session of the same Spark application with SQL confs of its own: for writers on other threads,
-    and for work that sets confs the caller's session must not keep (``maintain``'s file size).
-
-    Gold's refresh and the progress recorder write while a batch may be inside :func:`transaction_id`.
-    Delta takes a write's transaction id from its session's confs, so in the batch's session their writes
-    would be recorded under the batch's id, and the next of them under that id skipped as already done.
-    """
-    return session.newSession()
-
-
 def reset(checkpoint: str) -> None:
     """Forget the checkpoint (and with it the app id): the next query starts afresh."""
     shutil.rmtree(checkpoint_folder(checkpoint), ignore_errors=True)
-
-
-def read_marker(checkpoint: str, name: str) -> str | None:
-    marker = checkpoint_folder(checkpoint) / name
-    return marker.read_text().strip() if marker.is_file() else None
-
-
-def write_marker(checkpoint: str, name: str, value: str) -> None:
-    folder = checkpoint_folder(checkpoint)
-    folder.mkdir(parents=True, exist_ok=True)
-    temporary = folder / f".{name}.tmp"
-    temporary.write_text(value)
-    temporary.replace(folder / name)  # atomic: a reader never sees a half-written id
-
-
-def _local(checkpoint: str) -> Path | None:
-    parsed = urlparse(checkpoint)
-    if parsed.scheme in ("", "file"):
-        return Path(parsed.path if parsed.scheme else checkpoint)
-    if parsed.scheme == "dbfs":
-        return Path("/dbfs") / parsed.path.lstrip("/")
-    return None
-
-
-def checkpoint_folder(checkpoint: str) -> Path:
-    """The checkpoint as a local folder (``dbfs:/`` through its mount); refused when it is not one."""
-    path = _local(checkpoint)
-    if path is None:
-        from cqrs_orders.errors import ConfigurationError
-
-        raise ConfigurationError(
-            f"Checkpoint {checkpoint!r} is not a file path. Set CQRS_CHECKPOINT_ROOT to a local, dbfs:/ or "
-            "/Volumes/... folder (Unity Catalog volumes are mounted as files on Databricks)."
-        )
-    return path

@@ -24,13 +24,13 @@ from cqrs_orders.config import Settings
 from cqrs_orders.delta_io import Table
 from cqrs_orders.errors import ConfigurationError
 from cqrs_orders.pipeline.conflicts import retry_on_conflict
-from cqrs_orders.pipeline.idempotency import isolated_session
 from cqrs_orders.pipeline.read_models import READ_MODELS
+from cqrs_orders.pipeline.sessions import isolated_session
 from cqrs_orders.pipeline.tables import PIPELINE_TABLES, ensure_tables
 
 log = logging.getLogger(__name__)
 
-#: The tables worth clustering, and the column their MERGEs and range filters use: each read model's
+#: The tables worth clustering, and the columns their MERGEs and range filters use: each read model's
 #: cluster key.
 CLUSTER_KEYS = {model.table: model.cluster_key for model in READ_MODELS}
 #: OPTIMIZE's target file size for them (Delta's default is 1 GiB).
@@ -47,7 +47,7 @@ def maintain(spark, settings: Settings, *, vacuum: bool = True, retain_hours: fl
     ``retain_hours``: how long removed files stay for time travel and lagging streams (default: each
     table's ``delta.deletedFileRetentionDuration``, 7 days). Less than :data:`MIN_RETAIN_HOURS` is refused
     before anything runs: a stream or query still reading an older version would lose its files, and
-    Delta 4.4's own check let a 1-hour retention through when tried (it refuses only 0).
+    Delta's own check refuses only 0.
     Returns, per clustered table, the number of files before and after and the seconds it took, and the
     names of the vacuumed tables.
     """
@@ -62,8 +62,8 @@ def maintain(spark, settings: Settings, *, vacuum: bool = True, retain_hours: fl
         if before <= 1:  # nothing a MERGE could skip: rewriting the one file would buy nothing
             log.info("%s: %d file(s), nothing to cluster", name, before)
             continue
-        log.info("OPTIMIZE %s ZORDER BY (%s): %d files", name, key, before)
-        zorder = partial(table.delta(session).optimize().executeZOrderBy, key)
+        log.info("OPTIMIZE %s ZORDER BY (%s): %d files", name, ", ".join(key), before)
+        zorder = partial(table.delta(session).optimize().executeZOrderBy, *key)
         retry_on_conflict(zorder, f"OPTIMIZE {name}")
         optimized[name] = {
             "files_before": before,

@@ -1,7 +1,8 @@
 """Profile mode: where a micro-batch's time goes, step by step, logged once per batch.
 
-Off by default (a step then costs one attribute lookup). Turned on by ``cqrs-orders project --profile`` or
-``CQRS_PROFILE=1``; each batch then logs one line at INFO on this module's logger, e.g.
+Off by default (a step then costs one attribute lookup), and never switched on at import: the entry point
+does it (``cqrs-orders project --profile`` calls :func:`enable`). Each batch then logs one line at INFO on
+this module's logger, e.g.
 ``batch 7 (183 rows): 1.62 s: read+validate 0.18, append bronze_events 0.59, MERGE silver_orders 1.23, ...``.
 Steps that run concurrently (the bronze appends beside the read models' MERGEs) overlap, so they
 may add up to more than the batch; a "wait for ..." step is the time the batch spent waiting for them
@@ -13,16 +14,15 @@ profile follows the code as it changes. A second line per batch gives the stream
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 logger = logging.getLogger(__name__)
-ENV = "CQRS_PROFILE"
 
-_enabled = os.environ.get(ENV, "") not in ("", "0")
+#: Set only by :func:`enable` (the entry point's choice), so importing this module changes nothing.
+_enabled = False
 #: The running batch's steps (one query per process: one batch at a time); steps on the batch's worker
 #: threads land here too.
 _steps: list | None = None

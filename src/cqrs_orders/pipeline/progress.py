@@ -22,7 +22,7 @@ from pyspark.sql.streaming import StreamingQueryListener
 from cqrs_orders.config import Settings
 from cqrs_orders.delta_io import table
 from cqrs_orders.pipeline import profile
-from cqrs_orders.pipeline.idempotency import isolated_session
+from cqrs_orders.pipeline.sessions import isolated_session
 from cqrs_orders.pipeline.tables import SCHEMAS
 
 log = logging.getLogger(__name__)

@@ -36,7 +36,7 @@ from cqrs_orders.pipeline import gold
 from cqrs_orders.pipeline.batch_rows import release
 from cqrs_orders.pipeline.bronze import RECORD_COLUMNS, to_quarantine, validate_records
 from cqrs_orders.pipeline.conflicts import retry_on_conflict
-from cqrs_orders.pipeline.runner import project_batch
+from cqrs_orders.pipeline.runner import STATE_CHECKS, project_batch
 from cqrs_orders.pipeline.tables import SCHEMAS, ensure_tables
 
 logger = logging.getLogger(__name__)
@@ -225,7 +225,8 @@ def replay(spark, settings: Settings, selection: Selection) -> ReplayResult:
     chosen = select_records(snapshot, selection)
     records = latest_per_record(chosen)
 
-    validated = validate_records(records.select(*RECORD_COLUMNS)).localCheckpoint()  # as the runner does
+    # Validated and stored as the runner does, with the same state checks.
+    validated = validate_records(records.select(*RECORD_COLUMNS), STATE_CHECKS).localCheckpoint()
     verdicts = judged(validated, records).localCheckpoint()
     release(validated)
     try:
@@ -323,7 +324,7 @@ class AcknowledgeResult:
         }
 
 
-def caller_identity(spark, env: Mapping[str, str] = os.environ) -> str:
+def caller_identity(spark, env: Mapping[str, str] | None = None) -> str:
     """Who is acting: on Databricks the session's user (``current_user()``: the person, or the job's
     run-as identity in a job run), elsewhere the operating-system user."""
     if running_on_databricks(env):

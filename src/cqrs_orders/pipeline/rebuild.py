@@ -3,8 +3,9 @@ history is a view over bronze: nothing to rebuild).
 
 For a bug fix in a projection, or a lost silver table: bronze holds every valid event that ever arrived,
 and the projection rules (highest version wins, smaller id on a tie) depend on the set of events only, so
-one batch over a bronze snapshot gives exactly what streaming gave. The read models come from
-:data:`~.read_models.READ_MODELS`, the same declarations the stream's MERGE uses.
+one batch over a bronze snapshot gives exactly what streaming gave. An aggregation over a read model is
+recomputed whole from that read model's rebuilt rows (what its incremental MERGE keeps equal). The read
+models come from :data:`~.read_models.READ_MODELS`, the same declarations the stream's MERGEs use.
 
 Afterwards the projection simply carries on from the bus: its checkpoint is untouched, and applying an
 event the rebuild already applied changes nothing. Stop the projection while rebuilding.
@@ -26,10 +27,12 @@ def rebuild(spark, settings: Settings) -> dict:
     bronze_table = table(settings, "bronze_events")
     version = bronze_table.version(spark)
     bronze = bronze_table.read(spark, versionAsOf=str(version))
-    outputs = {
-        model.table: model.project(latest_per_aggregate(bronze, model.aggregate_type.value))
-        for model in READ_MODELS
-    }
+    outputs = {}
+    for model in READ_MODELS:  # a derived model comes after its source
+        if model.derived_from is None:
+            outputs[model.table] = model.project(latest_per_aggregate(bronze, model.aggregate_type.value))
+        else:
+            outputs[model.table] = model.recompute(outputs[model.derived_from.table])
     for name, rows in outputs.items():
         table(settings, name).save(rows.write.format("delta").mode("overwrite"))
     gold.refresh(spark, settings)

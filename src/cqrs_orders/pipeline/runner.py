@@ -1,4 +1,4 @@
-"""Runs the projection: ONE streaming query, bus -> silver -> bronze in each micro-batch, on the laptop and on
+"""Runs the projection: ONE streaming query, bus -> silver + bronze in each micro-batch, on the laptop and on
 Databricks alike (the job runs ``cqrs-orders project --continuous``).
 
 Each micro-batch is validated once and held as a local checkpoint; then it is projected into the read
@@ -39,6 +39,7 @@ from cqrs_orders.pipeline.bronze import to_bronze, to_quarantine, validate_recor
 from cqrs_orders.pipeline.conflicts import retry_on_conflict
 from cqrs_orders.pipeline.gold import GOLD_TABLE, GoldRefresher
 from cqrs_orders.pipeline.progress import EVENT_TIME_METRIC, ProgressRecorder
+from cqrs_orders.pipeline.read_models import LATEST_STATE_MODELS, READ_MODELS
 from cqrs_orders.pipeline.silver import Slice, apply_batch
 from cqrs_orders.pipeline.sources import read_records, source_exists
 from cqrs_orders.pipeline.tables import ensure_tables
@@ -47,24 +48,21 @@ logger = logging.getLogger(__name__)
 
 #: The query's name (``ops_stream_progress.query_name``).
 QUERY_NAME = "projection"
-#: The checkpoint folder's name, kept from the layout that came before: existing warehouses resume in it.
-CHECKPOINT = "bronze"
+#: The checkpoint folder's name: the query's (``cqrs-orders upgrade`` renames an older warehouse's folder).
+CHECKPOINT = QUERY_NAME
+#: What validation checks an event's ``data`` with, per aggregate type: its latest-state read model's check,
+#: so that every event bronze accepts is one that read model can hold.
+STATE_CHECKS = {model.aggregate_type: model.state_is_complete for model in LATEST_STATE_MODELS}
 #: The tables whose row counts ``run_once`` reports: every one it writes but progress. (Not the event
 #: history: counting that view deduplicates all of bronze, where a table's count is read off its log.)
-COUNTED_TABLES = (
-    "bronze_events",
-    "bronze_quarantine",
-    "silver_orders",
-    "silver_customers",
-    GOLD_TABLE,
-)
+COUNTED_TABLES = ("bronze_events", "bronze_quarantine", *(model.table for model in READ_MODELS), GOLD_TABLE)
 
 
 def start_projection(spark, settings: Settings, trigger: dict):
     """Start the bus -> silver + bronze query (the caller holds the checkpoint's lock)."""
     checkpoint = settings.checkpoint(CHECKPOINT)
     writer_id = idempotency.app_id(checkpoint)
-    validated = validate_records(read_records(spark, settings))
+    validated = validate_records(read_records(spark, settings), STATE_CHECKS)
     valid = F.size("failed_expectations") == 0
     observed = validated.observe(
         EVENT_TIME_METRIC, F.max(F.when(valid, F.col("event_time"))).alias("max_event_time")
@@ -153,9 +151,8 @@ def run_once(spark, settings: Settings) -> dict:
 def _finish(spark, settings: Settings, recorder: ProgressRecorder, query_ids: list) -> dict[str, int]:
     """After the query: the last progress rows written, gold refreshed, every table counted.
 
-    They are independent (only gold's count waits for gold), so they run side by side: ~2.5 s sooner done
-    in a fresh process (what ``project --once`` is), where each first loads its tables' logs; the same
-    once the JVM is warm."""
+    They are independent (only gold's count waits for gold), so they run side by side: in a fresh process
+    (what ``project --once`` is) each first loads its tables' logs, and those loads overlap."""
 
     def count(name: str, after=None) -> int:
         if after is not None:

@@ -101,6 +101,22 @@ SCHEMAS: dict[str, T.StructType] = {
         ("source_latest_offset", S),
         ("recorded_at", TS),
     ),
+    # One row per read model per run of the lag monitor (:mod:`cqrs_orders.ops.lag`). New columns go last:
+    # an existing table gains them (:func:`ensure_tables`), its older rows reading them as null.
+    "ops_projection_lag": _schema(
+        ("run_at", TS),
+        ("projection", S),
+        ("event_time_lag_seconds", T.DoubleType()),
+        ("bus_backlog", T.LongType()),
+        ("bronze_backlog", T.LongType()),
+        ("staleness_seconds", T.DoubleType()),
+        ("version_gaps", T.LongType()),
+        ("threshold_seconds", T.DoubleType()),
+        ("healthy", T.BooleanType()),
+        ("breaches", T.ArrayType(S, True)),
+        ("outbox_unpublished", T.LongType()),
+        ("outbox_oldest_age_seconds", T.DoubleType()),
+    ),
     # One row per quarantined event accepted as lost: who said so, when and why (:mod:`.quarantine`). The
     # aggregate and version are read off the quarantined body; the lag monitor's version gaps skip them.
     "ops_quarantine_acknowledgements": _schema(
@@ -130,6 +146,7 @@ STATS_COLUMNS = {
     **{model.table: model.stats_columns for model in READ_MODELS},
     "gold_daily_order_metrics": "order_date",
     "ops_stream_progress": "query_name,batch_id,batch_timestamp,recorded_at",
+    "ops_projection_lag": "run_at,projection",
     "ops_quarantine_acknowledgements": "event_id,aggregate_type,aggregate_id,version,acknowledged_at",
 }
 
@@ -148,18 +165,19 @@ _ENSURING_THREADS = 4
 
 
 def ensure_tables(spark, settings: Settings) -> None:
-    """Create every pipeline table that does not exist yet; add to an existing one the columns it lacks
-    (a warehouse written by an older version: its old columns stay, null in new rows).
+    """Create every pipeline table that does not exist yet; add to an existing one the columns its
+    declaration gained since it was created (rows written before hold null there; no column is dropped).
 
     The tables are independent, so they are seen to side by side: each is a few small Delta commits,
-    mostly the driver's bookkeeping, which one after another took over a second for a new warehouse."""
+    mostly the driver's bookkeeping."""
     storage_url = synapse_storage_url(spark, settings)
     with ThreadPoolExecutor(max_workers=_ENSURING_THREADS, thread_name_prefix="ensure-table") as pool:
-        for done in [pool.submit(_ensure_table, spark, settings, name, storage_url) for name in SCHEMAS]:
+        for done in [pool.submit(ensure_table, spark, settings, name, storage_url) for name in SCHEMAS]:
             done.result()
 
 
-def _ensure_table(spark, settings: Settings, name: str, storage_url: str | None) -> None:
+def ensure_table(spark, settings: Settings, name: str, storage_url: str | None = None) -> None:
+    """:func:`ensure_tables` for the one table ``name`` (``storage_url``: see :func:`synapse_storage_url`)."""
     columns, table = SCHEMAS[name], Table(settings.table(name))
     if table.exists(spark):
         add_missing_columns(spark, table, columns)

@@ -1,4 +1,5 @@
-"""The read-side API: an order, a customer's orders, daily metrics, from the views.
+"""The read-side API: an order, a customer's orders, a product's sales, daily metrics, from the read models
+and the views.
 
 The same SQL runs on local Spark (``spark.sql(query, args=...)``), on a Databricks SQL warehouse
 (statement execution API with ``parameters=[...]``) and, without Spark, on the warehouse's Delta folders
@@ -30,12 +31,17 @@ GET_CUSTOMER = (
     "SELECT customer_id, customer_name, created_at, updated_at FROM silver_customers "
     "WHERE customer_id = :customer_id"
 )
+#: A product's sales, one row per currency (``silver_product_sales``: orders not cancelled).
+PRODUCT_SALES = (
+    "SELECT sku, currency, units, revenue, orders, last_sale_at FROM silver_product_sales "
+    "WHERE sku = :sku ORDER BY currency"
+)
 #: How far the read models have got: the newest event they applied and when they were last projected.
 FRESHNESS = (
     "SELECT max(last_event_time) AS last_event_time, max(projected_at) AS projected_at FROM ("
     "SELECT last_event_time, projected_at FROM silver_orders "
     "UNION ALL SELECT last_event_time, projected_at FROM silver_customers) AS read_models"
-)
+)  # the latest-state read models: a derived one is written in the same batch, before its source
 DAILY_METRICS = (
     "SELECT order_date, order_count, total_revenue, avg_order_value, unique_customers "
     "FROM vw_daily_order_metrics WHERE order_date BETWEEN :start_date AND :end_date ORDER BY order_date"
@@ -90,6 +96,10 @@ class ReadModels:
     def get_customer(self, customer_id: str) -> dict[str, Any] | None:
         rows = self._backend.query(GET_CUSTOMER, {"customer_id": Parameter(customer_id, "STRING")})
         return rows[0] if rows else None
+
+    def product_sales(self, sku: str) -> list[dict[str, Any]]:
+        """The sales of ``sku`` in orders not cancelled, one row per currency (none: never sold)."""
+        return self._backend.query(PRODUCT_SALES, {"sku": Parameter(sku, "STRING")})
 
     def freshness(self) -> dict[str, datetime | None]:
         """``last_event_time`` (the newest event applied to the read models) and ``projected_at`` (when the

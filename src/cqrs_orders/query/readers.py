@@ -34,7 +34,7 @@ class ReaderObject:
     why: str
 
 
-#: Everything the readers get: the views without personal data, gold, and the two tables the dashboard's
+#: Everything the readers get: the views without personal data, gold, and the tables the dashboard's
 #: datasets read directly (src/dashboards/cqrs_orders.lvdash.json).
 READER_OBJECTS = (
     ReaderObject("vw_orders", "VIEW", "one row per order, without the customer's name"),
@@ -43,6 +43,7 @@ READER_OBJECTS = (
     ReaderObject("vw_projection_lag_hourly", "VIEW", "lag over time"),
     ReaderObject("gold_daily_order_metrics", "TABLE", "gold: the daily metrics, precomputed"),
     ReaderObject("silver_orders", "TABLE", "the dashboard's order status mix (no personal column)"),
+    ReaderObject("silver_product_sales", "TABLE", "the dashboard's top products"),
     ReaderObject("ops_projection_lag", "TABLE", "the dashboard's lag chart"),
 )
 
@@ -52,6 +53,7 @@ APP_OBJECTS = (
     ReaderObject("vw_daily_order_metrics", "VIEW", "GET /metrics/daily"),
     ReaderObject("silver_customers", "TABLE", "GET /customers/{id}: the customer's name"),
     ReaderObject("silver_orders", "TABLE", "every answer's freshness"),
+    ReaderObject("silver_product_sales", "TABLE", "GET /products/{sku}"),
 )
 
 _PRINCIPAL = re.compile(r"^[^`\x00-\x1f]{1,255}$")

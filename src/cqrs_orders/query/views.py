@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
 
-from cqrs_orders.config import FORMER_TABLES, TABLES, VIEWS, Settings, running_on_databricks
+from cqrs_orders.config import TABLES, VIEWS, Settings, running_on_databricks
 from cqrs_orders.errors import ConfigurationError
 from cqrs_orders.query.readers import APP_OBJECTS, reader_grants
 
@@ -130,8 +130,6 @@ def create_views(spark, settings: Settings, readers: str | None = None, app: str
     created = []
     for view in view_definitions():
         if set(view.sources) <= existing:
-            if view.name in FORMER_TABLES:
-                _drop_former_table(spark, f"`{settings.catalog}`.`{settings.schema}`.`{view.name}`")
             spark.sql(view.unity_catalog_sql(settings.catalog, settings.schema))
             created.append(f"{settings.catalog}.{settings.schema}.{view.name}")
     present = existing | {name.rsplit(".", 1)[1] for name in created}
@@ -160,16 +158,3 @@ def _grant(spark, settings: Settings, grants: list[str]) -> None:
                 "this Spark cannot GRANT (%s); no reader was granted anything", type(error).__name__
             )
             return
-
-
-def _drop_former_table(spark, name: str) -> None:
-    """Drop the table an earlier version kept under a view's name (:data:`~cqrs_orders.config.FORMER_TABLES`):
-    ``CREATE OR REPLACE VIEW`` refuses to replace a table. A view of that name is left alone."""
-    if not spark.catalog.tableExists(name):
-        return
-    kind = spark.sql(f"DESCRIBE TABLE EXTENDED {name}").where("col_name = 'Type'").first()
-    if kind is not None and kind["data_type"].upper() != "VIEW":
-        logger.warning(
-            "%s is a table from an earlier version; dropping it to create the view of that name", name
-        )
-        spark.sql(f"DROP TABLE {name}")
