@@ -73,7 +73,7 @@ def run(args, settings: Settings) -> dict:
         latest = read_model("Order").project(latest_per_aggregate(events, "Order")).cache()
         latest.count()  # parsed and collapsed before the clock starts: only the MERGE is timed
         ids = batch_slices(events)["Order"]
-        seconds = timed(partial(merge_latest, spark, orders, latest, "order_id", ids))
+        seconds = timed(partial(merge_latest, spark, orders, latest, ("order_id",), ids))
         latest.unpersist()
         metrics = orders.delta(spark).history(1).first()["operationMetrics"]
         return seconds, int(metrics["numTargetFilesRemoved"])

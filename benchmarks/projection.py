@@ -282,7 +282,7 @@ def measure_merge(spark, base: Settings, label: str, rows: int, batch: int) -> d
         latest = read_model("Order").project(latest_per_aggregate(events, "Order")).cache()
         latest.count()  # parsed and collapsed before the clock starts: only the MERGE is timed
         ids = batch_slices(events)["Order"]  # known to a real batch from its grouping job
-        merge = partial(merge_latest, spark, table(settings, "silver_orders"), latest, "order_id", ids)
+        merge = partial(merge_latest, spark, table(settings, "silver_orders"), latest, ("order_id",), ids)
         seconds[f"merge_{pattern}"] = timed(merge)
         latest.unpersist()
         events = bronze.where(F.col("version") == projected)
