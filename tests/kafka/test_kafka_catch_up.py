@@ -73,7 +73,9 @@ def test_a_kafka_backlog_is_read_in_batches_of_the_limit_and_the_lag_shrinks(
     rows = [batch["rows"] for batch in batches.seen]
     print(json.dumps({"batches": rows, "lag": [after_first, after_all]}))  # shown with -s
 
-    assert len(first) == 2 and all(n <= LIMIT for n in rows), rows
+    # A run stops between batches once it saw two; on a loaded machine a batch can start before the stop is
+    # seen, so a run may read a third: what matters is that the lag falls by exactly what the run read.
+    assert 2 <= len(first) < len(rows) and all(n <= LIMIT for n in rows), rows
     assert rows == [LIMIT] * (BACKLOG // LIMIT)  # 25 + 25 each: exactly the limit, every record once
     assert BACKLOG > after_first == BACKLOG - sum(first) > after_all == 0
     assert rest["projection_input_rows"] == after_first and rest["silver_orders"] == BACKLOG
