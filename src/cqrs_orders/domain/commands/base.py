@@ -37,18 +37,6 @@ from cqrs_orders.envelope import (
 )
 from cqrs_orders.errors import UnknownCommand, ValidationError
 
-__all__ = [
-    "COMMANDS",
-    "MAX_COMMAND_BYTES",
-    "Command",
-    "Decision",
-    "State",
-    "decode_command",
-    "json_schemas",
-    "one_command",
-    "validate_command",
-]
-
 #: Characters free text (names, reasons) cannot hold: controls (NUL would reach the read models), private
 #: use, and the bidirectional marks, embeddings, overrides and isolates that make text display as something
 #: else. Joiners (U+200C, U+200D) stay allowed: emoji and several scripts need them. (Lone surrogates never
