@@ -36,6 +36,8 @@ def test_unity_catalog_names_when_catalog_and_schema_are_set(tmp_path):
         ({"CQRS_CATALOG": "main"}, "CQRS_SCHEMA"),
         ({"CQRS_WRITE_STORE": "postgres"}, "sqlite, cosmos"),
         ({"CQRS_MAX_RECORDS_PER_BATCH": "0"}, "positive integer"),
+        ({"CQRS_COMMAND_ID_RETENTION_DAYS": "0"}, "RETENTION_DAYS='0' must be a positive integer"),
+        ({"CQRS_COMMAND_ID_RETENTION_DAYS": "7d"}, "must be a positive integer"),
         ({"CQRS_READ_TIMEOUT_SECONDS": "nan"}, "positive number of seconds"),
         ({"DATABRICKS_APP_PORT": "eighty"}, "must be a port number"),
         ({"CQRS_SPARK_DRIVER_MEMORY": "lots"}, "not a memory size"),
@@ -45,6 +47,12 @@ def test_unity_catalog_names_when_catalog_and_schema_are_set(tmp_path):
 def test_bad_settings_say_what_to_fix(tmp_path, env, message):
     with pytest.raises(ConfigurationError, match=message):
         Settings.from_env(tmp_path, env=env)
+
+
+def test_the_idempotency_window_is_days_and_thirty_unless_set(tmp_path):
+    assert Settings.from_env(tmp_path, env={}).command_id_retention_days == 30
+    window = Settings.from_env(tmp_path, env={"CQRS_COMMAND_ID_RETENTION_DAYS": "7"})
+    assert window.command_id_retention_days == 7
 
 
 def test_unknown_table_names_the_known_ones(tmp_path):

@@ -178,6 +178,9 @@ SETTINGS: tuple[Setting, ...] = (
     # Which adapters run.
     Setting("write_store", "CQRS_WRITE_STORE", "the write store: the embedded SQLite file or Cosmos DB",
             "sqlite", flag="--write-store", choices=("sqlite", "cosmos")),
+    Setting("command_id_retention_days", "CQRS_COMMAND_ID_RETENTION_DAYS", "days the write store keeps a "
+            "`commandId`: a retry within them answers the first result, a later one runs as a new command "
+            '(docs/operations.md, "Idempotency window")', 30, kind="count"),
     Setting("publisher", "CQRS_PUBLISHER", "where the relay publishes: the embedded event log or Kafka "
             "(Event Hubs)", "event_log", flag="--publisher", choices=("event_log", "kafka")),
     Setting("source", "CQRS_SOURCE", "what the projection reads: the embedded event log or Kafka "
@@ -393,6 +396,7 @@ class Settings:
     schema: str | None
     checkpoint_root: str | None
     write_store: WriteStoreKind
+    command_id_retention_days: int
     publisher: PublisherKind
     source: SourceKind
     max_records_per_batch: int

@@ -20,11 +20,18 @@ from cqrs_orders.adapters.cosmos_store import CosmosWriteStore
 from cqrs_orders.adapters.event_log import EventLog
 from cqrs_orders.adapters.event_log_publisher import EventLogPublisher
 from cqrs_orders.application.handler import CommandHandler
-from cqrs_orders.application.ports import Commit, DuplicateCommand, VersionConflict
+from cqrs_orders.application.ports import (
+    MAX_COMMAND_ID_RETENTION_DAYS,
+    Commit,
+    DuplicateCommand,
+    VersionConflict,
+)
 from cqrs_orders.application.relay import MIN_PUBLISH_INTERVAL_SECONDS, Relay
 from cqrs_orders.config import Settings
 from cqrs_orders.envelope import new_event
 from cqrs_orders.errors import ConfigurationError
+
+from .cosmos_fake import COSMOS_ENDPOINT, COSMOS_KEY
 
 
 @pytest.fixture
@@ -174,6 +181,25 @@ def test_only_command_documents_carry_a_time_to_live(cosmos_settings, account):
         "event": None,
         "command": COMMAND_ID_WINDOW_SECONDS,
     }
+
+
+def test_command_documents_live_for_the_configured_window(tmp_path, account):
+    env = {"CQRS_WRITE_STORE": "cosmos", "COSMOS_ENDPOINT": COSMOS_ENDPOINT, "COSMOS_KEY": COSMOS_KEY,
+           "CQRS_COMMAND_ID_RETENTION_DAYS": "7"}  # fmt: skip
+    handler = CommandHandler(cosmos_store(Settings.from_env(tmp_path / "warehouse", env=env), account))
+    submit(handler, CUSTOMER)
+
+    [batch] = account.batches()
+    ttl = {op["resourceBody"]["docType"]: op["resourceBody"].get("ttl") for op in batch["body"]}
+    assert ttl == {"state": None, "event": None, "command": 7 * 24 * 60 * 60}
+
+
+def test_a_window_longer_than_cosmos_keeps_a_document_is_refused(tmp_path, account):
+    env = {"CQRS_WRITE_STORE": "cosmos", "COSMOS_ENDPOINT": COSMOS_ENDPOINT, "COSMOS_KEY": COSMOS_KEY,
+           "CQRS_COMMAND_ID_RETENTION_DAYS": str(MAX_COMMAND_ID_RETENTION_DAYS + 1)}  # fmt: skip
+    with pytest.raises(ConfigurationError, match=r"CQRS_COMMAND_ID_RETENTION_DAYS=.*longest time to live"):
+        cosmos_store(Settings.from_env(tmp_path / "warehouse", env=env), account)
+    assert account.batches() == []
 
 
 def next_events(snapshot, version: int):

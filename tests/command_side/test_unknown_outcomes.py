@@ -12,11 +12,12 @@ import httpx
 import pytest
 from azure.cosmos import CosmosClient
 
+from cqrs_orders.adapters.cosmos_containers import COMMAND_ID_WINDOW_SECONDS, ORDER_STORE, ensure_container
 from cqrs_orders.adapters.cosmos_store import CosmosWriteStore
 from cqrs_orders.application.handler import CommandHandler
 from cqrs_orders.http.app import create_app
 
-from .cosmos_fake import COSMOS_KEY, FakeCosmosAccount
+from .cosmos_fake import COSMOS_ENDPOINT, COSMOS_KEY, FakeCosmosAccount
 from .cosmos_faults import COMMIT_THEN_DROP, COMMIT_THEN_STALL, RESET_UNREAD, FaultyCosmosServer
 
 READ_TIMEOUT_SECONDS = 1  # the SDK's socket read timeout: a stalled answer is given up after this
@@ -145,3 +146,26 @@ def test_over_http_an_unknown_outcome_is_503_with_the_commandid_to_retry_with(ha
     again = asyncio.run(post({**rename("c-1"), "commandId": body["commandId"]}))
     assert again.status_code == 200 and again.json()["version"] == 2
     assert stored_version(account, "c-1") == 2
+
+
+def test_the_retry_of_an_unknown_outcome_is_answered_from_its_record_all_through_the_window(cosmos_clock):
+    """The record a retry needs (the command document of a write whose answer was lost) is kept for the
+    whole idempotency window, counted from that write: a retry on its last second still runs nothing."""
+    account = FakeCosmosAccount(clock=cosmos_clock, precreated=False)
+    setup = CosmosClient(COSMOS_ENDPOINT, credential=COSMOS_KEY, transport=account)
+    assert ensure_container(setup, "orders", ORDER_STORE).action == "created"  # TTL on, as deployed
+    with FaultyCosmosServer(account) as server:
+        client = CosmosClient(server.url, credential=COSMOS_KEY, read_timeout=READ_TIMEOUT_SECONDS)
+        container = client.get_database_client("orders").get_container_client("order-store")
+        handler = CommandHandler(CosmosWriteStore(container, client=client, clock=cosmos_clock))
+        assert handler.handle(register("c-1", commandId="reg-c-1")).accepted
+        server.next_batch = COMMIT_THEN_DROP
+        first = handler.handle(rename("c-1", commandId="ren-c-1"))
+        assert first.error["code"] == "WRITE_OUTCOME_UNKNOWN"
+
+        cosmos_clock.advance(COMMAND_ID_WINDOW_SECONDS - 1)
+        retried = handler.handle(rename("c-1", commandId="ren-c-1"))
+        handler.store.close()
+
+    assert retried.accepted and retried.version == 2
+    assert events_of(account, "c-1") == ["event-000000000001", "event-000000000002"]  # not run again

@@ -1,5 +1,6 @@
 """One contract for every write store (the port in ``application/ports.py``), run against each adapter:
-SQLite always, Cosmos DB when ``COSMOS_ENDPOINT`` and ``COSMOS_KEY`` are set."""
+SQLite always, Cosmos DB through the in-memory account always, and a live Cosmos DB account when
+``COSMOS_ENDPOINT`` and ``COSMOS_KEY`` are set (without the tests that move the clock)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from cqrs_orders.adapters.sqlite_store import SqliteWriteStore
+from cqrs_orders.application.handler import CommandHandler
 from cqrs_orders.application.ports import (
     Commit,
     DuplicateCommand,
@@ -28,7 +30,13 @@ from cqrs_orders.config import Settings
 from cqrs_orders.envelope import AggregateType, CustomerState, new_event
 from cqrs_orders.errors import PublishError, RelayBusy
 
+from .cosmos_fake import COSMOS_ENDPOINT, COSMOS_KEY, FakeClock
+
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+#: The idempotency window the stores under test keep (``CQRS_COMMAND_ID_RETENTION_DAYS``): not the
+#: default, so that a store ignoring the setting fails.
+WINDOW_DAYS = 2
+WINDOW_SECONDS = WINDOW_DAYS * 24 * 60 * 60
 
 
 def customer_commit(
@@ -77,11 +85,16 @@ class Recording(Publisher):
 
 
 class WriteStoreContract:
-    """Subclasses provide ``store`` (a fresh, empty store) and ``other_store`` (another instance on the same
-    data: what a second process opens) as fixtures, and :meth:`hold_then_die`."""
+    """Subclasses provide ``store`` (a fresh, empty store keeping command ids for :data:`WINDOW_DAYS`) and
+    ``other_store`` (another instance on the same data: what a second process opens) as fixtures, ``clock``
+    (the stores' clock, a :class:`FakeClock` the test moves), and :meth:`hold_then_die`."""
 
     @pytest.fixture
     def store(self) -> WriteStore:
+        raise NotImplementedError
+
+    @pytest.fixture
+    def clock(self) -> FakeClock:
         raise NotImplementedError
 
     @pytest.fixture
@@ -273,6 +286,78 @@ class WriteStoreContract:
             (customer, 1)
         ]
 
+    # --- the idempotency window --------------------------------------------------------------------
+    def test_a_command_id_answers_within_its_window_and_is_free_again_after_it(self, store, clock):
+        customer = f"cust-{uuid.uuid4()}"
+        first = customer_commit(customer, 1)
+        store.append(first)
+
+        clock.advance(WINDOW_SECONDS - 1)
+        assert store.recorded_outcome(first.command_id, customer).outcome == first.outcome
+        with pytest.raises(DuplicateCommand) as raised:
+            store.append(customer_commit(customer, 2, command_id=first.command_id))
+        assert raised.value.recorded.outcome == first.outcome
+
+        clock.advance(2)
+        assert store.recorded_outcome(first.command_id, customer) is None  # forgotten
+        again = customer_commit(customer, 2, name="Bea", command_id=first.command_id)
+        store.append(again)  # a new command under the old id
+        assert store.recorded_outcome(first.command_id, customer).outcome == again.outcome
+        assert store.load(customer).version == 2
+
+    def test_the_window_counts_from_when_the_store_recorded_the_command(self, store, clock):
+        """Not from the command's own time: a command decided long before it was written (a retry stuck in
+        a queue, an answer that never arrived) is kept a whole window from its write, so its retry is
+        answered from it."""
+        customer = f"cust-{uuid.uuid4()}"
+        long_ago = datetime.fromtimestamp(clock(), timezone.utc) - timedelta(days=10 * WINDOW_DAYS)
+        late = customer_commit(customer, 1, at=long_ago)
+        store.append(late)
+
+        clock.advance(WINDOW_SECONDS - 1)
+        store.append(customer_commit(f"cust-{uuid.uuid4()}", 1))  # another write (the SQLite store sweeps)
+        assert store.recorded_outcome(late.command_id, customer).outcome == late.outcome
+
+    def test_events_and_aggregates_outlive_the_window(self, store, clock):
+        self.drain(store)
+        start, customer = datetime.fromtimestamp(clock(), timezone.utc), f"cust-{uuid.uuid4()}"
+        store.append(customer_commit(customer, 1, at=start))
+        store.append(customer_commit(customer, 2, name="Bea", at=start))
+
+        clock.advance(10 * WINDOW_SECONDS)
+        store.append(customer_commit(f"cust-{uuid.uuid4()}", 1))  # another write (the SQLite store sweeps)
+
+        snapshot = store.load(customer)
+        assert (snapshot.version, snapshot.state.name) == (2, "Bea")
+        assert [e.version for e in self.drain(store) if e.aggregate_id == customer] == [1, 2]  # unpublished
+        store.rewind_outbox(start)  # the bus lost them: they are all there to publish again
+        assert [e.version for e in self.drain(store) if e.aggregate_id == customer] == [1, 2]  # and again
+
+    def test_a_retry_past_the_window_is_decided_as_a_new_command(self, store, clock):
+        """Through the handler. Inside the window a retry answers the first result; past it the command runs
+        again: a create is refused by its own rule (nothing is written twice), an update is applied again
+        (docs/operations.md, "Idempotency window": the window must outlast every retry a client makes)."""
+        handler = CommandHandler(store)
+        customer = f"cust-{uuid.uuid4()}"
+        register = {"type": "RegisterCustomer", "commandId": f"reg-{customer}", "customerId": customer,
+                    "name": "Ada", "email": "ada@example.com"}  # fmt: skip
+        rename = {"type": "UpdateCustomer", "commandId": f"ren-{customer}", "customerId": customer,
+                  "name": "Ada L."}  # fmt: skip
+        registered, renamed = handler.handle(register), handler.handle(rename)
+        assert registered.accepted and renamed.accepted
+
+        clock.advance(WINDOW_SECONDS - 1)
+        assert (handler.handle(register), handler.handle(rename)) == (registered, renamed)
+        assert store.load(customer).version == 2
+
+        clock.advance(2)
+        late = handler.handle(register)
+        assert (late.commandId, late.status, late.error["code"]) == (registered.commandId, "rejected",
+                                                                     "ALREADY_EXISTS")  # fmt: skip
+        again = handler.handle(rename)
+        assert again.accepted and again.version == 3 and again.eventIds != renamed.eventIds
+        assert handler.handle(rename) == again  # and the new answer is the one kept from now on
+
     @staticmethod
     def drain(store) -> list:
         entries = []
@@ -284,14 +369,22 @@ class WriteStoreContract:
 
 class TestSqliteWriteStore(WriteStoreContract):
     @pytest.fixture
-    def store(self, tmp_path):
-        store = SqliteWriteStore(tmp_path / "write_store.sqlite")
+    def clock(self):
+        return FakeClock()
+
+    @pytest.fixture
+    def store(self, tmp_path, clock):
+        store = SqliteWriteStore(
+            tmp_path / "write_store.sqlite", command_id_retention_days=WINDOW_DAYS, clock=clock
+        )
         yield store
         store.close()
 
     @pytest.fixture
-    def other_store(self, tmp_path):
-        store = SqliteWriteStore(tmp_path / "write_store.sqlite")
+    def other_store(self, tmp_path, clock):
+        store = SqliteWriteStore(
+            tmp_path / "write_store.sqlite", command_id_retention_days=WINDOW_DAYS, clock=clock
+        )
         yield store
         store.close()
 
@@ -333,7 +426,31 @@ with SqliteWriteStore({path!r}).relay_guard("doomed relay"):
 
 class TestCosmosWriteStoreOverTheTransport(WriteStoreContract):
     """The Cosmos adapter through the real SDK, answered by the in-memory account (see conftest), on a
-    clock the test moves."""
+    clock the test moves; its container made as ``cosmos-setup`` makes it (TTL on, per document), so the
+    command documents expire as on the service."""
+
+    @pytest.fixture
+    def clock(self, cosmos_clock):
+        return cosmos_clock
+
+    @pytest.fixture
+    def cosmos_account(self, cosmos_clock):
+        from azure.cosmos import CosmosClient
+
+        from cqrs_orders.adapters.cosmos_containers import ORDER_STORE, ensure_container
+
+        from .cosmos_fake import FakeCosmosAccount
+
+        account = FakeCosmosAccount(clock=cosmos_clock, precreated=False)
+        client = CosmosClient(COSMOS_ENDPOINT, credential=COSMOS_KEY, transport=account)
+        assert ensure_container(client, "orders", ORDER_STORE).action == "created"
+        return account
+
+    @pytest.fixture
+    def cosmos_settings(self, tmp_path):
+        env = {"CQRS_WRITE_STORE": "cosmos", "COSMOS_ENDPOINT": COSMOS_ENDPOINT, "COSMOS_KEY": COSMOS_KEY,
+               "CQRS_COMMAND_ID_RETENTION_DAYS": str(WINDOW_DAYS)}  # fmt: skip
+        return Settings.from_env(tmp_path / "warehouse", env=env)
 
     @pytest.fixture
     def store(self, cosmos_settings, cosmos_account, cosmos_clock):
@@ -384,6 +501,10 @@ class TestCosmosWriteStore(WriteStoreContract):
         self.drain(store)  # start from "now": entries of earlier runs are not this test's
         yield store
         store.close()
+
+    @pytest.fixture
+    def clock(self):
+        pytest.skip("a live account's clock cannot be moved: the idempotency window is tested on the others")
 
     other_store = store
 

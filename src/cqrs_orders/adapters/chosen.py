@@ -18,7 +18,7 @@ def write_store(settings: Settings) -> WriteStore:
         return CosmosWriteStore.from_settings(settings)
     from cqrs_orders.adapters.sqlite_store import SqliteWriteStore
 
-    return SqliteWriteStore(settings.write_store_path)
+    return SqliteWriteStore.from_settings(settings)
 
 
 def publisher(settings: Settings) -> Publisher:

@@ -16,9 +16,12 @@ A future query must add the paths it filters or sorts on here.
 checkpoint and lease documents are kept; a document expires only if it carries its own ``ttl`` (seconds
 after its last write, ``_ts``). One kind does (set by the store when it writes it):
 
-- ``command-<hash>`` after :data:`COMMAND_ID_WINDOW_SECONDS`, the idempotency window: within it a retry
-  with the same ``commandId`` is answered with the first result; after it the id is unknown again and the
-  command runs anew. (The SQLite store keeps command ids for ever.)
+- ``command-<hash>`` after the idempotency window (``CQRS_COMMAND_ID_RETENTION_DAYS``, default
+  :data:`COMMAND_ID_WINDOW_SECONDS`): within it a retry with the same ``commandId`` is answered with the
+  first result; after it the id is unknown again and the command runs anew. The service hides an expired
+  document from reads at once and deletes it in the background. Each document keeps the ``ttl`` it was
+  written with, so a changed window applies to the commands recorded from then on. (The SQLite store keeps
+  the same window by a sweep: :mod:`cqrs_orders.adapters.sqlite_store`.)
 
 There is no outbox document to expire: the relay publishes the ``event-<version>`` documents themselves
 from the change feed (:mod:`cqrs_orders.adapters.cosmos_store`), which are kept, so an unpublished event
@@ -31,12 +34,15 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from cqrs_orders.config import PLAIN
+
 log = logging.getLogger(__name__)
 
 DAY_SECONDS = 24 * 60 * 60
-#: How long a command id is remembered (its outcome answers a retry): clients retry within seconds to hours
-#: (an HTTP timeout, a re-run job); thirty days covers a retry after any outage the platform alerts on.
-COMMAND_ID_WINDOW_SECONDS = 30 * DAY_SECONDS
+#: How long a command id is remembered by default (its outcome answers a retry): the setting
+#: ``CQRS_COMMAND_ID_RETENTION_DAYS``'s default. Clients retry within seconds to hours (an HTTP timeout, a
+#: re-run job); the default covers a retry after any outage the platform alerts on.
+COMMAND_ID_WINDOW_SECONDS = PLAIN["command_id_retention_days"].default * DAY_SECONDS
 
 
 @dataclass(frozen=True)
@@ -50,8 +56,9 @@ class ContainerSpec:
     included_paths: tuple[str, ...] = ()
     #: ``None``: TTL off; ``-1``: on, per document (``ttl``) only; ``n``: every document after ``n`` seconds.
     default_ttl: int | None = -1
-    #: The time to live, in seconds, each document type carries (``docType`` -> ``ttl``): documentation of
-    #: what the store writes, and what the cost model and the tests check it against.
+    #: The time to live, in seconds, each document type carries by default (``docType`` -> ``ttl``; the
+    #: command documents' follows ``CQRS_COMMAND_ID_RETENTION_DAYS``): documentation of what the store
+    #: writes, and what the tests check it against. Every other type is kept.
     document_ttl: dict[str, int] = field(default_factory=dict)
 
     @property

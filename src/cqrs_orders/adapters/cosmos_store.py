@@ -52,7 +52,7 @@ from azure.cosmos.exceptions import (
     CosmosResourceNotFoundError,
 )
 
-from cqrs_orders.adapters.cosmos_containers import COMMAND_ID_WINDOW_SECONDS
+from cqrs_orders.adapters.cosmos_containers import COMMAND_ID_WINDOW_SECONDS, DAY_SECONDS
 from cqrs_orders.application.ports import (
     Commit,
     DuplicateCommand,
@@ -63,6 +63,7 @@ from cqrs_orders.application.ports import (
     RelayLease,
     VersionConflict,
     WriteStore,
+    command_id_retention_seconds,
 )
 from cqrs_orders.config import COSMOS_KEY, Settings
 from cqrs_orders.domain.aggregates import Snapshot
@@ -108,8 +109,13 @@ class CosmosWriteStore(WriteStore):
         relay_name: str = "default",
         clock: Callable[[], float] = time.time,
         lease_seconds: float = LEASE_SECONDS,
+        command_id_retention_days: int = COMMAND_ID_WINDOW_SECONDS // DAY_SECONDS,
     ):
         self.container = container
+        #: The ``ttl`` of each command document: the idempotency window. The service expires the document
+        #: that long after its write (``_ts``), hides it from reads at once, and the id can be used again;
+        #: this needs the container's TTL on (``defaultTtl: -1``, as ``cosmos-setup`` declares it).
+        self.command_ttl = command_id_retention_seconds(command_id_retention_days)
         self.client = client
         self.checkpoint_id = f"checkpoint-{relay_name}"
         self.lease_id = f"lease-{relay_name}"
@@ -132,7 +138,12 @@ class CosmosWriteStore(WriteStore):
             )
         client = CosmosClient(settings.cosmos_endpoint, credential=key.reveal(), **client_options)
         database = client.get_database_client(settings.cosmos_database)
-        return cls(database.get_container_client(settings.cosmos_container), client=client, clock=clock)
+        return cls(
+            database.get_container_client(settings.cosmos_container),
+            client=client,
+            clock=clock,
+            command_id_retention_days=settings.command_id_retention_days,
+        )
 
     # --- commands ----------------------------------------------------------------------------------
     def load(self, aggregate_id: str) -> Snapshot | None:
@@ -164,7 +175,7 @@ class CosmosWriteStore(WriteStore):
             if current is None
             else ("replace", ("state", state_doc), {"if_match_etag": current["_etag"]})
         ]
-        operations += [("create", (document,)) for document in _new_documents(commit)]
+        operations += [("create", (document,)) for document in _new_documents(commit, self.command_ttl)]
         try:
             self.container.execute_item_batch(operations, partition_key=partition)
         except (CosmosBatchOperationError, CosmosResourceExistsError, CosmosAccessConditionFailedError):
@@ -477,9 +488,10 @@ def _epoch(text: str) -> float:
     return datetime.fromisoformat(text).timestamp()
 
 
-def _new_documents(commit: Commit) -> list[dict]:
-    """The documents a commit adds next to its state: one per event (the relay's outbox too), then the
-    command document holding the outcome (its creation fails if the command was already recorded)."""
+def _new_documents(commit: Commit, command_ttl: int) -> list[dict]:
+    """The documents a commit adds next to its state: one per event (the relay's outbox too, kept), then the
+    command document holding the outcome (its creation fails if the command was already recorded), which
+    expires ``command_ttl`` seconds after it was written: the idempotency window."""
     partition, command_id = commit.aggregate_id, commit.command_id
     documents = []
     for event in commit.events:
@@ -505,7 +517,7 @@ def _new_documents(commit: Commit) -> list[dict]:
             "fingerprint": commit.fingerprint,
             "command": commit.command_json,
             "outcome": commit.outcome,
-            "ttl": COMMAND_ID_WINDOW_SECONDS,  # the idempotency window: a retry after it runs anew
+            "ttl": command_ttl,  # the idempotency window: a retry after it runs anew
         }
     )
     return documents

@@ -8,6 +8,18 @@ refused, not written into).
 
 Throughput: group commit (see :class:`SqliteWriteStore`) pays one commit, one fsync, for many commands; the
 schema is laid out so that each command writes few pages.
+
+Idempotency window: a command id (its row in ``commands``, holding the first answer) is kept for
+``CQRS_COMMAND_ID_RETENTION_DAYS`` after the store recorded it (on the store's clock), as Cosmos DB's ``ttl``
+keeps its command documents. Past the window the row is ignored at once (a retry runs as a new command) and
+swept soon after. The sweep runs on the write path, inside a group's transaction, because that is the only
+place every user of this store already has (``submit`` and ``serve`` write; neither runs a scheduler of its
+own, and a relay may not run at all), so no job or schedule is needed; it costs no fsync of its own, and it
+holds the write lock it needs anyway. Its cost is bounded: at most once per :data:`SWEEP_EVERY_SECONDS`
+per process, at most :data:`SWEEP_BATCH` rows a time, found through the index on ``recorded_at`` (which
+grows with time, so the index grows at its end). A sweep that fills its batch runs again at the next group, so
+a backlog is worked off at up to one batch per group, as fast as a group can add rows. Events and
+aggregates are never swept.
 """
 
 from __future__ import annotations
@@ -37,8 +49,10 @@ from cqrs_orders.application.ports import (
     RelayLease,
     VersionConflict,
     WriteStore,
+    command_id_retention_seconds,
     outcome_json,
 )
+from cqrs_orders.config import PLAIN
 from cqrs_orders.domain.aggregates import Snapshot
 from cqrs_orders.envelope import STATE_MODELS, AggregateType
 from cqrs_orders.errors import RelayBusy, WriteStoreError
@@ -58,7 +72,9 @@ SCHEMA_VERSION = 2
 # (the relay publishes in seq order and acknowledges what it published, so a position is all it needs).
 # Rows append at the end of rowid tables, not WITHOUT ROWID ones: rows of this size keyed at random would
 # split pages often. (aggregate_id, version) and command_id stay unique: the last line of defence
-# against a lost update or a double write.
+# against a lost update or a double write. The index on commands.recorded_at is the sweep's way to the
+# rows past the idempotency window; it is part of schema 2 and made at open where missing (a store made
+# before it gets it at its first open, one pass over the commands).
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS aggregates (
     aggregate_id   TEXT PRIMARY KEY,
@@ -89,6 +105,7 @@ CREATE TABLE IF NOT EXISTS commands (
     outcome     TEXT NOT NULL,
     recorded_at TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS commands_by_recorded_at ON commands (recorded_at);
 """
 
 #: Aggregates whose latest snapshot the writer keeps parsed: the bound on that cache's memory.
@@ -103,6 +120,17 @@ MAX_GATHER_SECONDS = 0.002
 #: that a group's transaction (and the wait of its last caller) stays short.
 MAX_GROUP_COMMANDS = 1000
 
+#: How often a writer sweeps command ids past the idempotency window (unless its last sweep filled its
+#: batch). Rows past the window are ignored from the moment they pass it, so this bounds only how long
+#: they take space, never what a retry is answered.
+SWEEP_EVERY_SECONDS = 600.0
+#: The most command rows one sweep deletes: as many as a group may add, so the sweep keeps up with any
+#: rate of writing while a group's transaction stays short.
+SWEEP_BATCH = MAX_GROUP_COMMANDS
+
+#: The idempotency window when none is given: the setting's default.
+DEFAULT_RETENTION_DAYS = PLAIN["command_id_retention_days"].default
+
 
 class SqliteWriteStore(WriteStore):
     """Thread-safe, multi-process-safe write store in one SQLite file, with group commit.
@@ -115,8 +143,20 @@ class SqliteWriteStore(WriteStore):
 
     group_commits = True
 
-    def __init__(self, path: str | Path, *, synchronous: str = "FULL", busy_timeout_ms: int = 30_000):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        synchronous: str = "FULL",
+        busy_timeout_ms: int = 30_000,
+        command_id_retention_days: int = DEFAULT_RETENTION_DAYS,
+        clock: Callable[[], float] = time.time,
+    ):
         self.path = Path(path)
+        #: The idempotency window, in seconds (see the module's docstring).
+        self.command_id_retention = command_id_retention_seconds(command_id_retention_days)
+        self.clock = clock  # epoch seconds: when a command id is recorded, and when its window ends
+        self._next_sweep = float("-inf")  # the first group sweeps: a store reopened after a pause may owe one
         self.synchronous = synchronous
         self.busy_timeout_ms = busy_timeout_ms
         self._local = threading.local()
@@ -205,7 +245,30 @@ class SqliteWriteStore(WriteStore):
         return _load(self._connection(), aggregate_id)
 
     def recorded_outcome(self, command_id: str, aggregate_id: str) -> RecordedOutcome | None:
-        return _recorded_outcome(self._connection(), command_id)
+        return _recorded_outcome(self._connection(), command_id, self._window(self.clock())[1])
+
+    @classmethod
+    def from_settings(cls, settings, **options) -> SqliteWriteStore:
+        """The store at the settings' path, keeping command ids for their idempotency window."""
+        return cls(
+            settings.write_store_path, command_id_retention_days=settings.command_id_retention_days, **options
+        )
+
+    def forget_expired_command_ids(self) -> int:
+        """Sweep every command id past the idempotency window now, a batch per transaction (an operator's
+        step, and the tests'; writers sweep on their own as they go); returns how many were deleted."""
+        deleted = 0
+        while True:
+            with self._transaction() as db:
+                swept = _sweep(db, self._window(self.clock())[1])
+            deleted += swept
+            if swept < SWEEP_BATCH:
+                return deleted
+
+    def _window(self, now: float) -> tuple[str, str]:
+        """``now`` as ``recorded_at`` text, and the window's start: a command recorded at or before it is
+        past the window. Both as ``_utc_text`` writes them, which sorts as time does."""
+        return _utc_text(_moment(now)), _utc_text(_moment(now - self.command_id_retention))
 
     def append(self, commit: Commit) -> None:
         [outcome] = self._run([lambda tx: tx.append(commit)])
@@ -237,16 +300,24 @@ class SqliteWriteStore(WriteStore):
                 seen = db.execute("PRAGMA data_version").fetchone()[0]
                 if seen != self._snapshots_at:
                     self._snapshots.clear()
+                now = self.clock()
+                recorded_at, cutoff = self._window(now)
+                sweeping = now >= self._next_sweep
+                swept = _sweep(db, cutoff) if sweeping else 0  # first: a retry in the group sees it gone
                 group = take()
                 # A lone command needs no savepoint: the transaction is its savepoint.
                 lone = len(group) == 1 and len(group[0].works) == 1
-                session = _Session(db, self._snapshots, savepoints=not lone)
+                session = _Session(db, self._snapshots, recorded_at, cutoff, savepoints=not lone)
                 for request in group:
                     request.outcomes = [session.run(work) for work in request.works]
                 if lone and isinstance(group[0].outcomes[0], Exception):
                     raise _Undone
                 self._snapshots_at = seen  # this writer's own commit does not change its data_version
                 committing = time.perf_counter()
+            if sweeping:  # committed: due again after the interval, or at once while a backlog remains
+                self._next_sweep = now if swept >= SWEEP_BATCH else now + SWEEP_EVERY_SECONDS
+                if swept:
+                    logger.debug("write store %s: forgot %d command ids past their window", self.path, swept)
             return time.perf_counter() - committing
         except _Undone:  # rolled back with its lone failed work, whose error is that caller's answer
             return None
@@ -491,10 +562,20 @@ class _Session:
     write: a command that is rejected never wrote and needs none.
     """
 
-    __slots__ = ("_db", "_saved", "_savepoints", "_snapshots", "_touched")
+    __slots__ = ("_cutoff", "_db", "_recorded_at", "_saved", "_savepoints", "_snapshots", "_touched")
 
-    def __init__(self, db: sqlite3.Connection, snapshots: _Snapshots, *, savepoints: bool = True):
+    def __init__(
+        self,
+        db: sqlite3.Connection,
+        snapshots: _Snapshots,
+        recorded_at: str,
+        cutoff: str,
+        *,
+        savepoints: bool = True,
+    ):
         self._db = db
+        self._recorded_at = recorded_at  # the group's time: when its command ids are recorded
+        self._cutoff = cutoff  # command ids recorded at or before it are past the window
         self._snapshots = snapshots
         self._savepoints = savepoints
         self._saved = False
@@ -531,7 +612,7 @@ class _Session:
         return snapshot
 
     def recorded_outcome(self, command_id: str, aggregate_id: str) -> RecordedOutcome | None:
-        return _recorded_outcome(self._db, command_id)
+        return _recorded_outcome(self._db, command_id, self._cutoff)
 
     def append(self, commit: Commit) -> None:
         db = self._db
@@ -550,20 +631,25 @@ class _Session:
             db.execute("SAVEPOINT command")
             self._saved = True
         last = commit.events[-1]
-        try:  # the command id first: a duplicate fails before anything else is written
-            db.execute(
-                "INSERT INTO commands (command_id, fingerprint, command, outcome, recorded_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (
-                    commit.command_id,
-                    commit.fingerprint,
-                    commit.command_json,
-                    outcome_json(commit.outcome),
-                    _utc_text(last.timestamp),
-                ),
-            )
-        except sqlite3.IntegrityError:
-            raise DuplicateCommand(_recorded_outcome(db, commit.command_id)) from None
+        # The command id first: a duplicate fails before anything else is written. A row of the same id
+        # past the window (not swept yet) is forgotten already, so it is taken over, not a duplicate.
+        taken = db.execute(
+            "INSERT INTO commands (command_id, fingerprint, command, outcome, recorded_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (command_id) DO UPDATE SET "
+            "fingerprint = excluded.fingerprint, command = excluded.command, outcome = excluded.outcome, "
+            "recorded_at = excluded.recorded_at "
+            "WHERE commands.recorded_at <= ?",
+            (
+                commit.command_id,
+                commit.fingerprint,
+                commit.command_json,
+                outcome_json(commit.outcome),
+                self._recorded_at,
+                self._cutoff,
+            ),
+        ).rowcount
+        if not taken:
+            raise DuplicateCommand(_recorded_outcome(db, commit.command_id, self._cutoff))
         state = last.data.model_dump_json()
         try:
             if current == 0:
@@ -633,10 +719,26 @@ def _load(db: sqlite3.Connection, aggregate_id: str) -> Snapshot | None:
     return Snapshot(kind, STATE_MODELS[kind].model_validate_json(row[2]), row[1])
 
 
-def _recorded_outcome(db: sqlite3.Connection, command_id: str) -> RecordedOutcome | None:
+def _recorded_outcome(db: sqlite3.Connection, command_id: str, cutoff: str) -> RecordedOutcome | None:
+    """The first answer under ``command_id``, unless it was recorded at or before ``cutoff`` (past the
+    window: forgotten, even before the sweep deletes it)."""
     return _recorded(
-        db.execute("SELECT fingerprint, outcome FROM commands WHERE command_id = ?", (command_id,)).fetchone()
+        db.execute(
+            "SELECT fingerprint, outcome FROM commands WHERE command_id = ? AND recorded_at > ?",
+            (command_id, cutoff),
+        ).fetchone()
     )
+
+
+def _sweep(db: sqlite3.Connection, cutoff: str) -> int:
+    """Delete up to :data:`SWEEP_BATCH` command rows recorded at or before ``cutoff``, the oldest first
+    (through the index on ``recorded_at``); returns how many. Only ``commands``: events keep their
+    ``command_id``, and aggregates and events are never swept."""
+    return db.execute(
+        "DELETE FROM commands WHERE rowid IN "
+        "(SELECT rowid FROM commands WHERE recorded_at <= ? ORDER BY recorded_at LIMIT ?)",
+        (cutoff, SWEEP_BATCH),
+    ).rowcount
 
 
 def _statements(script: str) -> list[str]:
@@ -677,6 +779,10 @@ def _recorded(row) -> RecordedOutcome | None:
 
 def _utc_text(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat()
+
+
+def _moment(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, timezone.utc)
 
 
 def _now() -> str:

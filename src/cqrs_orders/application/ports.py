@@ -17,6 +17,23 @@ from typing import Any
 
 from cqrs_orders.domain.aggregates import Snapshot
 from cqrs_orders.envelope import AggregateType, EventEnvelope
+from cqrs_orders.errors import ConfigurationError
+
+DAY_SECONDS = 24 * 60 * 60
+#: The longest idempotency window a write store keeps, in whole days: Cosmos DB's largest time to live
+#: (``2**31 - 1`` seconds), so the setting means the same on every store.
+MAX_COMMAND_ID_RETENTION_DAYS = (2**31 - 1) // DAY_SECONDS
+
+
+def command_id_retention_seconds(days: int) -> int:
+    """The idempotency window of ``days`` in seconds; a ``ConfigurationError`` for a window no store can
+    keep (not a positive whole number of days, or past :data:`MAX_COMMAND_ID_RETENTION_DAYS`)."""
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_COMMAND_ID_RETENTION_DAYS:
+        raise ConfigurationError(
+            f"CQRS_COMMAND_ID_RETENTION_DAYS={days!r} must be a whole number of days from 1 to "
+            f"{MAX_COMMAND_ID_RETENTION_DAYS} (Cosmos DB's longest time to live)."
+        )
+    return days * DAY_SECONDS
 
 
 @dataclass(frozen=True)
@@ -123,7 +140,11 @@ class WriteStore(ABC):
     @abstractmethod
     def recorded_outcome(self, command_id: str, aggregate_id: str) -> RecordedOutcome | None:
         """The outcome stored for an already accepted command id (it acted on ``aggregate_id``, so a
-        partitioned store can find it with a point read)."""
+        partitioned store can find it with a point read).
+
+        A command id is kept for the idempotency window only (``CQRS_COMMAND_ID_RETENTION_DAYS``, counted
+        from when the store recorded it, on the store's clock): past it this answers ``None`` and
+        ``append`` takes the id again, so a late retry is decided anew. Events and aggregates are kept."""
 
     @abstractmethod
     def append(self, commit: Commit) -> None:
