@@ -36,7 +36,7 @@ if ! command -v sqlcmd > /dev/null; then
   exit 2
 fi
 
-for script in setup vw_orders vw_daily_order_metrics; do
+for script in setup vw_orders vw_daily_order_metrics vw_product_sales; do
   echo "deploy.sh: running $script.sql" >&2
   sqlcmd -b "$@" -i "$here/$script.sql"
 done

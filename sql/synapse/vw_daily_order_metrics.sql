@@ -17,7 +17,7 @@ FROM OPENROWSET(
     DATA_SOURCE = 'cqrs_orders_lake',
     FORMAT = 'DELTA'
 ) WITH (
-    customer_id VARCHAR(100) COLLATE Latin1_General_100_BIN2_UTF8,
+    customer_id VARCHAR(512) COLLATE Latin1_General_100_BIN2_UTF8,
     status VARCHAR(20) COLLATE Latin1_General_100_BIN2_UTF8,
     total_amount DECIMAL(18, 2),
     created_at DATETIME2(7)

@@ -7,7 +7,8 @@
 -- silver_customers is kept out of it.
 --
 -- WITH (...) declares the columns read: strings as UTF-8 with a binary collation (what the Delta/Parquet
--- files hold; exact and fast joins), money as DECIMAL(18,2), Delta timestamps as DATETIME2 (UTC).
+-- files hold; exact and fast joins), ids as VARCHAR(512): a VARCHAR's length counts UTF-8 bytes, and an id
+-- may be 128 characters of up to 4 bytes each, money as DECIMAL(18,2), Delta timestamps as DATETIME2 (UTC).
 CREATE OR ALTER VIEW cqrs_orders.vw_orders AS
 SELECT
     o.order_id,
@@ -22,8 +23,8 @@ FROM OPENROWSET(
     DATA_SOURCE = 'cqrs_orders_lake',
     FORMAT = 'DELTA'
 ) WITH (
-    order_id VARCHAR(100) COLLATE Latin1_General_100_BIN2_UTF8,
-    customer_id VARCHAR(100) COLLATE Latin1_General_100_BIN2_UTF8,
+    order_id VARCHAR(512) COLLATE Latin1_General_100_BIN2_UTF8,
+    customer_id VARCHAR(512) COLLATE Latin1_General_100_BIN2_UTF8,
     status VARCHAR(20) COLLATE Latin1_General_100_BIN2_UTF8,
     total_amount DECIMAL(18, 2),
     item_count BIGINT,

@@ -47,7 +47,7 @@ def test_each_synapse_view_reads_where_the_resolved_bundle_creates_its_table(pro
     assert created == {name: f"{URL}/{name}" for name in SYNAPSE_TABLES}
 
     paths = synapse_paths(storage_url)  # deploy.sh is given the same URL
-    assert set(paths) == {"vw_orders", "vw_daily_order_metrics"}
+    assert set(paths) == {"vw_orders", "vw_daily_order_metrics", "vw_product_sales"}
     for view, read in paths.items():
         assert read <= set(created.values()), f"{view} reads {read - set(created.values())}, created nowhere"
     assert set().union(*paths.values()) == set(created.values())  # and nothing is placed there for nobody

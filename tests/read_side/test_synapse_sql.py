@@ -17,12 +17,17 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
+from cqrs_orders.domain.ids import MAX_ID_LENGTH
 from cqrs_orders.pipeline.tables import SCHEMAS, SYNAPSE_TABLES
 from cqrs_orders.query.readers import PERSONAL_COLUMNS
 from cqrs_orders.query.views import view_definition
 
 SYNAPSE = Path(__file__).resolve().parents[2] / "sql" / "synapse"
-VIEWS = ("vw_orders", "vw_daily_order_metrics")
+VIEWS = ("vw_orders", "vw_daily_order_metrics", "vw_product_sales")
+#: The Synapse views with a Databricks view of the same name (sql/databricks): the same columns.
+NAMESAKES = ("vw_orders", "vw_daily_order_metrics")
+#: Columns holding an id the write store accepted (at most MAX_ID_LENGTH characters).
+ID_COLUMNS = {"order_id", "customer_id", "sku"}
 DATA_SOURCE, CREDENTIAL, ROLE, VIEW_SCHEMA = (
     "cqrs_orders_lake",
     "cqrs_orders_identity",
@@ -46,6 +51,10 @@ EXPECTED = {
         ["order_date", "order_count", "total_revenue", "avg_order_value", "unique_customers"],
         {"o": "silver_orders"},
     ),
+    "vw_product_sales": (
+        ["sku", "currency", "units", "revenue", "orders", "last_sale_at"],
+        {"p": "silver_product_sales"},
+    ),
 }  # fmt: skip
 PERSONAL = {column for columns in PERSONAL_COLUMNS.values() for column in columns}
 
@@ -60,7 +69,7 @@ def parse_view(name: str):
         assert bulk.group("source") == DATA_SOURCE, f"{name}: reads through {bulk.group('source')}"
         declared = sqlglot.parse_one(f"CREATE TABLE t ({match.group('columns')})", read="tsql")
         key = f"openrowset_{len(calls) + 1}"
-        calls[key] = (bulk.group("folder"), {column.name for column in declared.find_all(exp.ColumnDef)})
+        calls[key] = (bulk.group("folder"), {c.name: c.kind for c in declared.find_all(exp.ColumnDef)})
         return key
 
     text = OPENROWSET.sub(placeholder, (SYNAPSE / f"{name}.sql").read_text())
@@ -89,14 +98,14 @@ def test_synapse_view_selects_the_contract_columns_from_the_silver_folders(name)
     tables = {table.alias: calls[table.name] for table in select.find_all(exp.Table)}
     assert {alias: folder for alias, (folder, _) in tables.items()} == folders
     for alias, (folder, declared) in tables.items():
-        assert declared <= set(SCHEMAS[folder].fieldNames()), (
+        assert set(declared) <= set(SCHEMAS[folder].fieldNames()), (
             f"{name}: {alias} declares columns {folder} lacks"
         )
         used = {column.name for column in select.find_all(exp.Column) if column.table == alias}
-        assert used <= declared, f"{name}: {alias} reads undeclared columns {used - declared}"
+        assert used <= set(declared), f"{name}: {alias} reads undeclared columns {used - set(declared)}"
 
 
-@pytest.mark.parametrize("name", VIEWS)
+@pytest.mark.parametrize("name", NAMESAKES)
 def test_each_synapse_view_has_the_columns_of_its_databricks_namesake(name):
     create, _ = parse_view(name)
     databricks = sqlglot.parse_one(view_definition(name).local_sql().replace("TEMPORARY ", ""), read="spark")
@@ -112,10 +121,22 @@ def test_synapse_reads_exactly_the_tables_created_under_its_storage_url_and_none
         assert not declared & PERSONAL, name
 
 
+@pytest.mark.parametrize("name", VIEWS)
+def test_every_accepted_id_fits_its_declared_column_whole(name):
+    """A VARCHAR's length counts UTF-8 bytes: an id of MAX_ID_LENGTH characters of four bytes each must fit,
+    or Synapse would cut (or refuse) an id the write store accepted."""
+    for _, declared in parse_view(name)[1].values():
+        for column in ID_COLUMNS & set(declared):
+            kind = declared[column]
+            assert kind.this == exp.DataType.Type.VARCHAR, (name, column, kind.sql("tsql"))
+            [length] = kind.expressions
+            assert int(length.this.this) >= 4 * MAX_ID_LENGTH, (name, column, kind.sql("tsql"))
+
+
 def test_the_deploy_script_runs_every_view_file():
     script = (SYNAPSE / "deploy.sh").read_text()
     assert {path.stem for path in SYNAPSE.glob("vw_*.sql")} == set(VIEWS)
-    assert "for script in setup vw_orders vw_daily_order_metrics; do" in script
+    assert f"for script in setup {' '.join(VIEWS)}; do" in script
 
 
 def test_daily_metrics_leave_out_cancelled_orders_and_group_by_day():

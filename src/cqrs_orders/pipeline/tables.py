@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 #: The tables the Synapse views read (sql/synapse/*.sql): created under the schema's Synapse storage URL.
 #: Only tables without personal data: whatever lies under that URL, Synapse's identity can read.
-SYNAPSE_TABLES = ("silver_orders",)
+SYNAPSE_TABLES = ("silver_orders", "silver_product_sales")
 #: The schema property naming the folder (under a Unity Catalog external location) they are created in.
 #: Its name holds no "url", "key" or "token": Spark's DESCRIBE redacts the values of such properties.
 SYNAPSE_STORAGE_PROPERTY = "cqrs_orders.synapse_root"
