@@ -19,9 +19,9 @@ BACKLOG = 600  # 300 on each of the topic's 2 partitions: every batch takes 25 +
 
 
 def _pipeline_catch_up():
-    # Test folders are not packages (pytest's importlib mode): the embedded log's catch-up test holds the
+    # Test folders are not packages (pytest's importlib mode): the embedded log's catch-up support holds the
     # batch watcher both tests use; load its module by path.
-    path = Path(__file__).parents[1] / "pipeline" / "test_catch_up.py"
+    path = Path(__file__).parents[1] / "pipeline" / "catch_up_support.py"
     spec = importlib.util.spec_from_file_location("cqrs_orders_test_pipeline_catch_up", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -211,6 +211,10 @@ def replaced_rows(session, source: Table, latest: DataFrame, key: tuple[str, ...
     return incoming, replaced
 
 
+#: Tells the two sides of a batch's change apart: a new winner's contribution (true) or a replaced one's.
+_SIDE = "_incoming"
+
+
 def merge_aggregate(
     session, settings: Settings, model: ReadModel, latest: DataFrame, ids: Slice | None = None
 ) -> None:
@@ -232,9 +236,15 @@ def merge_aggregate(
     sums = [m.name for m in aggregation.measures if m.how == "sum"]
     maxima = [m.name for m in aggregation.measures if m.how == "max"]
     key, source_key = list(model.key), list(source_model.key)
-    added = aggregation.contribution(incoming).localCheckpoint()
-    removed = aggregation.contribution(replaced).localCheckpoint()
-    stored = []
+    # Both sides of the change in one stored frame: one Spark job reads the source's rows for this batch.
+    sides = (
+        aggregation.contribution(incoming)
+        .withColumn(_SIDE, F.lit(True))
+        .unionByName(aggregation.contribution(replaced).withColumn(_SIDE, F.lit(False)))
+        .localCheckpoint()
+    )
+    added, removed = sides.where(F.col(_SIDE)).drop(_SIDE), sides.where(~F.col(_SIDE)).drop(_SIDE)
+    stored = [sides]
     try:
         signed = added.select(*key, *sums, *maxima).unionByName(
             removed.select(
@@ -257,18 +267,19 @@ def merge_aggregate(
                 .agg(*[F.max(m).alias(f"_recomputed_{m}") for m in maxima])
             )
             marks = recount.withColumn("_recompute", F.lit(True)).join(recomputed, key, "left")
-            change = change.join(marks, key, "left")
+            # Stored: it read the whole source, which the MERGE would otherwise read twice.
+            change = change.join(marks, key, "left").localCheckpoint()
+            stored.append(change)
         else:
             change = change.select(
                 "*",
                 F.lit(None).cast("boolean").alias("_recompute"),
                 *[F.lit(None).cast(added.schema[m].dataType).alias(f"_recomputed_{m}") for m in maxima],
-            )
-        change = change.withColumn("projected_at", F.current_timestamp()).localCheckpoint()
-        stored.append(change)
+            )  # computed from the stored sides alone: cheap to read twice
+        change = change.withColumn("projected_at", F.current_timestamp())
         _merge_change(table(settings, model.table).delta(session), change, model, sums, maxima)
     finally:
-        for frame in (added, removed, *stored):
+        for frame in stored:
             release(frame)
 
 
