@@ -5,22 +5,74 @@
 # MAGIC The silver read models (`silver_orders`, `silver_customers`), the two views analysts use
 # MAGIC (`vw_order_summary`, `vw_daily_order_metrics`), the read-side API and projection lag over time.
 # MAGIC
-# MAGIC * On Databricks: attach a cluster with the project's wheel installed, set the `catalog` and `schema`
-# MAGIC   widgets to where the bundle deployed the tables, and run all.
+# MAGIC * On Databricks, after `databricks bundle deploy` (dev): open this notebook from the bundle's files
+# MAGIC   folder, attach any compute and run all. It installs the wheel the deploy uploaded (widget
+# MAGIC   `wheel_dir`, as the `command_ingest` job's notebook does) and reads the schema the dev deploy
+# MAGIC   created for you: the widgets default to catalog `main`, schema `dev_<your short name>_cqrs_orders` and your
+# MAGIC   dev deploy's artifact folder. For prod, set `schema` to `cqrs_orders` and `wheel_dir` to the prod
+# MAGIC   deploy's `artifacts/.internal` folder (or clear it on a cluster that has the wheel installed).
 # MAGIC * Locally: `python notebooks/explore_read_models.py --warehouse ./warehouse` (`display` prints tables,
 # MAGIC   the lag chart is drawn as text).
 
 # COMMAND ----------
 
 import argparse
+import glob
 import os
+import re
+import subprocess
+import sys
 from datetime import datetime, timezone
 
-from cqrs_orders.config import Settings, running_on_databricks
-from cqrs_orders.query.api import ReadModels
-from cqrs_orders.query.views import register_views
-from cqrs_orders.report.charts import line_chart
-from cqrs_orders.spark import get_spark
+#: A Databricks notebook (its runtime defines dbutils); a plain `python` run has neither.
+ON_DATABRICKS = "dbutils" in globals() and "DATABRICKS_RUNTIME_VERSION" in os.environ
+BUNDLE, SCHEMA, CATALOG = "cqrs_orders", "cqrs_orders", "main"  # databricks.yml: bundle name, var defaults
+
+
+def short_name(user_name):
+    """The Databricks CLI's short name of a user (its ``iamutil.GetShortUserName``): the e-mail's local part
+    in lower case, each run of characters other than letters and digits one ``_``, none at either end."""
+    local = user_name.split("@", 1)[0].lower()
+    kept = "".join(c if c.isalpha() or c.isdecimal() else "_" for c in local)
+    return re.sub("_+", "_", kept).strip("_")
+
+
+def dev_defaults(user_name):
+    """What `databricks bundle deploy -t dev` by ``user_name`` creates: development mode prefixes the schema
+    with ``dev_<short name>_`` and uploads the wheel to the dev root's ``artifacts/.internal`` folder."""
+    root = f"/Workspace/Users/{user_name}/.bundle/{BUNDLE}/dev"
+    return {
+        "catalog": CATALOG,
+        "schema": f"dev_{short_name(user_name)}_{SCHEMA}",
+        "wheel_dir": f"{root}/artifacts/.internal",
+    }
+
+
+if ON_DATABRICKS:
+    defaults = dev_defaults(spark.sql("SELECT current_user()").first()[0])  # noqa: F821
+    for widget, default in defaults.items():
+        dbutils.widgets.text(widget, default)  # noqa: F821
+    widgets = {widget: dbutils.widgets.get(widget) for widget in defaults}  # noqa: F821
+
+# COMMAND ----------
+
+# The newest wheel the deploy uploaded (dev wheels carry a timestamped version), as command_ingest installs it.
+if ON_DATABRICKS and widgets["wheel_dir"]:
+    wheels = sorted(glob.glob(os.path.join(widgets["wheel_dir"], "cqrs_orders-*.whl")))
+    if not wheels:
+        raise FileNotFoundError(
+            f"no cqrs_orders wheel in {widgets['wheel_dir']}: run `databricks bundle deploy`, or clear the "
+            "wheel_dir widget on compute that has the wheel installed"
+        )
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", wheels[-1]], check=True)
+
+# COMMAND ----------
+
+from cqrs_orders.config import Settings  # noqa: E402
+from cqrs_orders.query.api import ReadModels  # noqa: E402
+from cqrs_orders.query.views import register_views  # noqa: E402
+from cqrs_orders.report.charts import line_chart  # noqa: E402
+from cqrs_orders.spark import get_spark  # noqa: E402
 
 try:  # Databricks provides display() and displayHTML(); a plain Python run prints instead
     display  # noqa: B018
@@ -33,10 +85,8 @@ except NameError:
         frame.show(truncate=False)
 
 
-if running_on_databricks() and ON_NOTEBOOK:
-    dbutils.widgets.text("catalog", "main")  # noqa: F821
-    dbutils.widgets.text("schema", "cqrs_orders")  # noqa: F821
-    uc = {"CQRS_CATALOG": dbutils.widgets.get("catalog"), "CQRS_SCHEMA": dbutils.widgets.get("schema")}  # noqa: F821
+if ON_DATABRICKS:
+    uc = {"CQRS_CATALOG": widgets["catalog"], "CQRS_SCHEMA": widgets["schema"]}
     settings = Settings.from_env(env={**os.environ, **uc})
 else:
     parser = argparse.ArgumentParser(description="Explore the read models of a local warehouse.")

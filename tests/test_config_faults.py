@@ -93,7 +93,7 @@ def test_a_driver_memory_spark_cannot_start_with_is_named(tmp_path):
     for memory in ("1m", "lots"):
         env["CQRS_SPARK_DRIVER_MEMORY"] = memory
         result = subprocess.run(
-            [sys.executable, "-m", "cqrs_orders.cli", "sql", "SELECT 1", "--warehouse", str(tmp_path / "w")],
+            [sys.executable, "-m", "cqrs_orders.cli", "lag", "--warehouse", str(tmp_path / "w")],
             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
         )  # fmt: skip
         assert result.returncode == 2, result.stderr

@@ -17,5 +17,7 @@ class ExitCode(IntEnum):
     USAGE = 2
     #: The lag monitor found a read model past its threshold.
     LAG_BREACH = 3
+    #: A bug: an error the code did not expect (sysexits' EX_SOFTWARE); rerun with -v for the traceback.
+    INTERNAL_ERROR = 70
     #: Ctrl-C (SIGINT), the shell's convention of 128 + the signal number.
     INTERRUPTED = 130

@@ -118,3 +118,27 @@ def test_api_benchmark_compares_the_api_with_the_handler_and_submit():
         figures["api_4"]["commands_per_s"] / figures["handler_4"]["commands_per_s"], rel=0.01
     )
     assert figures["api_at_least_80pct_of_handler"] == (figures["ratio_api_to_handler"] >= 0.8)
+
+
+@pytest.mark.timeout(900)
+def test_reads_benchmark_times_each_read_command_beside_spark(spark_process, tmp_path):
+    warehouse = tmp_path / "reads-warehouse"
+    figures = run_benchmark(
+        "reads.py", "--orders", "200", "--repeat", "1", "--warehouse", str(warehouse), timeout=900
+    )
+
+    assert figures["orders"] == 200 and figures["rounds"] == 1
+    assert (warehouse / "silver_orders" / "_delta_log").is_dir()  # kept for the next run to reuse
+    for name in ("version", "sql", "sql_spark", "report", "report_spark"):
+        assert figures[f"{name}_seconds"] > 0, name
+    for ratio, (top, bottom) in {
+        "ratio_sql_spark_to_new": ("sql_spark", "sql"),
+        "ratio_sql_new_to_version": ("sql", "version"),
+        "ratio_report_spark_to_new": ("report_spark", "report"),
+        "ratio_report_new_to_version": ("report", "version"),
+    }.items():
+        assert figures[ratio] == pytest.approx(
+            figures[f"{top}_seconds"] / figures[f"{bottom}_seconds"], rel=0.02, abs=0.006
+        ), ratio
+    for aim in ("sql_at_least_10x_faster_than_spark", "sql_within_3x_of_version"):
+        assert isinstance(figures[aim], bool)

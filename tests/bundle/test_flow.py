@@ -326,8 +326,8 @@ def _flow(platform: Platform, jobs, app, account, warehouse, tables: Path, flow_
     delivered = wait_for(
         lambda: _order(bases[1], order, "Delivered"), "the order at its last version through the app", 300, 2
     )
-    assert delivered["total_amount"] in ("25.99", 25.99)
-    assert delivered["customer_name"] == "Ada"
+    assert delivered["totalAmount"] in ("25.99", 25.99)
+    assert delivered["customerName"] == "Ada"
 
     [ingest] = jobs["command_ingest"]["tasks"]
     command = {"type": "CancelOrder", "orderId": "order-ingest", "reason": "x"}

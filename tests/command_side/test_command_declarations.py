@@ -5,6 +5,7 @@ the command; a whole one is run by the handler, listed by the CLI and documented
 from __future__ import annotations
 
 import importlib.util
+import json
 import textwrap
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from cqrs_orders.domain import command_reference
 from cqrs_orders.domain.aggregates import decide
 from cqrs_orders.domain.commands import COMMANDS, validate_command
 from cqrs_orders.envelope import EVENT_CATALOG, EventEnvelope
+from cqrs_orders.exit_codes import ExitCode
 
 DOCS = Path(__file__).parents[2] / "docs" / "commands.md"
 
@@ -35,6 +37,7 @@ class RenameCustomer(CustomerCommand):
     name: Text
 
     emits = ("CustomerUpdated",)
+    example = {"type": "RenameCustomer", "customerId": "cust-1", "name": "Grace"}
 
     def decide(self, state, now, referenced):
         return "CustomerUpdated", state.model_copy(update={"name": self.name, "updatedAt": now})
@@ -73,6 +76,9 @@ def test_a_new_command_in_one_module_is_validated_decided_and_recorded(declare, 
     missing = handler.handle({"type": "RenameCustomer", "customerId": "cust-9", "name": "Grace"})
     assert missing.error["code"] == "NOT_FOUND" and "'cust-9' is not registered" in missing.error["message"]
     assert "RenameCustomer" in command_reference.markdown()
+    assert command_reference.schema("RenameCustomer")["examples"] == [
+        {"type": "RenameCustomer", "customerId": "cust-1", "name": "Grace"}
+    ]
 
 
 _DECISION = RENAME_CUSTOMER[RENAME_CUSTOMER.index("    def decide") :]
@@ -95,6 +101,22 @@ _DECISION = RENAME_CUSTOMER[RENAME_CUSTOMER.index("    def decide") :]
         ),
         ('Literal["RenameCustomer"]', 'Literal["Rename"]', "RenameCustomer declares type 'Rename'"),
         ("    customerId: Id\n", "", "RenameCustomer acts on a Customer but has no customerId field"),
+        (
+            '    example = {"type": "RenameCustomer", "customerId": "cust-1", "name": "Grace"}\n',
+            "",
+            "RenameCustomer declares no example",
+        ),
+        (
+            '"name": "Grace"}',
+            '"name": " "}',
+            "RenameCustomer's example is refused by its own declaration: "
+            "RenameCustomer is invalid: name: must be a non-blank string",
+        ),
+        (
+            'example = {"type": "RenameCustomer"',
+            'example = {"type": "UpdateCustomer"',
+            "RenameCustomer's example has type 'UpdateCustomer'",
+        ),
     ],
     ids=[
         "no decision",
@@ -103,6 +125,9 @@ _DECISION = RENAME_CUSTOMER[RENAME_CUSTOMER.index("    def decide") :]
         "another aggregate's event",
         "type not its name",
         "no id",
+        "no example",
+        "an example it refuses",
+        "an example of another command",
     ],
 )
 def test_an_incomplete_declaration_fails_at_import_naming_the_command(declare, old, new, message):
@@ -124,6 +149,7 @@ def test_a_command_declared_twice_is_refused(declare):
                 type: Literal["ConfirmOrder"]
                 orderId: Id
                 emits = ("OrderConfirmed",)
+                example = {"type": "ConfirmOrder", "orderId": "o-1"}
 
                 def decide(self, state, now, referenced):
                     return "OrderConfirmed", state
@@ -163,3 +189,45 @@ def test_submit_help_lists_every_command_type(capsys):
 
     listed = " ".join(capsys.readouterr().out.split())
     assert f"command types: {', '.join(COMMANDS)}." in listed
+
+
+def test_commands_lists_every_type_with_what_it_does_and_its_required_fields(cli):
+    result = cli("commands")
+
+    assert result.exit_code == 0, result.stderr
+    header, *rows = result.stdout.splitlines()
+    assert header.split() == ["TYPE", "REQUIRED", "DESCRIPTION"]
+    assert [row.split()[0] for row in rows] == list(COMMANDS)
+    create = next(row for row in rows if row.startswith("CreateOrder "))
+    assert " customerId, items " in create and create.endswith(COMMANDS["CreateOrder"].__doc__)
+    confirm = next(row for row in rows if row.startswith("ConfirmOrder "))
+    assert confirm.split(None, 2)[1:] == ["orderId", "Confirm a Created order."]
+
+
+def test_commands_json_prints_a_standalone_json_schema(cli):
+    result = cli("commands", "--json", "CreateOrder")
+
+    assert result.exit_code == 0, result.stderr
+    schema = json.loads(result.stdout)
+    assert schema["properties"]["type"]["const"] == "CreateOrder"
+    assert schema["properties"]["items"]["items"] == {"$ref": "#/$defs/Item"}
+    assert set(schema["$defs"]) == {"Item", "CommandMetadata"}  # every reference resolves inside it
+    assert schema["examples"] == [COMMANDS["CreateOrder"].example]
+
+
+def test_commands_json_of_an_unknown_type_is_one_line_naming_the_known_ones(cli):
+    result = cli("commands", "--json", "CreateOrders")
+
+    assert result.exit_code == ExitCode.USAGE and result.stdout == ""
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("cqrs-orders commands: no command is called 'CreateOrders'; known commands: ")
+    assert all(name in line for name in COMMANDS)
+
+
+def test_commands_help_says_what_it_lists_and_where_the_rest_is(capsys):
+    with pytest.raises(SystemExit) as done:
+        build_parser().parse_args(["commands", "--help"])
+
+    assert done.value.code == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "--json TYPE" in shown and "JSON Schema" in shown and "docs/commands.md" in shown

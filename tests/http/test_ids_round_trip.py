@@ -64,7 +64,7 @@ def test_an_accepted_id_reads_back_exactly_through_every_get_and_a_refused_one_n
     if command.status_code in (200, 409):  # accepted (or accepted by an earlier example)
         assert (order.status_code, orders.status_code) == (200, 200), (order.text, orders.text)
         assert backend.asked[-2:] == [customer_id, customer_id]
-        assert order.json()["order"]["order_id"] == customer_id
+        assert order.json()["order"]["orderId"] == customer_id
     else:
         assert command.status_code == 422 and command.json()["error"]["code"] == "VALIDATION_ERROR"
         rule = command.json()["error"]["message"].split("customerId: ", 1)[1]

@@ -25,10 +25,10 @@ def test_an_order_posted_is_read_back_after_relay_and_projection(served, setting
 
     assert order.status_code == 200
     body = order.json()
-    assert body["order"] | {"created_date": None, "updated_date": None} == {
-        "order_id": "rw-1", "customer_id": "rw-cust", "customer_name": "Ada", "status": "Confirmed",
-        "total_amount": "7.50", "item_count": 3, "created_date": None, "updated_date": None,
+    assert body["order"] | {"createdDate": None, "updatedDate": None} == {
+        "orderId": "rw-1", "customerId": "rw-cust", "customerName": "Ada", "status": "Confirmed",
+        "totalAmount": "7.50", "itemCount": 3, "createdDate": None, "updatedDate": None,
     }  # fmt: skip
-    assert body["freshness"]["lastEventTime"] >= body["order"]["updated_date"]
+    assert body["freshness"]["lastEventTime"] >= body["order"]["updatedDate"]
     assert body["freshness"]["projectedAt"] is not None
-    assert orders.status_code == 200 and [o["order_id"] for o in orders.json()["orders"]] == ["rw-1"]
+    assert orders.status_code == 200 and [o["orderId"] for o in orders.json()["orders"]] == ["rw-1"]

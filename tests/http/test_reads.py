@@ -23,14 +23,14 @@ def test_an_order_is_read_with_exact_money_utc_times_and_its_freshness(reader):
     assert answer.status_code == 200
     assert answer.json() == {
         "order": {
-            "order_id": "o-1",
-            "customer_id": "cust-1",
-            "customer_name": "Ada",
+            "orderId": "o-1",
+            "customerId": "cust-1",
+            "customerName": "Ada",
             "status": "Created",
-            "total_amount": "25.50",
-            "item_count": 3,
-            "created_date": "2025-01-15T09:00:00Z",
-            "updated_date": "2025-01-15T09:00:00Z",
+            "totalAmount": "25.50",
+            "itemCount": 3,
+            "createdDate": "2025-01-15T09:00:00Z",
+            "updatedDate": "2025-01-15T09:00:00Z",
         },
         "freshness": FRESHNESS,
     }
@@ -53,7 +53,7 @@ def test_a_customers_orders_come_oldest_first(reader):
     assert answer.status_code == 200
     body = answer.json()
     assert body["customerId"] == "cust-1" and body["freshness"] == FRESHNESS
-    assert [(o["order_id"], o["status"]) for o in body["orders"]] == [
+    assert [(o["orderId"], o["status"]) for o in body["orders"]] == [
         ("o-1", "Created"),
         ("o-4", "Cancelled"),
         ("o-5", "Delivered"),
@@ -62,7 +62,7 @@ def test_a_customers_orders_come_oldest_first(reader):
 
 def test_orders_of_a_customer_not_projected_yet_are_still_served(reader):
     answer = get(reader, "/customers/cust-9/orders")  # cust-9 has an order but no customer row
-    assert answer.status_code == 200 and [o["order_id"] for o in answer.json()["orders"]] == ["o-3"]
+    assert answer.status_code == 200 and [o["orderId"] for o in answer.json()["orders"]] == ["o-3"]
 
 
 def test_an_unknown_customer_is_404(reader):
@@ -78,9 +78,9 @@ def test_a_products_sales_are_read_one_row_per_currency_with_exact_money(reader)
         "sku": "A",
         "sales": [
             {"sku": "A", "currency": "EUR", "units": 2, "revenue": "20.50", "orders": 1,
-             "last_sale_at": "2025-01-15T09:00:00Z"},
+             "lastSaleAt": "2025-01-15T09:00:00Z"},
             {"sku": "A", "currency": "USD", "units": 3, "revenue": "36.00", "orders": 2,
-             "last_sale_at": "2025-01-16T12:00:00Z"},
+             "lastSaleAt": "2025-01-16T12:00:00Z"},
         ],
         "freshness": FRESHNESS,
     }  # fmt: skip

@@ -26,10 +26,10 @@ def test_reads_go_to_the_sql_warehouse_with_bound_parameters(app_server, sql_war
         customer = client.get("/customers/cust-1/orders")
 
     assert order.status_code == 200
-    assert order.json()["order"]["customer_name"] == "Bob" and order.json()["order"]["total_amount"] == "4.55"
+    assert order.json()["order"]["customerName"] == "Bob" and order.json()["order"]["totalAmount"] == "4.55"
     assert order.json()["freshness"]["lastEventTime"] == "2025-01-17T10:00:00Z"
     assert missing.status_code == 404
-    assert [o["order_id"] for o in customer.json()["orders"]] == ["o-1", "o-4", "o-5"]
+    assert [o["orderId"] for o in customer.json()["orders"]] == ["o-1", "o-4", "o-5"]
     lookups = [r for r in stand_in.requests if ":order_id" in r["statement"]]
     assert {
         (r["warehouse_id"], r["catalog"], r["schema"], r["authorization"]) for r in stand_in.requests

@@ -82,6 +82,6 @@ def test_amounts_and_ids_are_the_same_in_bronze_silver_the_views_and_sql(
 
 
 def _sql(text: str) -> str:
-    """A Spark SQL string literal. Backslash escapes, not a doubled quote: Spark 4.0 reads ``'a''b'`` as two
-    adjacent literals, concatenated to ``ab`` (4.1 reads it as ``a'b``)."""
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    """A SQL string literal in the dialect `sql` reads (DataFusion's, standard SQL): a quote doubled,
+    a backslash as it is."""
+    return "'" + text.replace("'", "''") + "'"

@@ -138,3 +138,29 @@ def write_warehouse(spark):
         write_tables(spark, settings, tables)
 
     return write
+
+
+def write_tables_without_spark(settings: Settings, tables=WRITTEN) -> None:
+    """The same hand-made rows written by ``deltalake``: the fast tier's warehouse (no Spark to start)."""
+    import pyarrow as pa
+    from deltalake import write_deltalake
+    from pyspark.sql.pandas.types import to_arrow_schema  # pure Python: no JVM
+
+    for name in tables:
+        schema = to_arrow_schema(SCHEMAS[name])
+        rows = [dict(zip(schema.names, row, strict=True)) for row in ROWS[name]]
+        write_deltalake(settings.table(name).path, pa.Table.from_pylist(rows, schema=schema))
+
+
+@pytest.fixture(scope="session")
+def delta_warehouse(tmp_path_factory) -> Settings:
+    """The hand-made warehouse written without Spark, once per run; tests only read it."""
+    settings = Settings.from_env(warehouse=tmp_path_factory.mktemp("read_side_delta") / "warehouse", env={})
+    write_tables_without_spark(settings)
+    return settings
+
+
+@pytest.fixture
+def write_delta_warehouse():
+    """``write_delta_warehouse(settings, tables)``: the hand-made rows, without Spark, into a warehouse."""
+    return write_tables_without_spark

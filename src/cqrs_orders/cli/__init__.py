@@ -1,20 +1,24 @@
 """``cqrs-orders``: one command line for the write side, the pipeline and the read side.
 
-Each area registers its own subcommands (``command_side``, ``pipeline``, ``quarantine``, ``read_side``,
-``ops``, ``demo``, ``serve``); every subcommand takes ``--verbose``/``--quiet`` and an option for each
-setting a job passes (``--warehouse``, ``--catalog``, ...: :data:`cqrs_orders.config.SETTINGS`). Exit codes
-are :class:`~cqrs_orders.exit_codes.ExitCode`. Results go to stdout; progress and errors are logged to
-stderr (:mod:`.logs`).
+Each area registers its own subcommands (``command_side``, ``commands_reference``, ``pipeline``,
+``quarantine``, ``read_side``, ``ops``, ``demo``, ``serve``); every subcommand takes ``--verbose``/``--quiet``
+and an option for each setting a job passes (``--warehouse``, ``--catalog``, ...:
+:data:`cqrs_orders.config.SETTINGS`). Exit codes are :class:`~cqrs_orders.exit_codes.ExitCode`. Results go
+to stdout; progress and errors are logged to stderr (:mod:`.logs`). No traceback reaches the terminal
+unless asked for: a failed run ends with one line saying what to do, and ``-v`` adds the traceback above it.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from cqrs_orders import __version__
 from cqrs_orders.cli import (
+    bi_connection,
     command_side,
+    commands_reference,
     demo,
     logs,
     ops,
@@ -28,6 +32,8 @@ from cqrs_orders.cli import (
 from cqrs_orders.config import SETTINGS, Settings
 from cqrs_orders.errors import CqrsOrdersError
 from cqrs_orders.exit_codes import ExitCode
+
+log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,7 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subcommands = parser.add_subparsers(dest="subcommand", metavar="COMMAND", required=True)
-    for area in (command_side, pipeline, quarantine, read_side, ops, demo, serve, write_store, upgrade):
+    areas = (command_side, commands_reference, pipeline, quarantine, read_side, ops, demo, serve, write_store,
+             upgrade, bi_connection)  # fmt: skip
+    for area in areas:
         area.register(subcommands, common)
     return parser
 
@@ -84,9 +92,21 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env(overrides=setting_overrides(args))
         return int(args.run(args, settings) or ExitCode.OK)
     except CqrsOrdersError as error:
+        log.debug("%s failed", args.subcommand, exc_info=True)  # -v: where it was raised
         return _fail(args.subcommand, str(error), ExitCode.USAGE)
     except KeyboardInterrupt:
         return _fail(args.subcommand, "interrupted", ExitCode.INTERRUPTED)
+    except Exception as error:  # a bug: the person at the terminal gets what to do, -v the traceback
+        log.debug("%s failed unexpectedly", args.subcommand, exc_info=True)
+        return _fail(args.subcommand, unexpected(error, args.verbosity > 0), ExitCode.INTERNAL_ERROR)
+
+
+def unexpected(error: BaseException, traceback_shown: bool) -> str:
+    """The one line for an error no ``CqrsOrdersError`` describes: what it was, and what to do about it."""
+    first_line = (str(error).splitlines() or [""])[0]
+    what = f"{type(error).__name__}: {first_line}" if first_line else type(error).__name__
+    where = "the traceback above" if traceback_shown else "run it again with -v for the traceback"
+    return f"unexpected error ({what}); this is a bug: {where}, and report it with that traceback"
 
 
 def _fail(subcommand: str, message: str, code: ExitCode) -> ExitCode:

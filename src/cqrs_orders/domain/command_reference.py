@@ -1,19 +1,28 @@
-"""``docs/commands.md``: every command's fields, target and events, written from their declarations.
+"""What the commands are, read from their declarations: ``docs/commands.md`` (:func:`markdown`), the list
+``cqrs-orders commands`` prints (:func:`summaries`) and one command's JSON Schema (:func:`schema`), which
+is the one the OpenAPI document carries with its references moved under ``$defs``. Nothing here is written
+by hand, so none of them can drift from a command's class.
 
-Regenerate it after declaring or changing a command (a test compares the two)::
+Regenerate the page after declaring or changing a command (a test compares the two)::
 
     .venv/bin/python -m cqrs_orders.domain.command_reference > docs/commands.md
 """
 
 from __future__ import annotations
 
+import json
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 from cqrs_orders.domain.commands import COMMANDS, Command, json_schemas
 from cqrs_orders.domain.commands.base import pattern_rule
 from cqrs_orders.domain.ids import RULES as ID_RULES
 from cqrs_orders.envelope import AGGREGATE_ID_FIELD
+from cqrs_orders.errors import UnknownCommand
+
+#: Where one command's JSON Schema keeps the schemas it refers to (:func:`schema`).
+DEFS = "#/$defs/"
 
 _INTRO = """\
 # Commands
@@ -22,11 +31,64 @@ _INTRO = """\
 declaration in src/cqrs_orders/domain/commands/, not this file. -->
 
 A command is a JSON object whose `type` names it; `cqrs-orders submit` and `POST /commands` take one or a
-batch of them, and the OpenAPI document (`/openapi.json`) has the same schemas. Each command acts on one
+batch of them; the OpenAPI document (`/openapi.json`) has the same schemas, and `cqrs-orders commands
+--json TYPE` prints one (`cqrs-orders commands` lists them). Each command acts on one
 aggregate and, when accepted, records one event carrying that aggregate's full state after it. Unknown
 fields are refused; each rejection names the field and the rule it breaks. An id (of a command, an
 aggregate, a sku) {id_rule}.
 """
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One line of ``cqrs-orders commands``: the type, what it does, the fields it cannot do without."""
+
+    type: str
+    description: str
+    required: tuple[str, ...]
+
+
+def summaries() -> list[Summary]:
+    """Every command, in the order they are declared."""
+    schemas = json_schemas()
+    return [
+        Summary(
+            name,
+            _first_line(schemas[name].get("description", "")),
+            tuple(field for field in schemas[name].get("required", ()) if field != "type"),
+        )
+        for name in COMMANDS
+    ]
+
+
+def schema(name: str) -> dict[str, Any]:
+    """One command's JSON Schema, standing alone: the schemas it refers to (an order's ``Item``, the
+    ``metadata``) under ``$defs``. ``UnknownCommand`` for a name no command has."""
+    if name not in COMMANDS:
+        raise UnknownCommand(f"no command is called {name!r}; known commands: {', '.join(COMMANDS)}")
+    schemas = json_schemas(ref_template=DEFS + "{model}")
+    needed: dict[str, dict[str, Any]] = {}
+    pending = _refs(schemas[name])
+    while pending:
+        ref = pending.pop()
+        if ref not in needed:
+            needed[ref] = schemas[ref]
+            pending |= _refs(schemas[ref])
+    return {**schemas[name], "$defs": dict(sorted(needed.items()))} if needed else dict(schemas[name])
+
+
+def _refs(node: Any) -> set[str]:
+    """The names of the schemas ``node`` refers to, at any depth."""
+    if isinstance(node, dict):
+        found = {node["$ref"].removeprefix(DEFS)} if isinstance(node.get("$ref"), str) else set()
+        return found.union(*(_refs(value) for value in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_refs(value) for value in node))
+    return set()
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else ""
 
 
 def markdown() -> str:
@@ -40,11 +102,20 @@ def markdown() -> str:
         sections.append(f"## {name}\n")
         sections.append(_about(command, schemas[name]))
         sections.append(_table(schemas[name], set(command.model_fields) - common))
+        sections.extend(_examples(schemas[name]))
     nested = [name for name in schemas if name not in COMMANDS and name != "Command"]
     for name in nested:
         sections.append(f"## {name}\n\n{schemas[name].get('description', '')}\n")
         sections.append(_table(schemas[name], set(schemas[name]["properties"])))
     return "\n".join(sections)
+
+
+def _examples(schema: dict[str, Any]) -> list[str]:
+    """The schema's examples as JSON blocks (each one a valid command: its declaration is checked)."""
+    return [
+        f"Example:\n\n```json\n{json.dumps(example, indent=2)}\n```\n"
+        for example in schema.get("examples", ())
+    ]
 
 
 def _about(command: type[Command], schema: dict[str, Any]) -> str:

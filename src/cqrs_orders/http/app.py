@@ -28,7 +28,7 @@ from cqrs_orders import __version__
 from cqrs_orders.application.handler import CommandHandler
 from cqrs_orders.domain.ids import RULES as ID_RULES
 from cqrs_orders.domain.ids import id_problem
-from cqrs_orders.errors import QueryError
+from cqrs_orders.errors import CqrsOrdersError, QueryError
 from cqrs_orders.http import encoding
 from cqrs_orders.http.callers import UNVERIFIED, CallerPolicy
 from cqrs_orders.http.command_route import PATH as COMMANDS_PATH
@@ -64,7 +64,9 @@ nothing. Every error answer has the stable `error.code`; the status follows from
 
 The GETs read the read models, which trail the write side (CQRS): `freshness.lastEventTime` is the newest
 event they have applied, `freshness.projectedAt` when the projection last wrote them. Money is a decimal
-string, times are ISO-8601 UTC.
+string, times are ISO-8601 UTC. Every key of every answer is camelCase, as in the commands (a read model's
+column `total_amount` is `totalAmount`); no key is data. An unexpected failure answers 500 `INTERNAL_ERROR`
+and never its detail, which the server log keeps.
 """
 
 _RESULT_SCHEMA = {
@@ -82,25 +84,9 @@ _RESULT_SCHEMA = {
     },
 }
 _RESULTS_SCHEMA = {"type": "array", "items": _RESULT_SCHEMA}
-#: ``POST /commands`` in the OpenAPI document, but for its body's schema: :func:`_openapi` derives that from
-#: the command declarations (one command, or an array of them, each told apart by its ``type``).
-_COMMANDS_OPENAPI = {
-    "x-status-by-error-code": STATUS_BY_CODE,
-    "requestBody": {
-        "required": True,
-        "content": {
-            JSON: {
-                "example": {
-                    "type": "RegisterCustomer",
-                    "commandId": "c-1",
-                    "customerId": "cust-1",
-                    "name": "Ada",
-                    "email": "ada@example.com",
-                },
-            }
-        },
-    },
-}
+#: ``POST /commands`` in the OpenAPI document, but for its body: :func:`_openapi` derives its schema and
+#: examples from the command declarations (one command, or an array of them, each told apart by its ``type``).
+_COMMANDS_OPENAPI = {"x-status-by-error-code": STATUS_BY_CODE}
 
 
 def _result_response(description: str) -> dict:
@@ -193,7 +179,7 @@ def create_app(
         order, fresh = await _with_freshness(reads, read_models, read_models.get_order, orderId)
         if order is None:
             return _not_found(f"order {orderId!r} is not in the read models (yet)", fresh)
-        return _json(200, {"order": order, "freshness": fresh})
+        return _json(200, {"order": encoding.row(order), "freshness": fresh})
 
     @app.get(
         "/customers/{customerId}/orders",
@@ -206,7 +192,7 @@ def create_app(
         orders, fresh = await _with_freshness(reads, read_models, read_models.orders_of_customer, customerId)
         if not orders and await reads.run(read_models.get_customer, customerId) is None:
             return _not_found(f"customer {customerId!r} is not in the read models (yet)", fresh)
-        return _json(200, {"customerId": customerId, "orders": orders, "freshness": fresh})
+        return _json(200, {"customerId": customerId, "orders": encoding.rows(orders), "freshness": fresh})
 
     @app.get(
         "/products/{sku}",
@@ -219,7 +205,7 @@ def create_app(
         sales, fresh = await _with_freshness(reads, read_models, read_models.product_sales, sku)
         if not sales:
             return _not_found(f"product {sku!r} has no sales in the read models (yet)", fresh)
-        return _json(200, {"sku": sku, "sales": sales, "freshness": fresh})
+        return _json(200, {"sku": sku, "sales": encoding.rows(sales), "freshness": fresh})
 
     @app.get("/healthz", summary="Are the write store and the read models reachable?")
     async def healthz() -> Response:
@@ -277,20 +263,32 @@ def _openapi(app: FastAPI) -> dict:
         schemas.update(declared)
         one = {"$ref": "#/components/schemas/Command"}
         body = {"oneOf": [one, {"type": "array", "maxItems": MAX_BATCH_COMMANDS, "items": one}]}
-        documented = _COMMANDS_OPENAPI["requestBody"]["content"][JSON]
         operation = {
             "summary": "Run one command (object) or a batch (array)",
             "operationId": "post_commands",
             "responses": {str(status): answer for status, answer in _COMMAND_RESPONSES.items()},
             **_COMMANDS_OPENAPI,
             "requestBody": {
-                **_COMMANDS_OPENAPI["requestBody"],
-                "content": {JSON: {"schema": body, **documented}},
+                "required": True,
+                "content": {JSON: {"schema": body, "examples": _body_examples()}},
             },
         }
         document["paths"] = {COMMANDS_PATH: {"post": operation}, **document["paths"]}
         app.openapi_schema = document
     return app.openapi_schema
+
+
+def _body_examples() -> dict[str, dict]:
+    """Each command's declared example as a body of its own, and as a batch those of the commands that
+    create an aggregate, in their order (a customer, then an order of theirs)."""
+    from cqrs_orders.domain.commands import COMMANDS
+
+    examples = {
+        name: {"summary": f"one {name}", "value": dict(command.example)} for name, command in COMMANDS.items()
+    }
+    creating = [dict(command.example) for command in COMMANDS.values() if command.creates]
+    examples["batch"] = {"summary": "a batch: an array of commands, run in order", "value": creating}
+    return examples
 
 
 async def _with_freshness(reads: _ReadPool, read_models: ReadModels, query, key: str):
@@ -300,12 +298,17 @@ async def _with_freshness(reads: _ReadPool, read_models: ReadModels, query, key:
 
 
 def _check(name: str, probe: Callable[[], object]) -> tuple[str, bool, str]:
+    """Any failure means unreachable: an expected one says why (its message is meant for people), any
+    other only that the server log has it, as a bug's answer does."""
     try:
         probe()
         return name, True, "ok"
-    except Exception as error:  # any failure means unreachable: say which and why
+    except CqrsOrdersError as error:
         logger.warning("healthz: %s is unreachable: %s", name, error)
         return name, False, f"unreachable: {error}"
+    except Exception:
+        logger.exception("healthz: %s failed unexpectedly", name)
+        return name, False, "unreachable: an unexpected error; the server log has the details"
 
 
 def _not_found(message: str, fresh: dict) -> Response:

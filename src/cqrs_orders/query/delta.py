@@ -1,14 +1,19 @@
-"""A read-model backend without Spark: the warehouse's Delta folders queried in-process by ``deltalake``.
+"""The read side without Spark: the warehouse's Delta folders queried in-process by Apache DataFusion.
 
-Why: the HTTP server answers ``GET /orders/...`` in milliseconds on a laptop, and starting a JVM for that
-would cost seconds and a gigabyte. ``deltalake`` reads the Delta log itself and runs SQL with Apache
-DataFusion (its ``QueryBuilder``), so the statements of :mod:`cqrs_orders.query.api` and the shipped view
-files run unchanged: each view a statement reads is inlined as ``WITH <view> AS (<the view's query>)``.
+Why: the HTTP server answers ``GET /orders/...`` and ``cqrs-orders sql`` / ``report`` answer on a laptop
+without a JVM, which would cost seconds and a gigabyte per process. ``deltalake`` reads the Delta log itself
+and hands each table to DataFusion as a table provider, so the statements of :mod:`cqrs_orders.query.api`,
+the shipped view files and a user's ``sql`` query all run on one engine, in one dialect, on one code path
+(:meth:`DeltaBackend.frame`), each checked by :mod:`cqrs_orders.query.guard` before it runs.
 
-Binding: ``QueryBuilder`` takes SQL text only, with no parameter API. A string is therefore passed as the
-hex digits of its UTF-8 bytes, decoded inside the query (``CAST(decode('78', 'hex') AS VARCHAR)``), and a
-date as ``DATE 'YYYY-MM-DD'`` from a real ``date``; the SQL text never holds a character of the value
-itself, so an id like ``x' OR '1'='1`` is only ever compared, never executed.
+Each query gets a fresh ``SessionContext`` holding only the warehouse's logical names: the tables it reads,
+each at its newest version, and the shipped views over them (registered as DataFusion views, so a plan shows
+them by name). Nothing else resolves: no file path, no other catalog, no ``information_schema``.
+
+Binding: a string is passed as the hex digits of its UTF-8 bytes, decoded inside the query
+(``CAST(decode('78', 'hex') AS VARCHAR)``), and a date as ``DATE 'YYYY-MM-DD'`` from a real ``date``; the
+SQL text never holds a character of the value itself, so an id like ``x' OR '1'='1`` is only ever compared,
+never executed.
 """
 
 from __future__ import annotations
@@ -17,26 +22,40 @@ import logging
 import re
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any
 
 from cqrs_orders.config import TABLES, Settings
 from cqrs_orders.errors import QueryError
+from cqrs_orders.query.guard import first_line, plan_read_only
 
 logger = logging.getLogger(__name__)
 
 _PLACEHOLDER = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
 
-class DeltaBackend:
-    """Runs a statement over Delta tables given by logical name -> folder (or object store URI)."""
+@dataclass(frozen=True)
+class Planned:
+    """A checked query (a DataFusion ``DataFrame``) and the session it was planned in: the Delta tables'
+    providers reach their session through DataFusion's FFI, so it must live until the query has run."""
 
-    def __init__(self, locations: Mapping[str, str]):
-        self._locations = dict(locations)
-        self._tables: dict[str, Any] = {}  # logical name -> DeltaTable, refreshed before each query
-        self._lock = threading.Lock()
+    frame: Any
+    session: Any
+
+
+class DeltaBackend:
+    """Runs read-only queries over Delta tables given by logical name -> folder (or object store URI)."""
+
+    def __init__(self, locations: Mapping[str, str], schemas: Mapping[str, Any] | None = None):
+        """``schemas`` (logical name -> ``pyarrow.Schema``) stand in for tables without data: a query over
+        them is planned and checked like any other, and answers no rows (:meth:`for_schemas`)."""
         from cqrs_orders.query.views import view_definitions
 
+        self._locations = dict(locations)
+        self._schemas = dict(schemas or {})
+        self._tables: dict[str, Any] = {}  # logical name -> DeltaTable, refreshed before each query
+        self._lock = threading.Lock()
         self._views = {view.name: view for view in view_definitions()}
 
     @classmethod
@@ -44,47 +63,109 @@ class DeltaBackend:
         """The local warehouse's tables (Unity Catalog tables are read through a SQL warehouse instead)."""
         return cls({name: settings.table(name).path for name in TABLES if settings.table(name).path})
 
+    @classmethod
+    def for_schemas(cls, schemas: Mapping[str, Any]) -> DeltaBackend:
+        """Empty tables of the declared schemas: the Databricks edition checks a query on them before its
+        SQL warehouse runs it, so the guard and the dialect are the same as on a laptop."""
+        return cls({}, schemas)
+
     def query(self, statement: str, parameters: Mapping) -> list[dict[str, Any]]:
         rows = self.arrow(statement, parameters).to_pylist()
-        return [{key: _utc(value) for key, value in row.items()} for row in rows]
+        return [{key: utc(value) for key, value in row.items()} for row in rows]
 
     def arrow(self, statement: str, parameters: Mapping):
-        """The answer as a ``pyarrow.Table`` (column types included)."""
-        import pyarrow as pa
-        from deltalake import QueryBuilder
-
-        sql = self._with_views(_bind(statement, parameters))  # bind first: view bodies hold no placeholders
-        builder = QueryBuilder()
-        with self._lock:  # one thread at a time refreshes the shared tables and takes their snapshots
-            for name in self._tables_read_by(sql):
-                builder.register(name, self._current(name))
+        """The answer as a ``pyarrow.Table`` (column types included). Every table the statement reads must
+        exist: a missing one is a :class:`QueryError` that says what to run."""
+        planned = self.plan(_bind(statement, parameters), require_tables=True)
         try:
-            return pa.table(builder.execute(sql).read_all())
-        except Exception as error:  # DataFusion raises plain Exceptions with its message
-            message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise QueryError(f"The read-model query failed: {message}") from None
+            return planned.frame.to_arrow_table()
+        except Exception as error:  # DataFusion raises plain exceptions carrying its message
+            raise QueryError(f"The read-model query failed: {first_line(error)}") from None
 
-    def _with_views(self, statement: str) -> str:
-        """The statement with every view it reads (and the views those read) inlined as a CTE."""
-        needed: list[str] = []
+    def plan(self, query: str, *, require_tables: bool = False) -> Planned:
+        """``query`` checked by the guard and planned, not yet run.
 
-        def visit(text: str) -> None:
+        Without ``require_tables`` a table that does not exist yet is left out of the session, so the
+        planner names it as unknown (``sql`` then lists what exists: :meth:`names`)."""
+        ctx, names, view_plans = self._session(query, require_tables)
+        return Planned(plan_read_only(ctx, query, names, view_plans.get), ctx)
+
+    def names(self) -> list[str]:
+        """The logical names a query can read here: the tables that exist, then the views over them."""
+        with self._lock:
+            tables = [name for name in self._candidates() if self._exists(name)]
+        return tables + self._views_over(tables)
+
+    def _candidates(self) -> list[str]:
+        return [name for name in TABLES if name in self._locations or name in self._schemas]
+
+    def _session(self, query: str, require_tables: bool):
+        """A context with the tables ``query`` names (directly or through views) and the views over them."""
+        from datafusion import SessionConfig, SessionContext
+
+        ctx = SessionContext(SessionConfig().with_information_schema(False))
+        named = self._named_by(query)
+        tables = []
+        with self._lock:  # one thread at a time refreshes the shared tables and takes their snapshots
+            for name in self._candidates():
+                provider = self._provider(name, require_tables) if name in named else None
+                if provider is not None:
+                    ctx.register_table(name, provider)
+                    tables.append(name)
+        views = [name for name in self._views_over(tables) if name in named]
+        view_plans = {}  # name -> the view's indented plan, how a query that reads it shows it
+        for name in views:
+            try:
+                view = ctx.sql(self._views[name].select_sql())
+                view_plans[name] = view.logical_plan().display_indent()
+                ctx.register_view(name, view)
+            except Exception as error:  # DataFusion raises plain exceptions carrying its message
+                raise QueryError(
+                    f"The shipped view {name} uses SQL this engine cannot plan ({first_line(error)}); read "
+                    "its tables instead (docs/queries.md)."
+                ) from None
+        return ctx, tables + views, view_plans
+
+    def _named_by(self, query: str) -> set[str]:
+        """The logical names ``query`` mentions, and those of the views it mentions (recursively)."""
+        text, named = query, set()
+        changed = True
+        while changed:
+            changed = False
             for name, view in self._views.items():
-                if name not in needed and re.search(rf"\b{name}\b", text):
-                    visit(view.select_sql())
-                    needed.append(name)
+                if name not in named and _mentions(text, name):
+                    named.add(name)
+                    text += "\n" + view.select_sql()
+                    changed = True
+        return named | {name for name in self._candidates() if _mentions(text, name)}
 
-        visit(statement)
-        if not needed:
-            return statement
-        ctes = ",\n".join(f"{name} AS (\n{self._views[name].select_sql()}\n)" for name in needed)
-        return f"WITH {ctes}\n{statement}"
+    def _views_over(self, tables: list[str]) -> list[str]:
+        """The shipped views whose sources are all present, in an order where each follows its sources."""
+        present, views = set(tables), []
+        pending = list(self._views.values())
+        while pending:
+            ready = [view for view in pending if set(view.sources) <= present]
+            if not ready:
+                break
+            for view in ready:
+                present.add(view.name)
+                views.append(view.name)
+                pending.remove(view)
+        return views
 
-    def _tables_read_by(self, sql: str) -> list[str]:
-        return [name for name in self._locations if re.search(rf"\b{name}\b", sql)]
+    def _exists(self, name: str) -> bool:
+        try:
+            return self._provider(name, require=False) is not None
+        except QueryError:
+            return False
 
-    def _current(self, name: str):
-        """The table at its newest version: loaded once, then brought up to date incrementally."""
+    def _provider(self, name: str, require: bool):
+        """The table for the session: a DeltaTable at its newest version, or an empty Arrow table of its
+        declared schema; ``None`` when it does not exist (unless ``require``)."""
+        if name in self._schemas:
+            import pyarrow.dataset as ds
+
+            return ds.dataset(self._schemas[name].empty_table())
         from deltalake import DeltaTable
         from deltalake.exceptions import TableNotFoundError
 
@@ -96,6 +177,9 @@ class DeltaBackend:
                 table.update_incremental()
             return table
         except TableNotFoundError:
+            self._tables.pop(name, None)
+            if not require:
+                return None
             raise QueryError(
                 f"The read model {name} does not exist yet (no Delta table at {self._locations[name]}); "
                 "run `cqrs-orders relay` then `cqrs-orders project --once`."
@@ -103,6 +187,10 @@ class DeltaBackend:
         except OSError as error:
             logger.warning("reading the Delta table %s failed: %s", name, error)
             raise QueryError(f"The read model {name} could not be read: {error}") from None
+
+
+def _mentions(text: str, name: str) -> bool:
+    return re.search(rf"\b{name}\b", text, re.IGNORECASE) is not None
 
 
 def _bind(statement: str, parameters: Mapping) -> str:
@@ -123,6 +211,7 @@ def _bind(statement: str, parameters: Mapping) -> str:
     return _PLACEHOLDER.sub(literal, statement)
 
 
-def _utc(value):
-    # Arrow's tz-aware timestamps carry a zoneinfo UTC; hand over timezone.utc like the other backends.
+def utc(value):
+    """Arrow's tz-aware timestamps carry a zoneinfo UTC; hand over ``timezone.utc`` like the other
+    backends."""
     return value.astimezone(timezone.utc) if isinstance(value, datetime) else value

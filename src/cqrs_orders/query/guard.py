@@ -1,134 +1,153 @@
-"""Keep ``cqrs-orders sql`` a reader: one query over the warehouse's logical names, checked before it runs.
+"""Keep the read side a reader: one query over the warehouse's logical names, checked on DataFusion's plan.
 
-Why Spark's own parser and not a SQL library: the text is checked as the very plan Spark would run, so no
-difference between two grammars (Spark's pipe syntax, ``FROM t SELECT``, ``TRANSFORM``, SQL scripting
-blocks, ``IDENTIFIER('...')``, Delta's extensions) can let a statement through that a second parser read
-as harmless. The parsed plan is not analysed or executed here, so checking it touches no file.
+Why the engine's own parser and planner, not a SQL library: the text is checked as the very plan DataFusion
+would run, so no difference between two grammars can let a statement through that a second parser read as
+harmless. Planning touches no file (a Delta table's files are only listed when the plan runs).
 
-What passes is an *allowlist*: every node of the plan (sub-queries and ``WITH`` definitions included) must
-be a plain query operator, every relation a one-part name (the temporary views that
-:func:`~cqrs_orders.query.views.register_views` made over this warehouse; a path such as
-``delta.`/x``` or ``text.`/etc/passwd``` has two parts), and no function may call into the JVM
-(``reflect``). Anything else, a write, DDL, ``SET``, ``CACHE``, a script, is refused with a
-:class:`~cqrs_orders.errors.QueryError` naming the first offending part.
+Three layers, each enough on its own for what it covers:
+
+- the planner's options refuse DDL (``CREATE [EXTERNAL] TABLE``, ``DROP``), DML (``INSERT``, ``DELETE``,
+  ``UPDATE``, ``COPY``) and statements (``SET``, ``PREPARE``), and the context takes exactly one statement;
+- the session knows nothing but the warehouse's logical names: no ``information_schema``, no file paths as
+  table names, no table function that reads (its only ones compute rows: ``range``, ``generate_series``);
+- the plan is walked: every operator must be a plain query operator (``EXPLAIN``, ``DESCRIBE`` and any
+  extension are refused), every scanned table a one-part logical name or an allowed table function, and no
+  ``WITH`` may reuse a logical name for something else (a reader would take it for the warehouse's table).
+
+A refusal is a :class:`~cqrs_orders.errors.QueryError` that names the offending part and what to pass
+instead.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Callable, Collection
 
 from cqrs_orders.errors import QueryError
 
 logger = logging.getLogger(__name__)
 
-#: Logical plan operators a parsed read-only query is built from (simple class names, Spark 4.1).
+#: Logical plan operators a read-only query is built from (DataFusion's variant names).
 QUERY_OPERATORS = frozenset(
     {
-        "Aggregate", "Deduplicate", "Distinct", "Except", "Expand", "Filter", "Generate", "GlobalLimit",
-        "Intersect", "Join", "LateralJoin", "LocalLimit", "LocalRelation", "Offset", "OneRowRelation",
-        "Pivot", "PipeOperator", "Project", "Range", "RebalancePartitions", "Repartition",
-        "RepartitionByExpression", "Sample", "Sort", "SubqueryAlias", "Tail", "Union", "Unpivot", "Window",
-        "WithWindowDefinition", "UnresolvedHaving", "UnresolvedHint", "UnresolvedInlineTable",
-        "UnresolvedRelation", "UnresolvedSubqueryColumnAliases", "UnresolvedTableValuedFunction",
-        "UnresolvedTVFAliases", "UnresolvedWith",
+        "Aggregate", "Distinct", "EmptyRelation", "Filter", "Join", "Limit", "Projection", "RecursiveQuery",
+        "Repartition", "Sort", "Subquery", "SubqueryAlias", "TableScan", "Union", "Unnest", "Values",
+        "Window", "WindowExpr",
     }
 )  # fmt: skip
-#: Table-valued functions that only compute (none of them reads a file or a table).
-SAFE_TABLE_FUNCTIONS = frozenset(
-    {
-        "range", "explode", "explode_outer", "inline", "inline_outer", "posexplode", "posexplode_outer",
-        "stack", "json_tuple", "variant_explode", "variant_explode_outer",
-    }
-)  # fmt: skip
-#: Functions that call arbitrary static Java methods.
-JVM_FUNCTIONS = frozenset({"reflect", "java_method", "try_reflect"})
-#: Expressions whose meaning is only known after analysis (``IDENTIFIER('any.name')``).
-DEFERRED_EXPRESSIONS = frozenset({"ExpressionWithUnresolvedIdentifier"})
+#: Table functions that only compute rows (none reads a file or a table), as a plan names their scans.
+SAFE_TABLE_FUNCTIONS = frozenset({"range()", "generate_series()"})
 
-_READS_ONLY = "`sql` only reads: one query over this warehouse's tables and views"
+READS_ONLY = "a read-side query only reads: one query over this warehouse's tables and views"
+_INSTEAD = "Pass one SELECT (or WITH ... SELECT) instead."
+_SCAN = re.compile(r"^\s*TableScan: (\S+)", re.MULTILINE)
+#: Planner refusals (DataFusion's messages) and what they mean for people.
+_REFUSALS = (
+    (re.compile(r"only supports a single SQL statement", re.I), None),
+    (re.compile(r"DML not supported: (.+)$", re.I), "a write ({}), not a query"),
+    (re.compile(r"DDL not supported: (.+)$", re.I), "a definition ({}), not a query"),
+    (re.compile(r"Statement not supported: (.+)$", re.I), "a statement ({}), not a query"),
+)
 
 
-def check_read_only_query(spark, query: str) -> None:
-    """Raise :class:`QueryError` unless ``query`` is exactly one read-only query over one-part names.
+def plan_read_only(ctx, query: str, names: Collection[str], view_plan: Callable[[str], str | None]):
+    """The DataFrame of ``query`` planned on ``ctx``, or :class:`QueryError` unless it is one read-only query
+    over ``names`` (the logical names registered in ``ctx``).
 
-    A syntax error is raised as Spark's own ``ParseException`` (a ``PySparkException``), like
-    ``spark.sql`` would, so the caller explains it the same way.
+    ``view_plan(name)`` is the indented plan of the registered view ``name`` (``None`` for a table), to
+    tell the view from a ``WITH`` clause that reuses its name. A query the planner cannot plan at all (a
+    syntax error, an unknown column) raises :class:`QueryError` with DataFusion's own first line.
     """
-    plan = _parse(spark, query)
-    problem = _first_problem(plan)
-    if problem:
-        logger.debug("refused %r: %s", query, problem)
-        raise QueryError(f"{_READS_ONLY}; {problem}. Pass one SELECT (or WITH ... SELECT) instead.")
+    from datafusion import SQLOptions
 
-
-def _parse(spark, query: str):
-    from py4j.protocol import Py4JJavaError
-    from pyspark.errors import ParseException
-
+    options = SQLOptions().with_allow_ddl(False).with_allow_dml(False).with_allow_statements(False)
     try:
-        return spark._jsparkSession.sessionState().sqlParser().parsePlan(query)
-    except Py4JJavaError as error:
-        # Spark 4.0 refuses a SQL script (BEGIN ... END, a CompoundBody from 4.1 on) while parsing, with an
-        # exception PySpark leaves unconverted: it is no query either way.
-        if "SqlScriptingException" not in error.java_exception.getClass().getName():
-            raise
-        raise QueryError(
-            f"{_READS_ONLY}; it is a SQL script (CompoundBody), not a query. Pass one SELECT (or WITH ... "
-            "SELECT) instead."
-        ) from None
-    except ParseException as error:  # PySpark converts the Java exception on the way out
-        if ";" in query and "PARSE_SYNTAX_ERROR" in str(error):
-            raise QueryError(
-                f"{_READS_ONLY}, and this text holds more than one statement; pass exactly one query "
-                "(no ';' between statements)."
-            ) from None
-        raise
+        frame = ctx.sql_with_options(query, options)
+    except Exception as error:  # DataFusion raises plain exceptions carrying its message
+        message = first_line(error)
+        for pattern, meaning in _REFUSALS:
+            match = pattern.search(message)
+            if match and meaning is None:
+                raise QueryError(
+                    f"{READS_ONLY}, and this text holds more than one statement; pass exactly one query "
+                    "(no ';' between statements)."
+                ) from None
+            if match:
+                refuse(query, meaning.format(match.group(1).strip()))
+        raise QueryError(f"the query failed: {message}") from None
+    plan = frame.logical_plan()
+    problem = _first_problem(plan, set(names), view_plan) or _scan_problem(
+        plan.display_indent(), set(names), _recursive_names(plan)
+    )
+    if problem:
+        refuse(query, problem)
+    return frame
 
 
-def _first_problem(root) -> str | None:
-    """The first refused part of the plan, described for people, or ``None`` when all of it reads."""
-    pending = [(root, "it")]
+def refuse(query: str, problem: str):
+    logger.debug("refused %r: %s", query, problem)
+    raise QueryError(f"{READS_ONLY}; it is {problem}. {_INSTEAD}")
+
+
+def first_line(error: BaseException) -> str:
+    """DataFusion's message without its context lines (and without a Rust backtrace, if any)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _first_problem(root, names: set[str], view_plan: Callable[[str], str | None]) -> str | None:
+    """The first refused operator of the plan's tree (``WITH`` definitions and views included)."""
+    pending = [root]
     while pending:
-        node, what = pending.pop()
-        kind = node.getClass().getSimpleName()
+        node = pending.pop()
+        variant = node.to_variant()
+        kind = type(variant).__name__
         if kind not in QUERY_OPERATORS:
-            return f"{what} is a {kind}, not a query"
-        if kind == "UnresolvedRelation":
-            parts = _strings(node.multipartIdentifier())
-            if len(parts) != 1:
-                return f"{'.'.join(f'`{part}`' for part in parts)} is a path or another catalog's table"
-        if kind == "UnresolvedTableValuedFunction":
-            name = ".".join(_strings(node.name()))
-            if name.lower() not in SAFE_TABLE_FUNCTIONS:
-                return f"the table function {name}() may read outside the warehouse"
-        problem = _expression_problem(node.expressions())
-        if problem:
-            return problem
-        # innerChildren: the sub-queries inside expressions and the definitions of a WITH clause.
-        inner = _items(node.children()) + _items(node.innerChildren())
-        pending.extend((child, "a part of it") for child in inner)
+            return f"a plan with {kind}, which is not a query operator"
+        if kind == "SubqueryAlias":
+            alias = str(variant.alias())
+            if alias in names and not _is_the_object(node, alias, view_plan):
+                return f"a WITH clause (or alias) that reuses the logical name {alias} for another query"
+        pending.extend(node.inputs())
     return None
 
 
-def _expression_problem(expressions) -> str | None:
-    pending = _items(expressions)
+def _is_the_object(node, alias: str, view_plan: Callable[[str], str | None]) -> bool:
+    """Whether the ``SubqueryAlias`` named ``alias`` is the warehouse's table or view of that name (an
+    alias of the same name over it, ``FROM t AS t``, is checked again one level down)."""
+    (child,) = node.inputs()
+    variant = child.to_variant()
+    kind = type(variant).__name__
+    if kind == "TableScan":
+        return str(variant.table_name()) == alias
+    if kind == "SubqueryAlias" and str(variant.alias()) == alias:
+        return True
+    expected = view_plan(alias)
+    return expected is not None and child.display_indent() == expected
+
+
+def _recursive_names(root) -> set[str]:
+    """The names of recursive ``WITH`` clauses: a plan scans its own work table by that name."""
+    found, pending = set(), [root]
     while pending:
-        expression = pending.pop()
-        kind = expression.getClass().getSimpleName()
-        if kind in DEFERRED_EXPRESSIONS:
-            return "IDENTIFIER(...) names are only known when the query runs"
-        if kind == "UnresolvedFunction":
-            name = _strings(expression.nameParts())[-1].lower()
-            if name in JVM_FUNCTIONS:
-                return f"{name}() calls into Java"
-        pending.extend(_items(expression.children()))
+        node = pending.pop()
+        variant = node.to_variant()
+        if type(variant).__name__ == "SubqueryAlias":
+            (child,) = node.inputs()
+            if type(child.to_variant()).__name__ == "RecursiveQuery":
+                found.add(str(variant.alias()))
+        pending.extend(node.inputs())
+    return found
+
+
+def _scan_problem(plan_text: str, names: set[str], recursive: set[str]) -> str | None:
+    """Every table the indented plan scans, sub-queries in expressions included (which the tree of inputs
+    does not reach), must be a one-part logical name or a computing table function."""
+    for table in _SCAN.findall(plan_text):
+        if table in names or table in SAFE_TABLE_FUNCTIONS or table in recursive:
+            continue
+        if table.endswith("()"):
+            return f"the table function {table}, which may read outside the warehouse"
+        return f"a read of {table}: name the warehouse's tables and views by their one-part logical name"
     return None
-
-
-def _items(seq) -> list:
-    """A Scala ``Seq`` (through Py4J) as a Python list."""
-    return [seq.apply(index) for index in range(seq.size())]
-
-
-def _strings(seq) -> list[str]:
-    return [str(item) for item in _items(seq)]

@@ -1,20 +1,25 @@
 """``cqrs-orders report``: the read models as one self-contained HTML page.
 
-:func:`collect_report_data` is the only part that touches Spark; :func:`render_report` is a pure function
-of the collected figures. The page loads nothing: a Content-Security-Policy forbids every external fetch,
-and a few lines of inline script only mark each chart with how many of its marks the browser laid out
-(``data-rendered``), which the browser test reads back.
+:func:`collect_report_data` is the only part that reads, through a read-side backend (the Delta folders
+read without Spark, or the SQL warehouse; its queries are in the dialect both share, docs/queries.md);
+:func:`render_report` is a pure function of the collected figures. The page loads nothing: a
+Content-Security-Policy forbids every external fetch, and a few lines of inline script only mark each chart
+with how many of its marks the browser laid out (``data-rendered``), which the browser test reads back.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from html import escape
 
 from cqrs_orders.config import Settings
+from cqrs_orders.errors import QueryError
 from cqrs_orders.report.charts import PALETTE, bar_chart, line_chart
+
+logger = logging.getLogger(__name__)
 
 NO_LAG = "no lag measurements yet (run cqrs-orders lag)"
 NO_ORDERS = "no orders yet (run cqrs-orders project --once)"
@@ -29,30 +34,45 @@ class ReportData:
     lag: dict[str, list[tuple[datetime, float]]]  # projection -> (run_at UTC, event-time lag seconds)
 
 
-def collect_report_data(spark, settings: Settings, now: datetime | None = None) -> ReportData:
-    from cqrs_orders.query.views import register_views
+#: The report's queries, each with the logical name it reads.
+DAILY = (
+    "vw_daily_order_metrics",
+    "SELECT order_date, order_count, total_revenue FROM vw_daily_order_metrics ORDER BY order_date",
+)
+STATUS_MIX = (
+    "silver_orders",
+    "SELECT status, count(*) AS orders FROM silver_orders GROUP BY status ORDER BY orders DESC, status",
+)
+LAG = (
+    "ops_projection_lag",
+    "SELECT projection, run_at, event_time_lag_seconds FROM ops_projection_lag "
+    "WHERE event_time_lag_seconds IS NOT NULL ORDER BY run_at",
+)
 
-    names = set(register_views(spark, settings))
-    daily, status_mix, lag = [], [], {}
-    if "vw_daily_order_metrics" in names:
-        rows = spark.sql(
-            "SELECT order_date, order_count, total_revenue FROM vw_daily_order_metrics ORDER BY order_date"
-        ).collect()
-        daily = [(row.order_date, row.order_count, row.total_revenue) for row in rows]
-    if "silver_orders" in names:
-        rows = spark.sql(
-            "SELECT status, count(*) AS orders FROM silver_orders "
-            "GROUP BY status ORDER BY orders DESC, status"
-        ).collect()
-        status_mix = [(row.status, row.orders) for row in rows]
-    if "ops_projection_lag" in names:
-        rows = spark.sql(
-            "SELECT projection, unix_micros(run_at) AS run_micros, event_time_lag_seconds "
-            "FROM ops_projection_lag WHERE event_time_lag_seconds IS NOT NULL ORDER BY run_at"
-        ).collect()
-        for row in rows:
-            moment = datetime.fromtimestamp(row.run_micros / 1e6, timezone.utc)
-            lag.setdefault(row.projection, []).append((moment, row.event_time_lag_seconds))
+
+def collect_report_data(
+    backend, settings: Settings, now: datetime | None = None, present: set[str] | None = None
+) -> ReportData:
+    """The figures, read with ``backend.query(statement, {})``. ``present``: the logical names that exist
+    (a chart over a missing one stays empty); ``None`` when only the backend can tell (a SQL warehouse), in
+    which case a query it fails leaves its chart empty, with a warning."""
+
+    def rows(source: tuple[str, str]) -> list[dict]:
+        name, statement = source
+        if present is not None:
+            return backend.query(statement, {}) if name in present else []
+        try:
+            return backend.query(statement, {})
+        except QueryError as error:
+            logger.warning("the report leaves out %s: %s", name, error)
+            return []
+
+    daily = [(row["order_date"], row["order_count"], row["total_revenue"]) for row in rows(DAILY)]
+    status_mix = [(row["status"], row["orders"]) for row in rows(STATUS_MIX)]
+    lag: dict[str, list[tuple[datetime, float]]] = {}
+    for row in rows(LAG):
+        moment = row["run_at"].astimezone(timezone.utc)
+        lag.setdefault(row["projection"], []).append((moment, row["event_time_lag_seconds"]))
     return ReportData(
         generated_at=now or datetime.now(timezone.utc),
         warehouse=str(

@@ -2,10 +2,11 @@
 
 A command is one class: its ``type`` (the class name), its fields, its target (``aggregate``, whose id is
 the field :data:`~cqrs_orders.envelope.AGGREGATE_ID_FIELD` names), whether it ``creates`` that aggregate,
-the other aggregates it ``refers_to``, the events it ``emits`` and its rule, ``decide``. Defining the class
-registers it in :data:`COMMANDS`, after checking the declaration is whole: a command without a decision, or
-one emitting an event the envelope does not know, fails at import and says which. The handler, the HTTP
-API's schema, the CLI's help and ``docs/commands.md`` are all read from :data:`COMMANDS`.
+the other aggregates it ``refers_to``, the events it ``emits``, an ``example`` of it and its rule,
+``decide``. Defining the class registers it in :data:`COMMANDS`, after checking the declaration is whole: a
+command without a decision, one emitting an event the envelope does not know, or one whose example it would
+itself refuse, fails at import and says which. The handler, the HTTP API's schema, the CLI's help and
+``cqrs-orders commands``, and ``docs/commands.md`` are all read from :data:`COMMANDS`.
 
 A command arrives as JSON text or a dict with a ``type`` naming it. :func:`decode_command` then
 :func:`validate_command` turn it into one of the registered models, or raise a
@@ -21,7 +22,7 @@ from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
 
 from cqrs_orders.domain import strict_json
 from cqrs_orders.domain.ids import RULES as ID_RULES
@@ -30,6 +31,8 @@ from cqrs_orders.domain.strict_json import MAX_COMMAND_BYTES, short
 from cqrs_orders.envelope import (
     AGGREGATE_ID_FIELD,
     EVENT_CATALOG,
+    MONEY_DECIMAL_PLACES,
+    MONEY_MAX_DIGITS,
     AggregateType,
     CustomerState,
     Money,
@@ -54,9 +57,22 @@ LongText = Annotated[
 Email = Annotated[str, StringConstraints(strict=True, max_length=320, pattern=_EMAIL_PATTERN)]
 Currency = Annotated[str, StringConstraints(strict=True, pattern=_CURRENCY_PATTERN)]
 Quantity = Annotated[int, Field(strict=True, gt=0, le=1_000_000)]
-#: A unit price: the envelope's money rule (a decimal string or number, kept digit for digit).
+_WHOLE_DIGITS = MONEY_MAX_DIGITS - MONEY_DECIMAL_PLACES
+_MONEY_PATTERN = rf"^[0-9]{{1,{_WHOLE_DIGITS}}}(\.[0-9]{{1,{MONEY_DECIMAL_PLACES}}})?$"
+#: A unit price: the envelope's money rule (a decimal string or number, kept digit for digit). Its schema
+#: states the rule's limits, which pydantic leaves out of a decimal's: the largest amount and the decimals.
 Price = Annotated[
-    Money, Field(description="an amount >= 0, at most 2 decimals; as a string, every digit is kept")
+    Money,
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0, "exclusiveMaximum": 10**_WHOLE_DIGITS},
+                {"type": "string", "pattern": _MONEY_PATTERN},
+            ],
+            "description": f"an amount >= 0 and below 10^{_WHOLE_DIGITS} with at most {MONEY_DECIMAL_PLACES} "
+            'decimals, e.g. "9.50"',
+        }
+    ),
 ]
 
 _TEXT_HINT = (
@@ -67,6 +83,7 @@ _PATTERN_HINTS = {
     _TEXT_PATTERN: _TEXT_HINT,
     _EMAIL_PATTERN: "must be an email address like name@example.com",
     _CURRENCY_PATTERN: "must be 3 upper-case letters (ISO 4217), e.g. EUR",
+    _MONEY_PATTERN: "a number, or a string of digits that keeps every one",
 }
 
 #: An aggregate's state, as the envelope carries it.
@@ -114,6 +131,8 @@ class Command(_Strict):
     refers_to: ClassVar[Mapping[str, AggregateType]] = {}
     #: The event types (past tense, from ``EVENT_CATALOG``) the decision may record.
     emits: ClassVar[tuple[str, ...]] = ()
+    #: A whole command of this type, as a caller sends it: checked against the class at import.
+    example: ClassVar[Mapping[str, Any]]
 
     def decide(self, state: State | None, now: datetime, referenced: Mapping[str, State | None]) -> Decision:
         """The command's rule: the event it records and the aggregate's state after it, or a
@@ -174,14 +193,34 @@ def _check_declaration(cls: type[Command], kind: str) -> None:
             raise TypeError(
                 f"{name} acts on a {cls.aggregate.value} but emits {event_type!r}, a {owner.value} event"
             )
+    _check_example(cls, name)
+
+
+def _check_example(cls: type[Command], name: str) -> None:
+    """The example must be one the command itself accepts: what the documentation shows is never refused."""
+    example = cls.__dict__.get("example")
+    if example is None:
+        raise TypeError(f"{name} declares no example (a whole {name}, as a caller sends it)")
+    if example.get("type") != name:
+        raise TypeError(f"{name}'s example has type {example.get('type')!r}, not {name!r}")
+    try:
+        cls.model_validate(example)
+    except pydantic.ValidationError as error:
+        raise TypeError(
+            f"{name}'s example is refused by its own declaration: {_describe(name, error)}"
+        ) from None
 
 
 def json_schemas(ref_template: str = "#/$defs/{model}") -> dict[str, dict[str, Any]]:
     """The JSON schemas of the commands, by name: ``Command`` (any one of them, a ``oneOf`` told apart by
-    ``type``), each command's, and those they refer to; each refers to the others by ``ref_template``."""
+    ``type``), each command's with its example, and those they refer to; each refers to the others by
+    ``ref_template``."""
     any_command = Annotated[Union[tuple(COMMANDS.values())], Field(discriminator="type")]  # noqa: UP007
     schema = pydantic.TypeAdapter(any_command).json_schema(ref_template=ref_template)
-    return {"Command": {key: value for key, value in schema.items() if key != "$defs"}, **schema["$defs"]}
+    defs = schema["$defs"]
+    for name, command in COMMANDS.items():  # as declared (pydantic would sort an example's keys)
+        defs[name]["examples"] = [dict(command.example)]
+    return {"Command": {key: value for key, value in schema.items() if key != "$defs"}, **defs}
 
 
 def decode_command(raw: str | bytes | dict) -> dict:

@@ -31,6 +31,13 @@ class RegisterCustomer(CustomerCommand):
 
     creates = True
     emits = ("CustomerRegistered",)
+    example = {
+        "type": "RegisterCustomer",
+        "commandId": "cmd-1",
+        "customerId": "cust-1",
+        "name": "Ada Lovelace",
+        "email": "ada@example.com",
+    }
 
     def decide(self, state: None, now: datetime, referenced: Mapping[str, State | None]) -> Decision:
         registered = CustomerState(
@@ -48,6 +55,12 @@ class UpdateCustomer(CustomerCommand):
     email: Email | None = None
 
     emits = ("CustomerUpdated",)
+    example = {
+        "type": "UpdateCustomer",
+        "commandId": "cmd-2",
+        "customerId": "cust-1",
+        "email": "ada@example.org",
+    }
 
     @pydantic.model_validator(mode="after")
     def _changes_something(self) -> UpdateCustomer:

@@ -67,6 +67,14 @@ class CreateOrder(OrderCommand):
     creates = True
     refers_to = {"customerId": AggregateType.CUSTOMER}
     emits = ("OrderCreated",)
+    example = {
+        "type": "CreateOrder",
+        "commandId": "cmd-3",
+        "orderId": "ord-1",
+        "customerId": "cust-1",
+        "items": [{"sku": "sku-1", "quantity": 2, "unitPrice": "9.50"}],
+        "currency": "EUR",
+    }
 
     @field_validator("items")
     @classmethod
@@ -111,6 +119,14 @@ class AddOrderItem(OrderCommand):
     unitPrice: Price
 
     emits = ("OrderItemAdded",)
+    example = {
+        "type": "AddOrderItem",
+        "commandId": "cmd-4",
+        "orderId": "ord-1",
+        "sku": "sku-2",
+        "quantity": 1,
+        "unitPrice": "4.25",
+    }
 
     def decide(self, state: OrderState, now: datetime, referenced: Mapping[str, State | None]) -> Decision:
         _items_can_change(state)
@@ -134,6 +150,7 @@ class RemoveOrderItem(OrderCommand):
     sku: Id
 
     emits = ("OrderItemRemoved",)
+    example = {"type": "RemoveOrderItem", "commandId": "cmd-5", "orderId": "ord-1", "sku": "sku-2"}
 
     def decide(self, state: OrderState, now: datetime, referenced: Mapping[str, State | None]) -> Decision:
         _items_can_change(state)
@@ -155,6 +172,7 @@ class ConfirmOrder(OrderCommand):
     orderId: Id
 
     emits = ("OrderConfirmed",)
+    example = {"type": "ConfirmOrder", "commandId": "cmd-6", "orderId": "ord-1", "expectedVersion": 3}
 
     def decide(self, state: OrderState, now: datetime, referenced: Mapping[str, State | None]) -> Decision:
         return "OrderConfirmed", _move(self, state, now, (OrderStatus.CREATED,), OrderStatus.CONFIRMED)
@@ -167,6 +185,7 @@ class ShipOrder(OrderCommand):
     orderId: Id
 
     emits = ("OrderShipped",)
+    example = {"type": "ShipOrder", "commandId": "cmd-7", "orderId": "ord-1"}
 
     def decide(self, state: OrderState, now: datetime, referenced: Mapping[str, State | None]) -> Decision:
         return "OrderShipped", _move(self, state, now, (OrderStatus.CONFIRMED,), OrderStatus.SHIPPED)
@@ -179,6 +198,7 @@ class DeliverOrder(OrderCommand):
     orderId: Id
 
     emits = ("OrderDelivered",)
+    example = {"type": "DeliverOrder", "commandId": "cmd-8", "orderId": "ord-1"}
 
     def decide(self, state: OrderState, now: datetime, referenced: Mapping[str, State | None]) -> Decision:
         return "OrderDelivered", _move(self, state, now, (OrderStatus.SHIPPED,), OrderStatus.DELIVERED)
@@ -192,6 +212,12 @@ class CancelOrder(OrderCommand):
     reason: LongText
 
     emits = ("OrderCancelled",)
+    example = {
+        "type": "CancelOrder",
+        "commandId": "cmd-9",
+        "orderId": "ord-1",
+        "reason": "the customer asked",
+    }
 
     def decide(self, state: OrderState, now: datetime, referenced: Mapping[str, State | None]) -> Decision:
         allowed = (OrderStatus.CREATED, OrderStatus.CONFIRMED)

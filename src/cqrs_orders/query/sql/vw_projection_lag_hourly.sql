@@ -11,6 +11,6 @@ SELECT
   max(bus_backlog + bronze_backlog) AS max_backlog,
   max(staleness_seconds) AS max_staleness_seconds,
   max(version_gaps) AS max_version_gaps,
-  count_if(NOT healthy) AS unhealthy_measurements
+  count(*) FILTER (WHERE NOT healthy) AS unhealthy_measurements
 FROM ${catalog}.${schema}.ops_projection_lag
 GROUP BY date_trunc('HOUR', run_at), projection
