@@ -19,6 +19,7 @@ from datetime import date, datetime, time, timezone
 from decimal import Decimal
 from pathlib import Path
 
+from cqrs_orders import wiring
 from cqrs_orders.config import Settings
 from cqrs_orders.errors import ConfigurationError, QueryError
 from cqrs_orders.exit_codes import ExitCode
@@ -115,10 +116,10 @@ def run_sql(args, settings: Settings) -> int:
 def _local_rows(settings: Settings, query: str) -> tuple[list[str], Iterator[tuple]]:
     """The query's column names and its rows, streamed batch by batch from the warehouse's Delta folders."""
     from cqrs_orders.adapters.delta_log import check_warehouse_tables
-    from cqrs_orders.query.delta import DeltaBackend
+    from cqrs_orders.query.guard import first_line
 
     check_warehouse_tables(settings)  # a damaged table is named in one line before the engine meets it
-    backend = DeltaBackend.for_warehouse(settings)
+    backend = wiring.read_backend(settings)
     try:
         planned = backend.plan(query)
     except QueryError as error:
@@ -132,7 +133,7 @@ def _local_rows(settings: Settings, query: str) -> tuple[list[str], Iterator[tup
                 columns = [column.to_pylist() for column in batch.to_pyarrow().columns]
                 yield from zip(*columns, strict=True)
         except Exception as error:  # DataFusion raises plain exceptions carrying its message
-            raise QueryError(f"the query failed: {str(error).strip().splitlines()[0]}") from None
+            raise QueryError(f"the query failed: {first_line(error)}") from None
 
     return names, rows()
 
@@ -141,7 +142,7 @@ def _warehouse_rows(settings: Settings, query: str) -> tuple[list[str], Iterator
     """The Databricks edition: the query checked by the local guard, then run by the SQL warehouse."""
     from databricks.sdk.errors import DatabricksError
 
-    backend = sql_warehouse(settings, "sql")
+    backend = wiring.read_backend(settings)
     check_on_schemas(query)
     try:
         rows = backend.query(query, {})
@@ -154,25 +155,6 @@ def _warehouse_rows(settings: Settings, query: str) -> tuple[list[str], Iterator
         ) from None
     names = list(rows[0]) if rows else []
     return names, (tuple(row.values()) for row in rows)
-
-
-def sql_warehouse(settings: Settings, command: str):
-    """The SQL warehouse backend the server reads with (:func:`cqrs_orders.http.wiring.read_models`)."""
-    if not settings.sql_warehouse_id:
-        raise ConfigurationError(
-            f"With CQRS_CATALOG set, `{command}` reads the Unity Catalog tables through a SQL warehouse: "
-            "set CQRS_SQL_WAREHOUSE_ID to the one that serves them, or unset CQRS_CATALOG to read the local "
-            "warehouse."
-        )
-    from databricks.sdk import WorkspaceClient
-
-    from cqrs_orders.query.api import SqlWarehouseBackend
-
-    try:
-        client = WorkspaceClient()
-    except ValueError as error:  # the SDK's message names the missing host or credentials
-        raise ConfigurationError(f"Cannot authenticate to the Databricks workspace: {error}") from None
-    return SqlWarehouseBackend(client, settings.sql_warehouse_id, settings.catalog, settings.schema)
 
 
 def check_on_schemas(query: str) -> None:
@@ -310,16 +292,13 @@ def run_create_views(args, settings: Settings) -> int:
 def run_report(args, settings: Settings) -> int:
     from cqrs_orders.report.page import collect_report_data, render_report
 
-    if settings.catalog:
-        backend = sql_warehouse(settings, "report")
-        present = None  # the SQL warehouse knows what exists; a chart whose object is missing stays empty
-    else:
+    if not settings.catalog:
         from cqrs_orders.adapters.delta_log import check_warehouse_tables
-        from cqrs_orders.query.delta import DeltaBackend
 
-        check_warehouse_tables(settings)
-        backend = DeltaBackend.for_warehouse(settings)
-        present = set(backend.names())
+        check_warehouse_tables(settings)  # a damaged table is named in one line before the engine meets it
+    backend = wiring.read_backend(settings)
+    # The SQL warehouse knows what exists (a chart whose object is missing stays empty); locally, ask.
+    present = None if settings.catalog else set(backend.names())
     log.info("reading the read models in %s", settings.warehouse)
     html = render_report(collect_report_data(backend, settings, present=present))
     out = Path(args.out)

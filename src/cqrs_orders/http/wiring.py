@@ -15,7 +15,6 @@ import logging
 
 from cqrs_orders import wiring
 from cqrs_orders.config import Settings
-from cqrs_orders.errors import ConfigurationError
 from cqrs_orders.http.app import create_app
 from cqrs_orders.http.callers import UNAUTHENTICATED_WARNING, CallerPolicy
 from cqrs_orders.query.api import ReadModels
@@ -24,29 +23,13 @@ logger = logging.getLogger(__name__)
 
 
 def read_models(settings: Settings) -> ReadModels:
-    if settings.sql_warehouse_id:
-        if not settings.catalog:
-            raise ConfigurationError(
-                "CQRS_SQL_WAREHOUSE_ID needs CQRS_CATALOG and CQRS_SCHEMA: the schema holding the views."
-            )
-        from databricks.sdk import WorkspaceClient
-
-        try:
-            client = WorkspaceClient()
-        except ValueError as error:  # the SDK's message names the missing host or credentials
-            raise ConfigurationError(f"Cannot authenticate to the Databricks workspace: {error}") from None
+    backend = wiring.read_backend(settings)
+    if settings.catalog:
         logger.info("read models: SQL warehouse %s, %s.%s", settings.sql_warehouse_id, settings.catalog,
                     settings.schema)  # fmt: skip
-        return ReadModels.on_sql_warehouse(
-            client, settings.sql_warehouse_id, settings.catalog, settings.schema
-        )
-    if settings.catalog:
-        raise ConfigurationError(
-            "With CQRS_CATALOG set the read models are Unity Catalog tables: set CQRS_SQL_WAREHOUSE_ID to "
-            "the SQL warehouse that serves them."
-        )
-    logger.info("read models: the Delta tables under %s (no Spark)", settings.warehouse)
-    return ReadModels.on_delta(settings)
+    else:
+        logger.info("read models: the Delta tables under %s (no Spark)", settings.warehouse)
+    return ReadModels(backend)
 
 
 def app_for(settings: Settings):
