@@ -14,7 +14,8 @@ import base64
 import json
 import logging
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import date, datetime, time, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -99,21 +100,31 @@ def run_sql(args, settings: Settings) -> int:
     if args.limit < 0:
         raise QueryError(f"--limit must be 0 or more, not {args.limit}.")
     if settings.catalog:
-        names, rows = _warehouse_rows(settings, args.query)
+        names, chunks = _warehouse_rows(settings, args.query)
     else:
-        names, rows = _local_rows(settings, args.query)
+        names, chunks = _local_rows(settings, args.query)
     if args.json:
-        for row in rows:
-            print(json_line(names, row))
+        for chunk in chunks:
+            for row in chunk.rows(chunk.count):
+                print(json_line(names, row))
     else:
-        shown, total = _first(rows, args.limit)
+        shown, total = _first(chunks, args.limit)
         print(text_table(names, shown), end="")
         if total > len(shown):
             print(f"{len(shown):,} of {total:,} rows; use --limit to see more")
     return ExitCode.OK
 
 
-def _local_rows(settings: Settings, query: str) -> tuple[list[str], Iterator[tuple]]:
+@dataclass(frozen=True)
+class Chunk:
+    """Rows of an answer as they arrive (an Arrow batch, or the SQL warehouse's whole answer): counted
+    without turning them into Python values, which only the rows shown pay for."""
+
+    count: int
+    rows: Callable[[int], list[tuple]]  # the first n rows, as tuples of Python values
+
+
+def _local_rows(settings: Settings, query: str) -> tuple[list[str], Iterator[Chunk]]:
     """The query's column names and its rows, streamed batch by batch from the warehouse's Delta folders."""
     from cqrs_orders.adapters.delta_log import check_warehouse_tables
     from cqrs_orders.query.guard import first_line
@@ -126,19 +137,23 @@ def _local_rows(settings: Settings, query: str) -> tuple[list[str], Iterator[tup
         raise QueryError(_explain(str(error), backend.names(), settings)) from None
     names = _unique(planned.frame.schema().names)
 
-    def rows() -> Iterator[tuple]:
+    def tuples(batch, n: int) -> list[tuple]:
+        columns = [column.to_pylist() for column in batch.slice(0, n).columns]
+        return list(zip(*columns, strict=True))
+
+    def chunks() -> Iterator[Chunk]:
         keep = planned  # the session lives until the last batch is read
         try:
             for batch in keep.frame.execute_stream():
-                columns = [column.to_pylist() for column in batch.to_pyarrow().columns]
-                yield from zip(*columns, strict=True)
+                arrow = batch.to_pyarrow()
+                yield Chunk(arrow.num_rows, lambda n, arrow=arrow: tuples(arrow, n))
         except Exception as error:  # DataFusion raises plain exceptions carrying its message
             raise QueryError(f"the query failed: {first_line(error)}") from None
 
-    return names, rows()
+    return names, chunks()
 
 
-def _warehouse_rows(settings: Settings, query: str) -> tuple[list[str], Iterator[tuple]]:
+def _warehouse_rows(settings: Settings, query: str) -> tuple[list[str], Iterator[Chunk]]:
     """The Databricks edition: the query checked by the local guard, then run by the SQL warehouse."""
     from databricks.sdk.errors import DatabricksError
 
@@ -154,7 +169,8 @@ def _warehouse_rows(settings: Settings, query: str) -> tuple[list[str], Iterator
             "credentials, and that the warehouse is running"
         ) from None
     names = list(rows[0]) if rows else []
-    return names, (tuple(row.values()) for row in rows)
+    answer = [tuple(row.values()) for row in rows]
+    return names, iter([Chunk(len(answer), lambda n: answer[:n])])
 
 
 def check_on_schemas(query: str) -> None:
@@ -183,13 +199,13 @@ def declared_schemas() -> dict:
     return {name: to_arrow_schema(schema) for name, schema in SCHEMAS.items()}
 
 
-def _first(rows: Iterable[tuple], limit: int) -> tuple[list[tuple], int]:
-    """The first ``limit`` rows and how many there are in all (the rest are counted, not kept)."""
+def _first(chunks: Iterable[Chunk], limit: int) -> tuple[list[tuple], int]:
+    """The first ``limit`` rows and how many there are in all (the rest are counted, not converted)."""
     shown, total = [], 0
-    for row in rows:
-        if total < limit:
-            shown.append(row)
-        total += 1
+    for chunk in chunks:
+        if len(shown) < limit:
+            shown.extend(chunk.rows(limit - len(shown)))
+        total += chunk.count
     return shown, total
 
 
