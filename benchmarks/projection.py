@@ -59,8 +59,7 @@ def order_event(order: int, version: int) -> tuple[str, str]:
     order_id = f"order-{order:09d}"
     at = T0 + timedelta(seconds=order, milliseconds=version)
     items = tuple(
-        LineItem(sku=f"sku-{n}", quantity=n, unitPrice=Decimal(f"{n}.25"))
-        for n in range(1, min(version, 3) + 1)
+        LineItem(sku=f"sku-{n}", quantity=n, price=Decimal(f"{n}.25")) for n in range(1, min(version, 3) + 1)
     )
     state = OrderState(
         orderId=order_id,

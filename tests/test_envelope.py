@@ -30,7 +30,7 @@ def order_state(**changes) -> OrderState:
         orderId="order-123",
         customerId="cust-001",
         status="Created",
-        items=[LineItem(sku="SKU-1", quantity=2, unitPrice=Decimal("19.99"))],
+        items=[LineItem(sku="SKU-1", quantity=2, price=Decimal("19.99"))],
         currency="EUR",
         createdAt=AT,
         updatedAt=AT,
@@ -46,10 +46,11 @@ def test_round_trip_preserves_every_field():
 def test_wire_form_uses_utc_z_timestamps_and_money_as_decimal_strings():
     wire = json.loads(new_event("OrderCreated", order_state(), 1, at=AT).to_json())
     assert wire["timestamp"] == "2025-01-15T10:30:00Z"
-    assert wire["data"]["items"][0]["unitPrice"] == "19.99"
+    assert wire["data"]["items"][0]["price"] == "19.99"
     assert wire["aggregateId"] == "order-123" and wire["aggregateType"] == "Order"
+    assert wire["schemaVersion"] == 2  # every writer states the version its data is in
     assert set(wire) == {
-        "eventId", "eventType", "aggregateId", "aggregateType", "version", "timestamp",
+        "eventId", "eventType", "aggregateId", "aggregateType", "version", "schemaVersion", "timestamp",
         "correlationId", "causationId", "data", "metadata",
     }  # fmt: skip
 
@@ -65,7 +66,7 @@ def test_customer_event_round_trip():
 
 def test_unknown_fields_are_tolerated_on_read():
     wire = json.loads(new_event("OrderCreated", order_state(), 1, at=AT).to_json())
-    wire["schemaVersion"] = 7
+    wire["producer"] = "another service"
     assert EventEnvelope.model_validate(wire).aggregateId == "order-123"
 
 
@@ -115,7 +116,8 @@ def test_spark_schema_parses_the_wire_form(spark):
     assert uuid.UUID(parsed.eventId) == event.eventId
     assert parsed.version == 3
     assert parsed.timestamp == datetime(2025, 1, 15, 10, 30)  # session time zone is UTC
-    assert parsed.data.items[0].unitPrice == Decimal("19.99")
-    assert ENVELOPE_SCHEMA["data"].dataType["items"].dataType.elementType[
-        "unitPrice"
-    ].dataType == T.DecimalType(18, 2)
+    assert parsed.data.items[0].price == Decimal("19.99")
+    assert parsed.schemaVersion == 2
+    assert ENVELOPE_SCHEMA["data"].dataType["items"].dataType.elementType["price"].dataType == T.DecimalType(
+        18, 2
+    )

@@ -78,7 +78,7 @@ def test_unfetchable_jars_end_the_cli_with_one_line(tmp_path):
         "CQRS_JARS_DIR": str(tmp_path / "no-jars-yet"),
     }
     result = subprocess.run(
-        [sys.executable, "-m", "cqrs_orders.cli", "lag", "--warehouse", str(tmp_path / "w")],
+        [sys.executable, "-m", "cqrs_orders.cli", "rebuild", "--warehouse", str(tmp_path / "w")],
         env=env, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert result.returncode == 2

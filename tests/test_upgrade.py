@@ -44,7 +44,7 @@ def old_store(settings) -> list:
     handler = CommandHandler(scratch)
     results = [handler.handle({**register(n), "commandId": f"c-{n}"}) for n in range(3)]
     db = scratch._connection()
-    aggregates = db.execute("SELECT * FROM aggregates").fetchall()
+    aggregates = db.execute("SELECT aggregate_id, aggregate_type, version, state FROM aggregates").fetchall()
     events = db.execute(
         "SELECT seq, event_id, aggregate_id, version, event_type, command_id, body FROM events"
     ).fetchall()

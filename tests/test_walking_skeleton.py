@@ -89,7 +89,7 @@ def test_duplicates_and_late_older_versions_leave_silver_unchanged(spark, cli, t
             orderId="order-9",
             customerId="cust-9",
             status=status,
-            items=[LineItem(sku="X", quantity=quantity, unitPrice="2.50")],
+            items=[LineItem(sku="X", quantity=quantity, price="2.50")],
             currency="EUR",
             createdAt="2025-01-15T10:00:00Z",
             updatedAt=f"2025-01-15T1{version}:00:00Z",

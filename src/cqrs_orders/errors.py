@@ -113,6 +113,13 @@ class ConcurrencyConflict(CommandRejected):
     code = "CONCURRENCY_CONFLICT"
 
 
+class CustomerErased(CommandRejected):
+    """The command targets a customer whose personal data was erased (``cqrs-orders erase-customer``): the
+    customer stays erased, so nothing is written for it again under its id."""
+
+    code = "CUSTOMER_ERASED"
+
+
 class PayloadTooLarge(CommandRejected):
     """An HTTP request body over the command size limit, refused before it is read in full."""
 

@@ -18,7 +18,7 @@ from cqrs_orders.spark import PIPELINE_CONF
 pytestmark = [pytest.mark.databricks_cli, pytest.mark.timeout(1800)]
 
 DEV_ROOT = "/Workspace/Users/tester@databricks.com/.bundle/cqrs_orders/dev"
-JOBS = {"projection", "lag_monitor", "maintenance", "views", "command_ingest", "quarantine"}
+JOBS = {"projection", "lag_monitor", "maintenance", "views", "command_ingest", "quarantine", "erase_customer"}
 RUN_AS = {"USE_SCHEMA", "CREATE_TABLE", "MODIFY", "SELECT"}  # the jobs' least privilege on the schema
 JOB_PARAMETER = re.compile(r"\{\{job\.parameters\.(\w+)\}\}")
 
@@ -101,7 +101,7 @@ def test_wheel_tasks_are_valid_command_lines_and_the_notebook_reads_its_paramete
                 ]
                 for parameter in given:
                     assert f'"{parameter}"' in source, (key, parameter)
-    assert wheel_tasks == 5  # project, lag, maintain, create-views, quarantine
+    assert wheel_tasks == 6  # project, lag, maintain, create-views, quarantine, erase-customer
 
 
 def test_the_app_installs_the_wheel_the_bundle_builds(names):

@@ -353,6 +353,21 @@ def _flow(platform: Platform, jobs, app, account, warehouse, tables: Path, flow_
             argv, env = platform.task(key, jobs[key], task)
             code, out = platform.run(f"{key}-{task['task_key']}", argv, env)
             assert code == 0, f"{key}.{task['task_key']} exited {code}:\n{out}"
+    # An operator erases the customer: Cosmos DB and the lake read the marker; the orders stay.
+    [erase] = jobs["erase_customer"]["tasks"]
+    given = {"customer_id": customer, "reason": "flow: ticket 1"}
+    argv, env = platform.task("erase_customer", jobs["erase_customer"], erase, given)
+    code, out = platform.run("erase_customer-erase", argv, env)
+    assert code == 0, f"erase_customer exited {code}:\n{out}"
+    from deltalake import DeltaTable
+
+    customers = DeltaTable(str(tables / "silver_customers")).to_pyarrow_table().to_pylist()
+    erased = [(r["customer_name"], r["email"]) for r in customers if r["customer_id"] == customer]
+    assert erased == [("[erased]", "[erased]")]
+    [state] = [
+        d for d in account.documents.values() if d.get("docType") == "state" and d["aggregateId"] == customer
+    ]
+    assert (state["state"]["name"], state["erasure"]["reason"]) == ("[erased]", "flow: ticket 1")
 
     assert streaming.poll() is None, streaming.log_path.read_text()  # the continuous task still runs
     assert standby.poll() is None, standby.log_path.read_text()

@@ -41,7 +41,7 @@ def create_order(order_id: str, price_text: str) -> str:
 
 
 def wire_price(body: str) -> str:
-    return json.loads(body)["data"]["items"][0]["unitPrice"]
+    return json.loads(body)["data"]["items"][0]["price"]
 
 
 EDGES = [Decimal("90071992547409.93"), Decimal("9999999999999999.99"), Decimal("0.01"), Decimal("0.00")]
@@ -74,13 +74,13 @@ def _round_trip(handler, store, folder, amounts: list[Decimal]) -> None:
 
     for order_id, amount in sent.items():  # the store, after a reload from its text
         (item,) = store.load(order_id).state.items
-        assert str(item.unitPrice) == f"{amount:.2f}", (order_id, item.unitPrice)
+        assert str(item.price) == f"{amount:.2f}", (order_id, item.price)
 
     pending = store.pending(10_000).entries
     by_order = {entry.aggregate_id: entry.body for entry in pending if entry.aggregate_id in sent}
     for order_id, body in by_order.items():  # the event as stored and as parsed back
         assert wire_price(body) == f"{sent[order_id]:.2f}"
-        assert EventEnvelope.from_json(body).data.items[0].unitPrice == sent[order_id]
+        assert EventEnvelope.from_json(body).data.items[0].price == sent[order_id]
 
     Relay(store, EventLogPublisher(folder / "log")).drain()  # the bus: what the relay published, read back
     log = EventLog(folder / "log")
@@ -99,8 +99,8 @@ def test_cosmos_db_keeps_every_accepted_amount_exactly(cosmos_settings, cosmos_a
     order_id = f"o-{len(cosmos_account.documents)}"
     assert handler.handle(create_order(order_id, f"{amount:.2f}")).accepted
     document = cosmos_account.documents[(order_id, "state")]
-    assert document["state"]["items"][0]["unitPrice"] == f"{amount:.2f}"  # a string in the document
-    assert store.load(order_id).state.items[0].unitPrice == amount
+    assert document["state"]["items"][0]["price"] == f"{amount:.2f}"  # a string in the document
+    assert store.load(order_id).state.items[0].price == amount
     (event,) = [
         d for (p, _), d in cosmos_account.documents.items() if p == order_id and d["docType"] == "event"
     ]
@@ -145,5 +145,5 @@ def test_an_event_written_before_the_money_rule_still_reads_its_number(handler):
         }
     )
     event = EventEnvelope.from_json(body)
-    assert str(event.data.items[0].unitPrice) == "19.99"
+    assert str(event.data.items[0].price) == "19.99"  # a schema 1 event, its unitPrice now price
     assert wire_price(event.to_json()) == "19.99"  # written back in the one rule

@@ -4,6 +4,7 @@ SQLite always, Cosmos DB through the in-memory account always, and a live Cosmos
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from cqrs_orders.adapters.sqlite_store import SqliteWriteStore
+from cqrs_orders.application.erasure import MARKER, Erasure
 from cqrs_orders.application.handler import CommandHandler
 from cqrs_orders.application.ports import (
     Commit,
@@ -28,7 +30,7 @@ from cqrs_orders.application.ports import (
 from cqrs_orders.application.relay import Relay
 from cqrs_orders.config import Settings
 from cqrs_orders.envelope import AggregateType, CustomerState, new_event
-from cqrs_orders.errors import PublishError, RelayBusy
+from cqrs_orders.errors import NotFound, PublishError, RelayBusy
 
 from .cosmos_fake import COSMOS_ENDPOINT, COSMOS_KEY, FakeClock
 
@@ -358,6 +360,48 @@ class WriteStoreContract:
         assert again.accepted and again.version == 3 and again.eventIds != renamed.eventIds
         assert handler.handle(rename) == again  # and the new answer is the one kept from now on
 
+    def test_an_erased_customer_reads_as_the_marker_everywhere_and_stays_erased(self, store):
+        """Erasure masks the state, every event (the outbox's copy: what a relay publishes later) and the
+        commands; every name and e-mail the customer ever had comes back once, for the lake's search; and
+        no later command writes the customer again: an update is refused, a register finds it exists."""
+        handler = CommandHandler(store)
+        customer = f"cust-{uuid.uuid4()}"
+        register = {"type": "RegisterCustomer", "commandId": f"reg-{customer}", "customerId": customer,
+                    "name": "Zyx Quorra", "email": "zyx.quorra@example.test"}  # fmt: skip
+        rename = {"type": "UpdateCustomer", "commandId": f"ren-{customer}", "customerId": customer,
+                  "name": "Zyx Quorra-Vell"}  # fmt: skip
+        assert handler.handle(register).accepted and handler.handle(rename).accepted
+        published_before = [e for e in self.drain(store) if e.aggregate_id == customer]
+        assert len(published_before) == 2
+
+        erased = store.erase_customer(Erasure(customer, NOW, "ticket 42", "dpo@example.test"))
+
+        assert erased.values == {"Zyx Quorra", "Zyx Quorra-Vell", "zyx.quorra@example.test"}
+        assert (erased.events, erased.commands, erased.already_erased) == (2, 2, False)
+        state = store.load(customer).state
+        assert (state.name, state.email, store.load(customer).version) == (MARKER, MARKER, 2)
+        store.rewind_outbox(NOW - timedelta(days=3650))
+        bodies = [e.body for e in self.drain(store) if e.aggregate_id == customer]
+        assert len(bodies) == 2 and not any("Zyx" in body or "quorra" in body for body in bodies)
+        assert all(json.loads(body)["data"]["name"] == MARKER for body in bodies)
+
+        refused = handler.handle({**rename, "commandId": f"again-{customer}", "name": "Back Again"})
+        assert (refused.status, refused.error["code"]) == ("rejected", "CUSTOMER_ERASED")
+        recreated = handler.handle({**register, "commandId": f"new-{customer}"})
+        assert (recreated.status, recreated.error["code"]) == ("rejected", "ALREADY_EXISTS")
+        retried = handler.handle(register)  # the erased command's own id: its fingerprint is gone
+        assert retried.status == "rejected" and "Zyx" not in json.dumps(retried.to_dict())
+        assert store.load(customer).state.name == MARKER
+
+        again = store.erase_customer(Erasure(customer, NOW + timedelta(days=1), "repeat", "someone else"))
+        assert again.already_erased and again.erasure.reason == "ticket 42" and again.values == set()
+
+    def test_erasing_an_unknown_or_non_customer_id_is_not_found(self, store):
+        store.append(customer_commit("cust-known", 1))
+        with pytest.raises(NotFound):
+            store.erase_customer(Erasure("cust-missing", NOW, "ticket", "dpo"))
+        assert store.load("cust-known").state.name == "Ada"
+
     @staticmethod
     def drain(store) -> list:
         entries = []
@@ -397,6 +441,33 @@ class TestSqliteWriteStore(WriteStoreContract):
         self.drain(store)
         store.rewind_outbox(now)
         assert [e.aggregate_id for e in self.drain(store)] == ["at", "after"]
+
+    def test_an_erasure_leaves_no_old_byte_in_any_file_of_the_store(self, store, tmp_path):
+        """SQLite keeps rewritten rows' old bytes in the WAL's frames and in free pages: after the erasure
+        no file of the store (database, WAL, shared memory, lock files) holds the personal values."""
+        handler = CommandHandler(store)
+        register = {"type": "RegisterCustomer", "customerId": "cust-bytes", "name": "Wendeline Oxtrot",
+                    "email": "w.oxtrot@example.test"}  # fmt: skip
+        for number in range(5):
+            other = {"customerId": f"other-{number}", "name": f"Other {number}", "email": f"o{number}@x.test"}
+            assert handler.handle({**register, **other}).accepted
+        assert handler.handle(register).accepted
+        assert handler.handle({"type": "UpdateCustomer", "customerId": "cust-bytes", "name": "Wen Oxtrot"})
+        self.drain(store)
+        store.load("cust-bytes")  # a reading connection stays open: it must not keep the WAL alive
+        files = sorted(tmp_path.iterdir())
+        assert any(b"Oxtrot" in f.read_bytes() for f in files)
+
+        store.erase_customer(Erasure("cust-bytes", NOW, "ticket", "dpo"))
+
+        found = {
+            f.name
+            for f in sorted(tmp_path.iterdir())
+            for text in (b"Oxtrot", b"oxtrot")
+            if text in f.read_bytes()
+        }
+        assert found == set()
+        assert store.load("other-3").state.name == "Other 3"  # the rest of the store as it was
 
     def hold_then_die(self, request):
         """A relay process that takes the lock, then is killed (SIGKILL): the kernel releases its lock."""

@@ -35,7 +35,7 @@ def produce_backlog(broker: str, topic: str) -> None:
     producer = KafkaProducer(bootstrap_servers=broker, acks="all", linger_ms=20)
     at = OrderState(
         orderId="order-0", customerId="cust-1", status=OrderStatus("Created"),
-        items=(LineItem(sku="A", quantity=1, unitPrice="2.50"),), currency="EUR",
+        items=(LineItem(sku="A", quantity=1, price="2.50"),), currency="EUR",
         createdAt="2026-03-01T09:00:00Z", updatedAt="2026-03-01T09:00:00Z",
     )  # fmt: skip
     for n in range(BACKLOG):

@@ -29,7 +29,7 @@ def order(order_id: str, status: str, *items: tuple[str, int, str], updated=T0) 
         orderId=order_id,
         customerId="cust-1",
         status=OrderStatus(status),
-        items=tuple(LineItem(sku=s, quantity=q, unitPrice=Decimal(p)) for s, q, p in items),
+        items=tuple(LineItem(sku=s, quantity=q, price=Decimal(p)) for s, q, p in items),
         currency="EUR",
         createdAt=T0,
         updatedAt=updated,

@@ -28,7 +28,7 @@ def order_event(order_id: str, version: int, at: datetime, customer_id: str = "c
         orderId=order_id,
         customerId=customer_id,
         status=OrderStatus.CREATED,
-        items=(LineItem(sku="A", quantity=version, unitPrice=Decimal("2.50")),),
+        items=(LineItem(sku="A", quantity=version, price=Decimal("2.50")),),
         currency="EUR",
         createdAt=at,
         updatedAt=at,

@@ -35,8 +35,8 @@ class Events:
             customerId=customer_id,
             status=status,
             items=[
-                LineItem(sku="SKU-1", quantity=quantity, unitPrice="2.50"),
-                LineItem(sku="SKU-2", quantity=1, unitPrice="10"),
+                LineItem(sku="SKU-1", quantity=quantity, price="2.50"),
+                LineItem(sku="SKU-2", quantity=1, price="10"),
             ],
             currency=currency,
             createdAt=created,

@@ -122,9 +122,11 @@ def test_the_backlog_of_a_log_read_out_of_order_counts_what_was_read(spark):
 
     bronze = spark.createDataFrame([(0, 5), (0, 6), (1, 0)], "partition int, offset long")
     quarantine = spark.createDataFrame([(1, 1)], "partition int, offset long")
-    counted, highest = (
-        {r.partition: r.next_offset for r in measure(bronze, quarantine).collect()}
-        for measure in (measures.ingested_counts, measures.ingested_next_offsets)
-    )
-    assert (counted, highest) == ({0: 2, 1: 2}, {0: 7, 1: 2})
-    assert measures.bus_backlog({0: 7, 1: 2}, counted) == 5  # offsets 0 to 4 of partition 0
+    bronze.createOrReplaceTempView("bronze_events")  # the monitor's SQL reads the logical names
+    quarantine.createOrReplaceTempView("bronze_quarantine")
+    spark.range(9).selectExpr("'' AS body").createOrReplaceTempView(measures.EVENT_LOG)  # offsets 0-6, 0-1
+    (counted,) = spark.sql(measures.INGESTED_POSITIONS).collect()
+    (records,) = spark.sql(measures.LOG_RECORDS).collect()
+    highest = {r.partition: r.next_offset for r in spark.sql(measures.INGESTED_NEXT_OFFSETS).collect()}
+    assert (counted.ingested, highest) == (4, {0: 7, 1: 2})
+    assert records.records - counted.ingested == 5  # offsets 0 to 4 of partition 0

@@ -57,7 +57,7 @@ def test_amounts_and_ids_are_the_same_in_bronze_silver_the_views_and_sql(
 
     bronze = spark.read.format("delta").load(settings.table("bronze_events").path)
     bodies = {row.aggregate_id: row.body for row in bronze.collect() if row.aggregate_id in sent}
-    assert {o: json.loads(b)["data"]["items"][0]["unitPrice"] for o, b in bodies.items()} == {
+    assert {o: json.loads(b)["data"]["items"][0]["price"] for o, b in bodies.items()} == {
         o: f"{a:.2f}" for o, a in sent.items()
     }
     silver = spark.read.format("delta").load(settings.table("silver_orders").path)

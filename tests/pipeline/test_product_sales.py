@@ -35,7 +35,7 @@ def order(order_id: str, version: int, items: dict[str, int], status: str = "Cre
         orderId=order_id,
         customerId="cust-1",
         status=status,
-        items=[LineItem(sku=sku, quantity=quantity, unitPrice="2.50") for sku, quantity in items.items()],
+        items=[LineItem(sku=sku, quantity=quantity, price="2.50") for sku, quantity in items.items()],
         currency=currency,
         createdAt=created,
         updatedAt=f"2025-01-15T11:{version:02d}:00Z",

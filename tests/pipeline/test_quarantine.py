@@ -325,8 +325,11 @@ def test_an_acknowledged_version_fills_its_own_hole_and_nothing_more(spark):
         "aggregate_type string, aggregate_id string, max_version bigint, distinct_versions bigint, "
         "missing bigint",
     )
-    assertDataFrameEqual(measures.version_gaps(events, accepted), expected)
-    assert sorted(r.aggregate_id for r in measures.version_gaps(events).collect()) == ["a", "c", "d"]
+    events.createOrReplaceTempView("bronze_events")  # the monitor's SQL reads the logical names
+    accepted.createOrReplaceTempView("ops_quarantine_acknowledgements")
+    assertDataFrameEqual(spark.sql(measures.version_gaps()), expected)
+    accepted.limit(0).createOrReplaceTempView("ops_quarantine_acknowledgements")
+    assert sorted(r.aggregate_id for r in spark.sql(measures.version_gaps()).collect()) == ["a", "c", "d"]
 
 
 # --- arguments, without Spark --------------------------------------------------------------------------

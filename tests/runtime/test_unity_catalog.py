@@ -34,7 +34,7 @@ def order(order_id: str, version: int, status: str = "Created", customer_id: str
         orderId=order_id,
         customerId=customer_id,
         status=status,
-        items=[LineItem(sku="SKU-1", quantity=2, unitPrice="2.50")],
+        items=[LineItem(sku="SKU-1", quantity=2, price="2.50")],
         currency="EUR",
         createdAt="2025-01-15T10:00:00Z",
         updatedAt=f"2025-01-15T10:{version:02d}:00Z",

@@ -53,6 +53,13 @@ from azure.cosmos.exceptions import (
 )
 
 from cqrs_orders.adapters.cosmos_containers import COMMAND_ID_WINDOW_SECONDS, DAY_SECONDS
+from cqrs_orders.application.erasure import (
+    MARKER,
+    Erasure,
+    WriteStoreErasure,
+    mask_personal,
+    personal_values,
+)
 from cqrs_orders.application.ports import (
     Commit,
     DuplicateCommand,
@@ -67,9 +74,11 @@ from cqrs_orders.application.ports import (
 )
 from cqrs_orders.config import COSMOS_KEY, Settings
 from cqrs_orders.domain.aggregates import Snapshot
-from cqrs_orders.envelope import STATE_MODELS, AggregateType
+from cqrs_orders.envelope import AggregateType, load_state
 from cqrs_orders.errors import (
     ConfigurationError,
+    CustomerErased,
+    NotFound,
     RelayBusy,
     RelayLeaseLost,
     WriteOutcomeUnknown,
@@ -98,6 +107,8 @@ LAG_SCAN_LIMIT = 100_000
 #: How much earlier than asked ``rewind_outbox`` starts the change feed: the feed filters on the service's
 #: clock in whole seconds, an event's time is its writer's clock.
 REWIND_MARGIN_SECONDS = 60.0
+#: The most operations one transactional batch may hold (the service's limit).
+BATCH_OPERATIONS = 100
 
 
 class CosmosWriteStore(WriteStore):
@@ -151,7 +162,9 @@ class CosmosWriteStore(WriteStore):
         if document is None:
             return None
         kind = AggregateType(document["aggregateType"])
-        return Snapshot(kind, STATE_MODELS[kind].model_validate(document["state"]), document["version"])
+        # A state document written before schema versions has none: version 1.
+        state = load_state(kind, document["state"], document.get("schemaVersion"))
+        return Snapshot(kind, state, document["version"])
 
     def recorded_outcome(self, command_id: str, aggregate_id: str) -> RecordedOutcome | None:
         document = self._read(_command_doc_id(command_id), aggregate_id)
@@ -162,6 +175,8 @@ class CosmosWriteStore(WriteStore):
         current = self._read("state", partition)
         if (current["version"] if current else 0) != commit.base_version:
             raise VersionConflict(partition)
+        if current is not None and current.get("erasure"):  # the registry entry rides on the state
+            raise CustomerErased(f"customer {partition!r} was erased; nothing more is written for it")
         state_doc = {
             "id": "state",
             "aggregateId": partition,
@@ -169,6 +184,7 @@ class CosmosWriteStore(WriteStore):
             "aggregateType": commit.aggregate_type.value,
             "version": commit.version,
             "state": json.loads(commit.state.model_dump_json()),
+            "schemaVersion": commit.events[-1].schemaVersion,
         }
         operations: list[tuple] = [
             ("create", (state_doc,))
@@ -193,6 +209,83 @@ class CosmosWriteStore(WriteStore):
             raise WriteStoreError(f"Could not reach the Cosmos DB account to write: {error}") from error
         except AzureError as error:  # sent, and no answer came back (a dropped connection, a timeout)
             raise WriteOutcomeUnknown(f"the Cosmos DB write got no answer: {error}") from error
+
+    def erase_customer(self, erasure: Erasure) -> WriteStoreErasure:
+        """The port's erasure: every document of the customer's partition that holds personal data (the
+        events, found by version; the command documents they name, unless expired) is replaced by its
+        masked copy, and last the state document, masked and carrying the registry entry (``erasure``),
+        guarded by its ETag: a command that committed meanwhile makes the erasure fail (run it again).
+
+        Cosmos DB keeps no old version of a replaced document readable (no free pages or log to scrub
+        here). Its change feed shows each replaced event again: the relay publishes the masked copy, which
+        bronze takes as a duplicate of an event it holds (masked there too by the lake's erasure)."""
+        partition = erasure.customer_id
+        state = self._read("state", partition)
+        if state is None or state.get("aggregateType") != AggregateType.CUSTOMER.value:
+            raise NotFound(f"there is no customer {partition!r} in the Cosmos DB write store")
+        values = personal_values(state["state"])
+        replaced: list[dict] = []
+        command_ids: list[str] = []
+        for version in range(1, state["version"] + 1):
+            event = self._read(f"event-{version:012d}", partition)
+            if event is None:
+                continue
+            values |= personal_values(json.loads(event["body"]).get("data") or {})
+            replaced.append({**_own(event), "body": mask_personal(event["body"])})
+            if event["commandId"] not in command_ids:
+                command_ids.append(event["commandId"])
+        commands = 0
+        for command_id in command_ids:
+            command = self._read(_command_doc_id(command_id), partition)
+            if command is None:  # expired: past the idempotency window
+                continue
+            values |= personal_values(json.loads(command["command"]))
+            masked = {**_own(command), "command": mask_personal(command["command"]), "fingerprint": MARKER}
+            if "_ts" in command:  # its window still counts from its first write
+                masked["ttl"] = max(
+                    1, int(command.get("ttl", self.command_ttl) - (self.clock() - command["_ts"]))
+                )
+            replaced.append(masked)
+            commands += 1
+        first = state.get("erasure")
+        if first:
+            erasure = Erasure(
+                partition, datetime.fromisoformat(first["erasedAt"]), first["reason"], first["erasedBy"]
+            )
+        masked_state = {
+            **_own(state),
+            "state": json.loads(mask_personal(json.dumps(state["state"]))),
+            "erasure": {
+                "erasedAt": erasure.erased_at.isoformat(),
+                "reason": erasure.reason,
+                "erasedBy": erasure.erased_by,
+            },
+        }
+        operations: list[tuple] = [("replace", (doc["id"], doc)) for doc in replaced]
+        operations.append(("replace", ("state", masked_state), {"if_match_etag": state["_etag"]}))
+        try:
+            # The state's replacement goes in the last batch: until it commits the customer is not erased,
+            # and a batch that failed before it is masked again by the next run.
+            for start in range(0, len(operations), BATCH_OPERATIONS):
+                chunk = operations[start : start + BATCH_OPERATIONS]
+                self.container.execute_item_batch(chunk, partition_key=partition)
+        except (CosmosBatchOperationError, CosmosAccessConditionFailedError):
+            raise WriteStoreError(
+                f"customer {partition!r} changed while it was being erased; run the erasure again"
+            ) from None
+        except CosmosHttpResponseError as error:
+            raise _store_error("erase in", error) from error
+        except AzureError as error:
+            raise WriteStoreError(f"Could not reach the Cosmos DB account to erase: {error}") from error
+        log.info(
+            "Cosmos DB: customer %s erased (%d events, %d commands masked)",
+            partition,
+            len(replaced) - commands,
+            commands,
+        )
+        return WriteStoreErasure(
+            erasure, len(replaced) - commands, commands, frozenset(values), already_erased=bool(first)
+        )
 
     # --- outbox, via the change feed ---------------------------------------------------------------
     def pending(self, limit: int) -> OutboxBatch:
@@ -521,6 +614,12 @@ def _new_documents(commit: Commit, command_ttl: int) -> list[dict]:
         }
     )
     return documents
+
+
+def _own(document: dict) -> dict:
+    """A document without the service's system properties (``_rid``, ``_etag``, ``_ts``, ...), as it is
+    written back."""
+    return {key: value for key, value in document.items() if not key.startswith("_")}
 
 
 def _command_doc_id(command_id: str) -> str:

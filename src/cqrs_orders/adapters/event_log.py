@@ -26,7 +26,7 @@ import json
 import math
 import warnings
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,6 +35,7 @@ import pyarrow as pa
 from deltalake import DeltaTable, QueryBuilder, write_deltalake
 from deltalake.exceptions import DeltaError, TableNotFoundError
 
+from cqrs_orders.application.erasure import MARKER, mask_personal
 from cqrs_orders.errors import EventLogError
 
 RECORD_SCHEMA = pa.schema(
@@ -58,6 +59,13 @@ SEGMENT_RECORDS = 100
 SEGMENT_COLUMN = "segment"
 #: What the table stores: the records plus the segment each belongs to (the table's partition column).
 _TABLE_SCHEMA = pa.schema([*RECORD_SCHEMA, pa.field(SEGMENT_COLUMN, pa.int64(), nullable=False)])
+
+#: The columns the log keeps min/max statistics for (a table property set when the log is created, and by
+#: :meth:`EventLog.erase` on a log made before): never ``body``. deltalake would otherwise store every file's
+#: smallest and largest body, whole, in the ``_delta_log`` commits, which outlive the files themselves
+#: (a VACUUM removes data files, not commits), so an erased body would stay readable there.
+STATS_COLUMNS = "partition,offset,enqueued_time,partition_key"
+_STATS_PROPERTY = "delta.dataSkippingStatsColumns"
 
 #: One message to append: (partition key, body). The key picks the partition, as on Event Hubs.
 Message = tuple[str | None, str]
@@ -122,7 +130,13 @@ class EventLog:
             try:
                 if self._delta is None:  # creates the table, with segments
                     data = pa.table(columns, schema=_TABLE_SCHEMA)
-                    write_deltalake(str(self.path), data, mode="append", partition_by=[SEGMENT_COLUMN])
+                    write_deltalake(
+                        str(self.path),
+                        data,
+                        mode="append",
+                        partition_by=[SEGMENT_COLUMN],
+                        configuration={_STATS_PROPERTY: STATS_COLUMNS},
+                    )
                     self._delta, self._segmented = DeltaTable(str(self.path)), True
                 else:
                     if not self._segmented:  # a log from before segments: appended to as it was written
@@ -156,15 +170,76 @@ class EventLog:
                 f"Could not compact the event log at {self.path} (will retry): {error}", stacklevel=2
             )
 
-    def vacuum(self, retain_hours: float | None = None) -> int:
-        """Delete the files compactions replaced more than ``retain_hours`` ago (default and minimum: 7
-        days, so a stream that lags less than that still finds them); returns how many were deleted."""
+    def vacuum(self, retain_hours: float | None = None, *, enforce_retention: bool = True) -> int:
+        """Delete the files compactions (and erasures) replaced more than ``retain_hours`` ago (default and
+        minimum: 7 days, so a stream that lags less than that still finds them); returns how many were
+        deleted. ``enforce_retention=False`` lifts the minimum (a test erasing with no retention)."""
         with self._locked():
             table = self._table()
             if table is None:
                 return 0
             hours = None if retain_hours is None else math.ceil(retain_hours)
-            return len(table.vacuum(retention_hours=hours, dry_run=False, enforce_retention_duration=True))
+            deleted = table.vacuum(
+                retention_hours=hours, dry_run=False, enforce_retention_duration=enforce_retention
+            )
+            return len(deleted)
+
+    def erase(self, aggregate_id: str, values: Collection[str] = ()) -> int:
+        """Rewrite the records of ``aggregate_id`` (its partition key) with their personal members masked
+        (:func:`~cqrs_orders.application.erasure.mask_personal`), and the keyless records (bodies that were
+        not JSON with an id) holding any of ``values`` with each of them replaced by the marker too;
+        returns how many records changed.
+
+        One MERGE on (partition, offset): each record keeps its place, so offsets and a stream's position
+        stay valid (a running projection skips the rewrite: ``skipChangeCommits``). The files holding the
+        old bodies are removed from the table at once and deleted by :meth:`vacuum`. A log made before
+        :data:`STATS_COLUMNS` gets that property first, so no rewritten file puts a body in its
+        statistics; its older commits keep theirs until Delta's log retention cleans them."""
+        with self._locked():
+            table = self._table()
+            if table is None:
+                return 0
+            if table.metadata().configuration.get(_STATS_PROPERTY) != STATS_COLUMNS:
+                table.alter.set_table_properties({_STATS_PROPERTY: STATS_COLUMNS})
+            key = aggregate_id.replace("'", "''")
+            found = _query(
+                table,
+                'SELECT "partition", "offset", body, partition_key FROM log '
+                f"WHERE partition_key = '{key}' OR partition_key IS NULL",
+            ).to_pylist()
+            changed = {"partition": [], "offset": [], "body": []}
+            for record in found:
+                body = record["body"]
+                if record["partition_key"] == aggregate_id:
+                    masked = mask_personal(body)
+                elif any(value in body for value in values):
+                    masked = mask_personal(body)
+                    for value in values:
+                        masked = masked.replace(value, MARKER)
+                else:
+                    continue
+                if masked != body:
+                    for name, value in (("partition", record["partition"]), ("offset", record["offset"]),
+                                        ("body", masked)):  # fmt: skip
+                        changed[name].append(value)
+            if not changed["body"]:
+                return 0
+            source = pa.table(changed, schema=pa.schema([RECORD_SCHEMA.field(n) for n in changed]))
+            try:
+                (
+                    table.merge(
+                        source,
+                        predicate='t."partition" = s."partition" AND t."offset" = s."offset"',
+                        source_alias="s",
+                        target_alias="t",
+                    )
+                    .when_matched_update({"body": "s.body"})
+                    .execute()
+                )
+            except (DeltaError, OSError) as error:
+                raise EventLogError(f"Could not erase in the event log at {self.path}: {error}") from error
+            self._cached = None
+            return len(changed["body"])
 
     def end_offsets(self) -> dict[int, int]:
         """Per partition, the offset the next record will get (Kafka's "end offset")."""

@@ -39,6 +39,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from cqrs_orders.adapters.group_commit import GroupCommitQueue
+from cqrs_orders.application.erasure import (
+    MARKER,
+    Erasure,
+    WriteStoreErasure,
+    mask_personal,
+    personal_values,
+)
 from cqrs_orders.application.ports import (
     Commit,
     DuplicateCommand,
@@ -54,8 +61,8 @@ from cqrs_orders.application.ports import (
 )
 from cqrs_orders.config import PLAIN
 from cqrs_orders.domain.aggregates import Snapshot
-from cqrs_orders.envelope import STATE_MODELS, AggregateType
-from cqrs_orders.errors import RelayBusy, WriteStoreError
+from cqrs_orders.envelope import AggregateType, load_state
+from cqrs_orders.errors import CustomerErased, NotFound, RelayBusy, WriteStoreError
 
 logger = logging.getLogger(__name__)
 
@@ -74,13 +81,15 @@ SCHEMA_VERSION = 2
 # split pages often. (aggregate_id, version) and command_id stay unique: the last line of defence
 # against a lost update or a double write. The index on commands.recorded_at is the sweep's way to the
 # rows past the idempotency window; it is part of schema 2 and made at open where missing (a store made
-# before it gets it at its first open, one pass over the commands).
+# before it gets it at its first open, one pass over the commands). The erasure registry (``erasures``) is
+# made at open where missing too: an empty table, which a store of schema 2 reads as "nobody erased".
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS aggregates (
     aggregate_id   TEXT PRIMARY KEY,
     aggregate_type TEXT NOT NULL,
     version        INTEGER NOT NULL CHECK (version >= 1),
-    state          TEXT NOT NULL
+    state          TEXT NOT NULL,
+    schema_version INTEGER
 );
 CREATE TABLE IF NOT EXISTS events (
     seq          INTEGER PRIMARY KEY,
@@ -106,6 +115,12 @@ CREATE TABLE IF NOT EXISTS commands (
     recorded_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS commands_by_recorded_at ON commands (recorded_at);
+CREATE TABLE IF NOT EXISTS erasures (
+    customer_id TEXT PRIMARY KEY,
+    erased_at   TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    erased_by   TEXT NOT NULL
+);
 """
 
 #: Aggregates whose latest snapshot the writer keeps parsed: the bound on that cache's memory.
@@ -264,6 +279,56 @@ class SqliteWriteStore(WriteStore):
             deleted += swept
             if swept < SWEEP_BATCH:
                 return deleted
+
+    def erase_customer(self, erasure: Erasure) -> WriteStoreErasure:
+        """The port's erasure, in one transaction on a connection of its own with ``secure_delete`` on
+        (SQLite then overwrites the bytes it frees with zeros), then :meth:`_scrub`: the old bytes also
+        survive in the WAL's frames and in free pages, and only a checkpoint, a ``VACUUM`` and a truncated
+        WAL remove them from every file of the store."""
+        with self._write_lock:
+            self._verify_file(write_locked=True)
+            db = self._open()
+            try:
+                db.execute("PRAGMA secure_delete = ON")
+                with self._locked_across_processes():
+                    db.execute("BEGIN IMMEDIATE")
+                    try:
+                        erased = _erase(db, erasure)
+                        db.execute("COMMIT")
+                    except BaseException:
+                        if db.in_transaction:
+                            db.execute("ROLLBACK")
+                        raise
+                    self._snapshots.pop(erasure.customer_id, None)  # the writer's cache held the old state
+                    self._check_still_the_store()
+                    self._scrub(db)
+            except sqlite3.Error as error:
+                raise WriteStoreError(f"Could not erase in the write store {self.path}: {error}") from error
+            finally:
+                db.close()
+        logger.info(
+            "write store: customer %s erased (%d events, %d commands masked)",
+            erasure.customer_id,
+            erased.events,
+            erased.commands,
+        )
+        return erased
+
+    def _scrub(self, db: sqlite3.Connection) -> None:
+        """Remove every old copy of rewritten rows from the store's files (called holding both write locks):
+        checkpoint the WAL into the database and truncate it, ``VACUUM`` (a fresh copy of the live rows, no
+        free page left), then checkpoint and truncate again (``VACUUM`` went through the WAL too).
+
+        A checkpoint cannot truncate while another connection reads an older snapshot (it answers busy
+        after the busy timeout): then the erasure is committed but its old bytes are still in the WAL, and
+        this raises, so the command is run again (it is idempotent)."""
+        for step in ("PRAGMA wal_checkpoint(TRUNCATE)", "VACUUM", "PRAGMA wal_checkpoint(TRUNCATE)"):
+            row = db.execute(step).fetchone()
+            if row is not None and row[0]:
+                raise WriteStoreError(
+                    f"the erasure is committed in {self.path}, but a reader kept the WAL from being emptied "
+                    "(its old pages still hold the erased values); run the erasure again"
+                )
 
     def _window(self, now: float) -> tuple[str, str]:
         """``now`` as ``recorded_at`` text, and the window's start: a command recorded at or before it is
@@ -627,6 +692,8 @@ class _Session:
             current = row[0] if row else 0
         if current != commit.base_version:
             raise VersionConflict(aggregate_id)
+        if commit.aggregate_type is AggregateType.CUSTOMER and current and _erased(db, aggregate_id):
+            raise CustomerErased(f"customer {aggregate_id!r} was erased; nothing more is written for it")
         if self._savepoints and not self._saved:
             db.execute("SAVEPOINT command")
             self._saved = True
@@ -654,14 +721,14 @@ class _Session:
         try:
             if current == 0:
                 db.execute(
-                    "INSERT INTO aggregates (aggregate_id, aggregate_type, version, state) "
-                    "VALUES (?, ?, ?, ?)",
-                    (aggregate_id, commit.aggregate_type.value, last.version, state),
+                    "INSERT INTO aggregates (aggregate_id, aggregate_type, version, state, schema_version) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (aggregate_id, commit.aggregate_type.value, last.version, state, last.schemaVersion),
                 )
             else:
                 db.execute(
-                    "UPDATE aggregates SET version = ?, state = ? WHERE aggregate_id = ?",
-                    (last.version, state, aggregate_id),
+                    "UPDATE aggregates SET version = ?, state = ?, schema_version = ? WHERE aggregate_id = ?",
+                    (last.version, state, last.schemaVersion, aggregate_id),
                 )
             for event in commit.events:  # after the relay's position: in the outbox
                 db.execute(
@@ -700,7 +767,17 @@ def _create_schema(connection: sqlite3.Connection, path: Path) -> None:
         )
     for statement in _statements(_SCHEMA):
         connection.execute(statement)
+    _add_state_schema_version(connection)
     connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _add_state_schema_version(connection: sqlite3.Connection) -> None:
+    """Give ``aggregates`` the schema version of each stored state where a store made before event schema
+    versions lacks it: a column added empty (no row is rewritten), null meaning version 1, which is what
+    every state written before then is."""
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(aggregates)")}
+    if "schema_version" not in columns:
+        connection.execute("ALTER TABLE aggregates ADD COLUMN schema_version INTEGER")
 
 
 def _identity(path: Path) -> tuple[int, int]:
@@ -711,12 +788,60 @@ def _identity(path: Path) -> tuple[int, int]:
 
 def _load(db: sqlite3.Connection, aggregate_id: str) -> Snapshot | None:
     row = db.execute(
-        "SELECT aggregate_type, version, state FROM aggregates WHERE aggregate_id = ?", (aggregate_id,)
+        "SELECT aggregate_type, version, state, schema_version FROM aggregates WHERE aggregate_id = ?",
+        (aggregate_id,),
     ).fetchone()
     if row is None:
         return None
     kind = AggregateType(row[0])
-    return Snapshot(kind, STATE_MODELS[kind].model_validate_json(row[2]), row[1])
+    return Snapshot(kind, load_state(kind, row[2], row[3]), row[1])
+
+
+def _erased(db: sqlite3.Connection, customer_id: str) -> bool:
+    return db.execute("SELECT 1 FROM erasures WHERE customer_id = ?", (customer_id,)).fetchone() is not None
+
+
+def _erase(db: sqlite3.Connection, erasure: Erasure) -> WriteStoreErasure:
+    """Mask the customer's state, events and commands, and register the erasure (inside a transaction)."""
+    customer_id = erasure.customer_id
+    row = db.execute("SELECT aggregate_type, state FROM aggregates WHERE aggregate_id = ?", (customer_id,))
+    found = row.fetchone()
+    if found is None or found[0] != AggregateType.CUSTOMER.value:
+        raise NotFound(f"there is no customer {customer_id!r} in the write store")
+    values = personal_values(json.loads(found[1]))
+    db.execute(
+        "UPDATE aggregates SET state = ? WHERE aggregate_id = ?", (mask_personal(found[1]), customer_id)
+    )
+    events = db.execute(
+        "SELECT seq, body, command_id FROM events WHERE aggregate_id = ?", (customer_id,)
+    ).fetchall()
+    for seq, body, _ in events:
+        values |= personal_values(json.loads(body).get("data") or {})
+        db.execute("UPDATE events SET body = ? WHERE seq = ?", (mask_personal(body), seq))
+    commands = 0
+    for command_id in {command_id for _, _, command_id in events}:
+        command = db.execute("SELECT command FROM commands WHERE command_id = ?", (command_id,)).fetchone()
+        if command is None:  # swept: past the idempotency window
+            continue
+        values |= personal_values(json.loads(command[0]))
+        # The fingerprint is a hash of the command's text, personal values included: it goes too, so a
+        # retry of the erased command answers that its id was used for another command.
+        db.execute(
+            "UPDATE commands SET command = ?, fingerprint = ? WHERE command_id = ?",
+            (mask_personal(command[0]), MARKER, command_id),
+        )
+        commands += 1
+    registered = db.execute(
+        "INSERT INTO erasures (customer_id, erased_at, reason, erased_by) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (customer_id) DO NOTHING",
+        (customer_id, _utc_text(erasure.erased_at), erasure.reason, erasure.erased_by),
+    ).rowcount
+    if not registered:
+        first = db.execute(
+            "SELECT erased_at, reason, erased_by FROM erasures WHERE customer_id = ?", (customer_id,)
+        ).fetchone()
+        erasure = Erasure(customer_id, datetime.fromisoformat(first[0]), first[1], first[2])
+    return WriteStoreErasure(erasure, len(events), commands, frozenset(values), already_erased=not registered)
 
 
 def _recorded_outcome(db: sqlite3.Connection, command_id: str, cutoff: str) -> RecordedOutcome | None:

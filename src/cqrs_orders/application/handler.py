@@ -256,6 +256,8 @@ class _Prepared:
                 return result
             except DuplicateCommand as duplicate:
                 return _replay(duplicate.recorded, self.fingerprint)
+            except CommandRejected as error:  # the store's own refusal: an erased customer (CustomerErased)
+                return CommandResult.rejected(command.commandId, aggregate_id, error)
             except VersionConflict:  # only stores without a write lock (Cosmos DB) get here
                 time.sleep(random.uniform(0, 0.005 * 2**attempt))  # de-synchronise the racing writers
         conflict = ConcurrencyConflict(

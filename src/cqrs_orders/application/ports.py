@@ -15,6 +15,7 @@ from datetime import datetime
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
+from cqrs_orders.application.erasure import Erasure, WriteStoreErasure
 from cqrs_orders.domain.aggregates import Snapshot
 from cqrs_orders.envelope import AggregateType, EventEnvelope
 from cqrs_orders.errors import ConfigurationError
@@ -200,6 +201,21 @@ class WriteStore(ABC):
     def outbox_lag(self, now: datetime) -> OutboxLag:
         """How many committed events are not published yet, and the age at ``now`` of the oldest; read only
         (it neither takes the relay's lease nor moves its position)."""
+
+    @abstractmethod
+    def erase_customer(self, erasure: Erasure) -> WriteStoreErasure:
+        """Make the customer's personal data unreadable in this store, for good: its state, every event of
+        it (the outbox's copy included: a relay publishing it later publishes the marker) and the commands
+        that wrote them (their text, and their fingerprint, a hash of that text) get the marker in place of
+        each ``name`` and ``email`` (:func:`~cqrs_orders.application.erasure.mask_personal`); the entry is
+        kept in the store's erasure registry, and every later command on the customer is refused
+        (:class:`~cqrs_orders.errors.CustomerErased`; ``RegisterCustomer`` with its id answers
+        ``ALREADY_EXISTS``, the masked aggregate being kept). The store also removes the old bytes it
+        keeps beyond its rows (SQLite's free pages and WAL).
+
+        Erasing an erased customer again masks again and keeps the first registry entry
+        (``already_erased``). Raises :class:`~cqrs_orders.errors.NotFound` for an id that is not a
+        customer of this store."""
 
     def change_marker(self) -> object | None:
         """A cheap value that differs after another process committed to the store, so a following relay

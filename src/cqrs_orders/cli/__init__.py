@@ -20,6 +20,7 @@ from cqrs_orders.cli import (
     command_side,
     commands_reference,
     demo,
+    erase,
     logs,
     ops,
     pipeline,
@@ -64,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subcommands = parser.add_subparsers(dest="subcommand", metavar="COMMAND", required=True)
     areas = (command_side, commands_reference, pipeline, quarantine, read_side, ops, demo, serve, write_store,
-             upgrade, bi_connection)  # fmt: skip
+             upgrade, bi_connection, erase)  # fmt: skip
     for area in areas:
         area.register(subcommands, common)
     return parser

@@ -3,6 +3,9 @@
 The exit code is the alarm: on Databricks a breach fails the lag monitor job's run, which fires the
 bundle's ``email_notifications.on_failure``. An optional webhook alert goes out too; if it cannot be
 delivered that is logged as a warning, and the exit code still reports the breach.
+
+On a laptop it reads without Spark (DataFusion over the Delta folders, :mod:`cqrs_orders.ops.lag`); with
+``CQRS_CATALOG`` set (the lag job) the same measures run on the job's Spark session.
 """
 
 from __future__ import annotations
@@ -42,7 +45,6 @@ def run_lag(args, settings) -> int:
     from cqrs_orders.adapters.delta_log import check_warehouse_tables
     from cqrs_orders.ops.alerts import send_webhook, webhook_url
     from cqrs_orders.ops.lag import measure_lag
-    from cqrs_orders.spark import get_spark
 
     threshold = args.threshold_seconds
     if threshold < 0:
@@ -52,7 +54,7 @@ def run_lag(args, settings) -> int:
     # grant to make), not only the one breach that would have needed it.
     url = webhook_url(settings)
     log.info("measuring projection lag ...")
-    report = measure_lag(get_spark("cqrs-orders-lag"), settings, threshold)
+    report = measure_lag(_spark(settings), settings, threshold)
     print(report.to_json() if args.json else report.to_text())
     if report.healthy:
         return ExitCode.OK
@@ -63,3 +65,13 @@ def run_lag(args, settings) -> int:
         except AlertError as error:  # an alert that fails must never hide the breach itself
             log.warning("alert not sent: %s", error)
     return ExitCode.LAG_BREACH
+
+
+def _spark(settings):
+    """The Spark session where the tables are Unity Catalog's (the lag job); ``None`` for a local
+    warehouse, which the monitor reads without Spark."""
+    if not settings.catalog:
+        return None
+    from cqrs_orders.spark import get_spark
+
+    return get_spark("cqrs-orders-lag")

@@ -2,7 +2,9 @@
 
 The logic is :mod:`cqrs_orders.pipeline.quarantine`; this module parses, checks what it can before Spark
 starts, and prints: ``list`` a line (or, with ``--json``, a JSON object) per record, ``replay`` and
-``acknowledge`` one JSON summary line.
+``acknowledge`` one JSON summary line. ``list`` only reads: on a laptop it runs its SQL
+(:mod:`cqrs_orders.query.quarantine`) on DataFusion over the Delta folders, without Spark; with
+``CQRS_CATALOG`` set (the ``quarantine`` job) on Spark.
 
 Every option also takes an empty value, meaning "not given": the bundle's ``quarantine`` job passes each of
 its parameters on every run (a job cannot leave a parameter out), empty when the operator left it blank.
@@ -167,7 +169,7 @@ def _moment(text: str) -> datetime | None:
 
 
 def _selection(args):
-    from cqrs_orders.pipeline.quarantine import Selection
+    from cqrs_orders.query.quarantine import Selection
 
     if args.since and args.until and args.since >= args.until:
         raise QuarantineError(f"--since ({args.since:%Y-%m-%dT%H:%M:%SZ}) must come before --until.")
@@ -201,11 +203,13 @@ def _spark(settings):
 
 
 def run_list(args, settings) -> int:
-    from cqrs_orders.pipeline.quarantine import list_records
-
     selection = _selection(args)
-    spark = _spark(settings)
-    rows = list_records(spark, settings, selection).limit(args.limit + 1).collect()
+    if settings.catalog:
+        from cqrs_orders.pipeline.quarantine import list_records
+
+        rows = list_records(_spark(settings), settings, selection, args.limit + 1)
+    else:
+        rows = _local_records(settings, selection, args.limit + 1)
     for row in rows[: args.limit]:
         print(json.dumps(_record_json(row)) if args.json else _record_text(row))
     if len(rows) > args.limit:
@@ -213,6 +217,25 @@ def run_list(args, settings) -> int:
     elif not rows:
         log.info("no quarantined record matches")
     return ExitCode.OK
+
+
+def _local_records(settings, selection, limit: int) -> list[dict]:
+    """The listing read from the local warehouse's Delta folders by DataFusion (a missing table: no rows
+    with its columns; listing creates nothing)."""
+    from pyspark.sql.pandas.types import to_arrow_schema  # pure Python: no JVM
+
+    from cqrs_orders.adapters.delta_log import check_warehouse_tables
+    from cqrs_orders.pipeline.tables import SCHEMAS
+    from cqrs_orders.query.delta import DeltaBackend
+    from cqrs_orders.query.quarantine import ACKNOWLEDGEMENTS, QUARANTINE, listing
+
+    check_warehouse_tables(settings)  # a damaged table is named in one line before the engine meets it
+    names = (QUARANTINE, ACKNOWLEDGEMENTS)
+    backend = DeltaBackend(
+        {name: settings.table(name).path for name in names},
+        {name: to_arrow_schema(SCHEMAS[name]) for name in names},
+    )
+    return backend.query(*listing(selection, limit))
 
 
 def run_replay(args, settings) -> int:
@@ -257,48 +280,47 @@ def run_acknowledge(args, settings) -> int:
 
 
 def _iso(moment: datetime | None) -> str | None:
-    """A timestamp as ISO-8601 UTC with ``Z``. PySpark returns naive datetimes in the Python process's
-    local zone, which ``astimezone`` takes them to be."""
+    """A timestamp as ISO-8601 UTC with ``Z`` (both readers hand over timezone-aware UTC times)."""
     if moment is None:
         return None
     return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def _record_json(row) -> dict:
+def _record_json(row: dict) -> dict:
     acknowledged = None
-    if row.acknowledged_by is not None:
+    if row["acknowledged_by"] is not None:
         acknowledged = {
-            "by": row.acknowledged_by,
-            "at": _iso(row.acknowledged_at),
-            "reason": row.acknowledged_reason,
+            "by": row["acknowledged_by"],
+            "at": _iso(row["acknowledged_at"]),
+            "reason": row["acknowledged_reason"],
         }
     return {
-        "eventId": row.event_id,
-        "eventType": row.event_type,
-        "aggregateType": row.aggregate_type,
-        "aggregateId": row.aggregate_id,
-        "version": row.version,
-        "reasons": list(row.failed_expectations or []),
-        "partition": row.partition,
-        "offset": row.offset,
-        "enqueuedTime": _iso(row.enqueued_time),
-        "ingestTime": _iso(row.ingest_time),
-        "partitionKey": row.partition_key,
+        "eventId": row["event_id"],
+        "eventType": row["event_type"],
+        "aggregateType": row["aggregate_type"],
+        "aggregateId": row["aggregate_id"],
+        "version": row["version"],
+        "reasons": list(row["failed_expectations"] or []),
+        "partition": row["partition"],
+        "offset": row["offset"],
+        "enqueuedTime": _iso(row["enqueued_time"]),
+        "ingestTime": _iso(row["ingest_time"]),
+        "partitionKey": row["partition_key"],
         "acknowledged": acknowledged,
-        "body": row.body,
+        "body": row["body"],
     }
 
 
-def _record_text(row) -> str:
+def _record_text(row: dict) -> str:
     def known(value) -> str:
         return "?" if value is None else str(value)
 
     line = (
-        f"{_iso(row.ingest_time)}  partition {row.partition} offset {row.offset}  "
-        f"event {known(row.event_id)}  {known(row.aggregate_type)} {known(row.aggregate_id)} "
-        f"v{known(row.version)}  failed: {', '.join(row.failed_expectations or [])}"
+        f"{_iso(row['ingest_time'])}  partition {row['partition']} offset {row['offset']}  "
+        f"event {known(row['event_id'])}  {known(row['aggregate_type'])} {known(row['aggregate_id'])} "
+        f"v{known(row['version'])}  failed: {', '.join(row['failed_expectations'] or [])}"
     )
-    if row.acknowledged_by is not None:
-        line += f"  (acknowledged by {row.acknowledged_by} at {_iso(row.acknowledged_at)}: "
-        line += f"{row.acknowledged_reason})"
+    if row["acknowledged_by"] is not None:
+        line += f"  (acknowledged by {row['acknowledged_by']} at {_iso(row['acknowledged_at'])}: "
+        line += f"{row['acknowledged_reason']})"
     return line

@@ -16,6 +16,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "NOT_FOUND": 404,  # the command's aggregate (or GET's order / customer) does not exist
     "ALREADY_EXISTS": 409,  # the aggregate exists, or the commandId was used for another command
     "CONCURRENCY_CONFLICT": 409,  # expectedVersion is stale, or the aggregate kept changing
+    "CUSTOMER_ERASED": 409,  # the customer's personal data was erased: nothing more is written for it
     "UNAUTHENTICATED": 401,  # no caller identity where one is required (the app without its proxy's headers)
     "METHOD_NOT_ALLOWED": 405,  # the path takes other methods (the Allow header lists them)
     "PAYLOAD_TOO_LARGE": 413,  # the body is over MAX_BODY_BYTES

@@ -23,7 +23,6 @@ anything downstream of it.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from datetime import datetime
 from cqrs_orders.adapters.kafka_bus import BusOffsets, BusRecord, KafkaBusReader
 from cqrs_orders.config import Settings
 from cqrs_orders.errors import BusReadError
+from cqrs_orders.ops.measures import event_of
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def assess(
         oldest_waiting_age_seconds=None if oldest is None else max(0.0, (now - oldest).total_seconds()),
         lost=lost,
         reset_partitions=tuple(sorted(reset)),
-        waiting_events=tuple(event for record in samples if (event := _event_of(record)) is not None),
+        waiting_events=tuple(event for record in samples if (event := event_of(record.body)) is not None),
     )
 
 
@@ -144,17 +144,3 @@ def measure_kafka_bus(
     finally:
         reader.close()
     return assess(reader.address, offsets, positions, samples, now)
-
-
-def _event_of(record: BusRecord) -> tuple[str, datetime] | None:
-    """(aggregate type, event time) read leniently off a record's body; ``None`` for a body that is not an
-    event (bronze will quarantine it, so it is no read model's lag)."""
-    try:
-        body = json.loads(record.body or "")
-        kind, at = body["aggregateType"], body["timestamp"]
-        if not isinstance(kind, str) or not isinstance(at, str):
-            return None
-        moment = datetime.fromisoformat(at.replace("Z", "+00:00"))
-    except (ValueError, KeyError, TypeError):
-        return None
-    return (kind, moment) if moment.tzinfo is not None else None

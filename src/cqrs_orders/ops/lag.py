@@ -12,9 +12,11 @@ Per read model (each of :data:`~cqrs_orders.pipeline.read_models.READ_MODELS`) i
   (``bronze_backlog``).
 
 Where "the bus" is read from depends on the source, and never on the projection's own progress alone (a
-stopped projection would freeze it): the embedded event log is a Delta table read whole (:mod:`.measures`);
-Kafka / Event Hubs is asked by a consumer without a group (:mod:`.bus`) for its offsets and the unread
-records at both ends of each partition, against the position the projection's checkpoint reached.
+stopped projection would freeze it): the embedded event log is a Delta table whose records that reached
+neither bronze nor the quarantine are read (:mod:`.measures`); Kafka / Event Hubs is asked by a consumer
+without a group (:mod:`.bus`) for its offsets and the unread records at both ends of each partition, against
+the position the projection's checkpoint reached. Either way bronze stands for what was read, and the
+unread records' bodies are parsed by one function (:func:`~.measures.event_of`).
 - **staleness**: wall-clock time since the projection's last batch (``ops_stream_progress``), or since the
   read model's newest ``projected_at`` when no progress was recorded.
 - **version gaps**: aggregates whose versions in the event history skip a number (a lost event); measured
@@ -33,17 +35,23 @@ A measure is a *breach* when:
   publishing), or the write store could not be read;
 - ``bus_unreadable`` / ``bus_data_lost`` (Kafka): the bus did not answer, or it no longer holds records the
   projection has not read (:mod:`.bus`).
+
+Where it runs: each measure is one SQL text (:mod:`.measures`) over the logical table names. On a laptop
+Apache DataFusion runs it over the Delta folders and the run's rows are appended with ``deltalake``: no
+Spark, no JVM to start for a check that reads a few aggregates. On Databricks (``CQRS_CATALOG``
+set: the lag job) the job's Spark session runs the same texts over the Unity Catalog tables, and appends
+with Spark.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 from pyspark.sql.types import (
     IntegerType,
     LongType,
@@ -56,11 +64,13 @@ from pyspark.sql.types import (
 from cqrs_orders.config import Settings
 from cqrs_orders.delta_io import Table
 from cqrs_orders.ops import measures
-from cqrs_orders.ops.bus import BusMeasure, measure_kafka_bus
 from cqrs_orders.ops.outbox import BREACH as OUTBOX_BREACH
 from cqrs_orders.ops.outbox import OutboxMeasure, measure_outbox
-from cqrs_orders.pipeline.read_models import READ_MODELS, ReadModel
-from cqrs_orders.pipeline.tables import SCHEMAS, ensure_table
+from cqrs_orders.pipeline.read_models import READ_MODELS
+from cqrs_orders.pipeline.tables import SCHEMAS
+
+if TYPE_CHECKING:  # the Kafka client is imported only where the bus is Kafka
+    from cqrs_orders.ops.bus import BusMeasure
 
 LAG_TABLE = "ops_projection_lag"
 #: Its columns: declared with every other table's (:data:`~cqrs_orders.pipeline.tables.SCHEMAS`).
@@ -89,7 +99,6 @@ _ACKNOWLEDGED = StructType(
         StructField("version", LongType()),
     ]
 )
-_RECORDS = StructType([*_QUARANTINE.fields, StructField("body", StringType())])
 _PROGRESS = StructType(
     [
         StructField("query_name", StringType()),
@@ -171,7 +180,7 @@ class LagReport:
     threshold_seconds: float
     projections: tuple[ProjectionLag, ...]
     outbox: OutboxMeasure | None = None  # None: no write store here to measure
-    bus: BusMeasure | None = None  # None: the embedded event log (measured in Spark, no figures of its own)
+    bus: BusMeasure | None = None  # None: the embedded event log (no figures of its own)
 
     @property
     def healthy(self) -> bool:
@@ -233,69 +242,77 @@ def _seconds(value: float | None) -> str:
     return "never ran" if value is None else f"{value:.1f} s"
 
 
+#: Runs one of the monitor's SQL texts; answers its rows as dicts (times timezone-aware, UTC).
+Query = Callable[[str], list[dict[str, Any]]]
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
 def measure_lag(
-    spark: SparkSession,
+    spark,
     settings: Settings,
     threshold_seconds: float,
     now: datetime | None = None,
     record: bool = True,
 ) -> LagReport:
-    """Measure every projection; with ``record`` (the default) append the result to ``ops_projection_lag``."""
+    """Measure every projection; with ``record`` (the default) append the result to ``ops_projection_lag``.
+
+    ``spark``: ``None`` to read the local warehouse's Delta folders without Spark (a laptop); a session to
+    read through Spark (the Databricks lag job, Unity Catalog tables). Both run the same SQL texts."""
+    tables = _DeltaTables(settings) if spark is None else _SparkTables(spark, settings)
+    report = assess(tables.query, settings, threshold_seconds, now)
+    if record:
+        tables.record(report)
+    return report
+
+
+def assess(
+    query: Query, settings: Settings, threshold_seconds: float, now: datetime | None = None
+) -> LagReport:
+    """The report, from the warehouse's tables as ``query`` reads them, the write store and the bus."""
     now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
-    waiting = measure_outbox(settings, now)  # the write store's outbox: before the bus, and without Spark
+    waiting = measure_outbox(settings, now)  # the write store's outbox: before the bus
     stalled = (OUTBOX_BREACH,) if waiting is not None and waiting.breached(threshold_seconds) else ()
-    read = _Reader(spark, settings)
-    bronze, quarantine, progress = (
-        read("bronze_events"),
-        read("bronze_quarantine"),
-        read("ops_stream_progress"),
-    )
+    bronze_times = {
+        row["aggregate_type"]: (row["newest_event_time"], row["oldest_event_time"])
+        for row in query(measures.BRONZE_EVENT_TIMES)
+    }
 
     bus = None
     if settings.source == "kafka":
-        bus = measure_kafka_bus(settings, _kafka_positions(bronze, quarantine, progress, settings), now)
-        bus_times = measures.with_events(measures.bronze_event_times(bronze), bus.waiting_events)
+        from cqrs_orders.ops.bus import measure_kafka_bus
+
+        bus = measure_kafka_bus(settings, _kafka_positions(query, settings), now)
+        bus_times = measures.with_events(bronze_times, bus.waiting_events)
         bus_backlog = bus.backlog
         stalled += bus.breaches()
     else:
-        from cqrs_orders.adapters.event_log import EventLog
+        (log,), (ingested,) = query(measures.LOG_RECORDS), query(measures.INGESTED_POSITIONS)
+        bus_backlog = max(0, log["records"] - ingested["ingested"])
+        # Without a backlog every record of the log is in bronze or the quarantine: none to read.
+        unread = (
+            (measures.event_of(row["body"]) for row in query(measures.UNREAD_RECORDS)) if bus_backlog else ()
+        )
+        bus_times = measures.with_events(bronze_times, (event for event in unread if event is not None))
 
-        bus_times = measures.bus_event_times(read.event_log(), quarantine)
-        end_offsets = EventLog(settings.event_log_path, settings.event_log_partitions).end_offsets()
-        # The embedded log is not always read in offset order, but its offsets have no holes: a count.
-        ingested = {
-            r.partition: r.next_offset for r in measures.ingested_counts(bronze, quarantine).collect()
-        }
-        bus_backlog = measures.bus_backlog(end_offsets, ingested)
-
-    # Everything else in one Spark job: one row of figures per projection (each part is a 1-row aggregate).
-    last_batch = measures.last_batch_time(progress)
-    acknowledged = read("ops_quarantine_acknowledgements")  # versions accepted as lost: no gap
-    stats = None
-    for projection in PROJECTIONS:
-        row = _projection_stats(
-            projection,
-            read(projection.applied_by.table),
-            bronze,
-            bus_times,
-            acknowledged,
-        ).crossJoin(last_batch)
-        stats = row if stats is None else stats.unionByName(row)
-    figures = {row.projection: row for row in stats.collect()}
-
-    now_micros = int(now.timestamp() * 1_000_000)
+    (progress,) = query(measures.LAST_BATCH)
+    figures: dict[str, dict[str, Any]] = {}  # by SQL text: a derived read model reads its source's figures
+    now_micros = _micros(now)
     results = []
     for projection in PROJECTIONS:
-        f = figures[projection.table]
-        if f.newest_bus is None:
+        statement = measures.projection_figures(projection)
+        if statement not in figures:
+            (figures[statement],) = query(statement)
+        f = figures[statement]
+        newest_bus, oldest_bus = bus_times.get(projection.aggregate_type.value, (None, None))
+        if newest_bus is None:
             lag_micros = 0
-        elif f.newest_applied is None:  # nothing applied yet: how long the oldest event has waited
-            lag_micros = now_micros - f.oldest_bus
+        elif f["newest_applied"] is None:  # nothing applied yet: how long the oldest event has waited
+            lag_micros = now_micros - _micros(oldest_bus)
         else:
-            lag_micros = f.newest_bus - f.newest_applied
-        last = f.last_batch_at if f.last_batch_at is not None else f.last_projected
-        staleness = None if last is None else max(0, now_micros - last) / 1e6
-        lag, backlog, gaps = max(0, lag_micros) / 1e6, int(f.bronze_backlog), int(f.version_gaps)
+            lag_micros = _micros(newest_bus) - _micros(f["newest_applied"])
+        last = progress["last_batch_at"] if progress["last_batch_at"] is not None else f["last_projected"]
+        staleness = None if last is None else max(0, now_micros - _micros(last)) / 1e6
+        lag, backlog, gaps = max(0, lag_micros) / 1e6, int(f["bronze_backlog"]), int(f["version_gaps"])
         results.append(
             ProjectionLag(
                 projection=projection.table,
@@ -313,93 +330,110 @@ def measure_lag(
                 outbox_oldest_age_seconds=None if waiting is None else waiting.oldest_age_seconds,
             )
         )
-    report = LagReport(
+    return LagReport(
         run_at=now,
         threshold_seconds=float(threshold_seconds),
         projections=tuple(results),
         outbox=waiting,
         bus=bus,
     )
-    if record:
-        record_report(spark, settings, report)
-    return report
 
 
-def record_report(spark: SparkSession, settings: Settings, report: LagReport) -> None:
-    """Append the report's rows to ``ops_projection_lag``, created (or given the columns it lacks) as
-    every pipeline table is (:func:`~cqrs_orders.pipeline.tables.ensure_table`)."""
-    ensure_table(spark, settings, LAG_TABLE)
-    rows = [{**row, "breaches": list(row["breaches"])} for row in report.rows()]
-    writer = spark.createDataFrame(rows, LAG_SCHEMA).write.format("delta").mode("append")
-    Table(settings.table(LAG_TABLE)).save(writer)
+def _micros(moment: datetime) -> int:
+    return (moment.astimezone(timezone.utc) - _EPOCH) // timedelta(microseconds=1)
 
 
-def _kafka_positions(
-    bronze: DataFrame, quarantine: DataFrame, progress: DataFrame, settings: Settings
-) -> dict[int, int]:
+def _kafka_positions(query: Query, settings: Settings) -> dict[int, int]:
     """Where the projection has read the topic to, per partition (the next offset it reads).
 
     Its checkpoint's word first: the end offsets of its newest progress row that names the topic. That is
     right after the topic was made again and the checkpoint reset, when bronze still holds the offsets of
     the old topic. Without such a row (a warehouse whose progress was never recorded), what reached bronze
     or quarantine: Kafka is read in offset order, so the offset after the last one."""
-    newest = (
-        progress.where(F.col("source_end_offset").isNotNull())
-        .orderBy(F.col("recorded_at").desc())
-        .select("source_end_offset")
-        .first()
+    newest = query(measures.NEWEST_SOURCE_END)
+    read = (
+        measures.latest_source_offsets(newest[0]["source_end_offset"], settings.kafka_topic) if newest else {}
     )
-    read = measures.latest_source_offsets(newest[0], settings.kafka_topic) if newest else {}
     if read:
         return read
-    return {r.partition: r.next_offset for r in measures.ingested_next_offsets(bronze, quarantine).collect()}
+    return {row["partition"]: row["next_offset"] for row in query(measures.INGESTED_NEXT_OFFSETS)}
 
 
-def _projection_stats(
-    projection: ReadModel, silver: DataFrame, bronze: DataFrame, bus_times: DataFrame, acknowledged: DataFrame
-) -> DataFrame:
-    """One row: the projection's name and its raw figures (times as epoch microseconds)."""
-    of_type = F.col("aggregate_type") == projection.aggregate_type.value
-    applied = silver.agg(
-        F.unix_micros(F.max("last_event_time")).alias("newest_applied"),
-        F.unix_micros(F.max("projected_at")).alias("last_projected"),
-    )
-    bus = bus_times.where(of_type).agg(
-        F.unix_micros(F.max("newest_event_time")).alias("newest_bus"),
-        F.unix_micros(F.min("oldest_event_time")).alias("oldest_bus"),
-    )
-    (id_column,) = projection.applied_by.key
-    pending = measures.unapplied_events(bronze, silver, projection.aggregate_type.value, id_column).agg(
-        F.count(F.lit(1)).alias("bronze_backlog")
-    )
-    gaps = measures.version_gaps(bronze.where(of_type), acknowledged).agg(
-        F.count(F.lit(1)).alias("version_gaps")
-    )
-    return (
-        applied.crossJoin(bus)
-        .crossJoin(pending)
-        .crossJoin(gaps)
-        .select(F.lit(projection.table).alias("projection"), "*")
-    )
+def _rows(report: LagReport) -> list[dict]:
+    return [{**row, "breaches": list(row["breaches"])} for row in report.rows()]
 
 
-class _Reader:
-    """Reads the warehouse's tables, or an empty DataFrame with the needed columns when one is missing."""
+class _DeltaTables:
+    """The local warehouse read by DataFusion (a missing table reads as no rows with the columns the
+    monitor reads); the report appended with ``deltalake``. No Spark."""
 
-    def __init__(self, spark: SparkSession, settings: Settings):
+    def __init__(self, settings: Settings):
+        from pyspark.sql.pandas.types import to_arrow_schema  # pure Python: no JVM
+
+        from cqrs_orders.adapters.event_log import RECORD_SCHEMA
+        from cqrs_orders.query.delta import DeltaBackend
+
+        self.settings = settings
+        locations = {name: settings.table(name).path for name in COLUMNS_READ}
+        schemas = {name: to_arrow_schema(columns) for name, columns in COLUMNS_READ.items()}
+        if settings.source != "kafka":
+            locations[measures.EVENT_LOG] = str(Path(settings.event_log_path))
+            schemas[measures.EVENT_LOG] = RECORD_SCHEMA
+        self._backend = DeltaBackend(locations, schemas)
+
+    def query(self, statement: str) -> list[dict[str, Any]]:
+        return self._backend.query(statement, {})
+
+    def record(self, report: LagReport) -> None:
+        """Append the rows; a new table gets the properties every pipeline table is created with
+        (:func:`~cqrs_orders.pipeline.tables.table_properties`), an older one the columns it lacks."""
+        import pyarrow as pa
+        from deltalake import DeltaTable, write_deltalake
+        from pyspark.sql.pandas.types import to_arrow_schema
+
+        from cqrs_orders.pipeline.tables import table_properties
+
+        path = self.settings.table(LAG_TABLE).path
+        rows = pa.Table.from_pylist(_rows(report), to_arrow_schema(LAG_SCHEMA))
+        new = not DeltaTable.is_deltatable(path)
+        write_deltalake(
+            path,
+            rows,
+            mode="append",
+            schema_mode="merge",
+            configuration=table_properties(LAG_TABLE) if new else None,
+        )
+
+
+class _SparkTables:
+    """The warehouse read by Spark SQL under the same logical names (temporary views; a missing table is
+    an empty view with the columns the monitor reads); the report appended with Spark."""
+
+    def __init__(self, spark, settings: Settings):
+        from cqrs_orders.query.api import SparkBackend
+
         self.spark, self.settings = spark, settings
+        for name, columns in COLUMNS_READ.items():
+            table = Table(settings.table(name))
+            frame = table.read(spark) if table.exists(spark) else spark.createDataFrame([], columns)
+            frame.createOrReplaceTempView(name)
+        if settings.source != "kafka":
+            path = Path(settings.event_log_path)
+            if (path / "_delta_log").is_dir():
+                frame = spark.read.format("delta").load(str(path))
+            else:
+                frame = spark.createDataFrame([], "body string, partition int, offset bigint")
+            frame.createOrReplaceTempView(measures.EVENT_LOG)
+        self._backend = SparkBackend(spark)
 
-    def __call__(self, name: str) -> DataFrame:
-        schema, table = COLUMNS_READ[name], Table(self.settings.table(name))
-        if table.exists(self.spark):
-            return table.read(self.spark).select(*schema.fieldNames())
-        return self._empty(schema)
+    def query(self, statement: str) -> list[dict[str, Any]]:
+        return self._backend.query(statement, {})
 
-    def event_log(self) -> DataFrame:
-        path = Path(self.settings.event_log_path)
-        if (path / "_delta_log").is_dir():
-            return self.spark.read.format("delta").load(str(path)).select(*_RECORDS.fieldNames())
-        return self._empty(_RECORDS)
+    def record(self, report: LagReport) -> None:
+        """Append the rows to ``ops_projection_lag``, created (or given the columns it lacks) as every
+        pipeline table is (:func:`~cqrs_orders.pipeline.tables.ensure_table`)."""
+        from cqrs_orders.pipeline.tables import ensure_table
 
-    def _empty(self, schema: StructType) -> DataFrame:
-        return self.spark.createDataFrame([], schema)
+        ensure_table(self.spark, self.settings, LAG_TABLE)
+        writer = self.spark.createDataFrame(_rows(report), LAG_SCHEMA).write.format("delta").mode("append")
+        Table(self.settings.table(LAG_TABLE)).save(writer)

@@ -31,8 +31,8 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from cqrs_orders.envelope import AGGREGATE_ID_FIELD, AggregateType
-from cqrs_orders.envelope_schema import ENVELOPE_SCHEMA, JSON_OPTIONS
+from cqrs_orders.envelope import AGGREGATE_ID_FIELD, SCHEMA_VERSION_FIELD, AggregateType
+from cqrs_orders.envelope_schema import JSON_OPTIONS, current_state, read_schema
 from cqrs_orders.pipeline.batch_rows import require_stored
 from cqrs_orders.pipeline.expectations import EXPECTATIONS, MAX_BODY_BYTES, failed_expectations
 
@@ -70,14 +70,19 @@ _KINDS = {
     "aggregateType": "_kind_aggregate_type",
     "aggregateId": "_kind_aggregate_id",
     "version": "_kind_version",
+    SCHEMA_VERSION_FIELD: "_kind_schema_version",
     "timestamp": "_kind_timestamp",
 }
 _SPARK_TYPES = {"string": T.StringType(), "bigint": T.LongType()}
-#: The typed read of a body: the header fields, and ``data`` as the union of every aggregate's state.
+#: ``data`` as the typed read takes it: every field of every aggregate's state, in every schema version.
+DATA_SCHEMA = read_schema(*AggregateType)
+#: The typed read of a body: the header fields, the schema version, and ``data``.
 TYPED_SCHEMA = T.StructType(
     [T.StructField(field, _SPARK_TYPES[kind], True) for field, kind in HEADER.values()]
-    + [ENVELOPE_SCHEMA["data"]]
+    + [T.StructField(SCHEMA_VERSION_FIELD, T.LongType(), True), T.StructField("data", DATA_SCHEMA, True)]
 )
+#: A body holding neither the literal key nor a ``\u`` escape (which could spell it) has no schema version.
+_SCHEMA_VERSION_KEY = f'"{SCHEMA_VERSION_FIELD}"'
 #: ``from_json`` gives a string field holding another JSON value as that value's text: a number (these
 #: characters only), a literal, or an object or array (its first character). A string that looks like one
 #: of these may not have been a JSON string, so the typed check cannot tell.
@@ -134,9 +139,12 @@ def _parsed(records: DataFrame, state_checks: StateChecks) -> DataFrame:
     )
     typed = F.col("_typed")
     header = _header(lambda field, _: typed[field])
-    complete = _by_aggregate_type(
-        typed["aggregateType"], state_checks, lambda kind: state_checks[kind](typed["data"])
-    )
+
+    def state_check(kind: AggregateType) -> Column:  # on the state as the current schema has it
+        state = current_state(typed["data"], DATA_SCHEMA, typed[SCHEMA_VERSION_FIELD], kind)
+        return state_checks[kind](state)
+
+    complete = _by_aggregate_type(typed["aggregateType"], state_checks, state_check)
     return read.select(*read.columns, *header, complete.alias("_state_is_complete"))
 
 
@@ -212,6 +220,12 @@ def _typed_columns(typed: Column, known: StateChecks) -> list[Column]:
     data_id = _by_aggregate_type(typed["aggregateType"], known, lambda kind: data[AGGREGATE_ID_FIELD[kind]])
     kinds = {field: string_kind(typed[field]) for field in _KINDS}
     kinds["version"] = F.when(typed["version"].isNotNull(), F.lit("BIGINT"))
+    # Absent and not an integer both read as null; absence is vouched for by the text alone.
+    body = F.col("body")
+    absent = ~body.contains(_SCHEMA_VERSION_KEY) & ~body.contains("\\u")
+    kinds[SCHEMA_VERSION_FIELD] = F.when(typed[SCHEMA_VERSION_FIELD].isNotNull(), F.lit("BIGINT")).when(
+        absent, F.lit("ABSENT")
+    )
     return [
         data.isNotNull().alias("_data_is_object"),
         *[kinds[field].alias(column) for field, column in _KINDS.items()],
@@ -219,6 +233,7 @@ def _typed_columns(typed: Column, known: StateChecks) -> list[Column]:
         string_kind(data_id).alias("_kind_data_id"),
         data_id.alias("_data_id"),
         *[typed[field].alias(f"_{name}") for name, (field, _) in HEADER.items()],
+        typed[SCHEMA_VERSION_FIELD].alias("_schema_version"),
     ]
 
 
@@ -233,6 +248,9 @@ def _exact_columns(variant: Column, known: StateChecks) -> list[Column]:
     def kind(path: str) -> Column:
         return F.schema_of_variant(F.variant_get(variant, path, "variant"))
 
+    def kind_or_absent(path: str) -> Column:  # JSON null is VOID; a missing field has no kind at all
+        return F.when(F.variant_get(variant, path, "variant").isNull(), F.lit("ABSENT")).otherwise(kind(path))
+
     aggregate_type = F.try_variant_get(variant, "$.aggregateType", "string")
 
     def data_id_path(kind: AggregateType) -> str:
@@ -241,7 +259,10 @@ def _exact_columns(variant: Column, known: StateChecks) -> list[Column]:
     return [
         _is_object(variant).alias("_is_object"),
         _is_object(variant, "$.data").alias("_data_is_object"),
-        *[kind(f"$.{field}").alias(column) for field, column in _KINDS.items()],
+        *[
+            (kind_or_absent if field == SCHEMA_VERSION_FIELD else kind)(f"$.{field}").alias(column)
+            for field, column in _KINDS.items()
+        ],
         F.when(_is_object(variant, "$.data"), F.lit("OBJECT")).otherwise(kind("$.data")).alias("_kind_data"),
         _by_aggregate_type(aggregate_type, known, lambda t: kind(data_id_path(t))).alias("_kind_data_id"),
         _by_aggregate_type(
@@ -251,4 +272,5 @@ def _exact_columns(variant: Column, known: StateChecks) -> list[Column]:
             F.try_variant_get(variant, f"$.{field}", data_type).alias(f"_{name}")
             for name, (field, data_type) in HEADER.items()
         ],
+        F.try_variant_get(variant, f"$.{SCHEMA_VERSION_FIELD}", "bigint").alias("_schema_version"),
     ]

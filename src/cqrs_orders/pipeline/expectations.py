@@ -2,6 +2,9 @@
 the expectations it depends on (the dqx style: checks are rows of a table, not branches of one function).
 
 A check reads the values :mod:`.bronze` extracts once from the parsed body (columns starting with ``_``).
+A failed expectation is reported by its name (what ``quarantine --reason`` selects by); one that can say
+what exactly is wrong (``because``: the schema version an event is newer than the code by) adds that text
+right after its name.
 An expectation *applies* only when every one it depends on passed, so a record lists its root causes only
 (a body that is not JSON fails ``body_is_json_object`` alone). :func:`failed_expectations` evaluates all of
 them in one projection, in the order of :data:`EXPECTATIONS`.
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
-from cqrs_orders.envelope import EVENT_CATALOG, AggregateType
+from cqrs_orders.envelope import EVENT_CATALOG, EVENT_VERSIONS, NEWER_THAN_KNOWN, AggregateType
 
 MAX_BODY_BYTES = 1024 * 1024
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
@@ -32,6 +35,8 @@ class Expectation:
     name: str
     holds: Callable[[], Column]
     after: tuple[str, ...] = ()
+    #: Says, for a record that fails, what exactly is wrong: reported right after the name.
+    because: Callable[[], Column] | None = None
 
 
 def _present(kind_column: str) -> Callable[[], Column]:
@@ -77,6 +82,36 @@ def version_is_integer() -> Column:
 
 def version_at_least_1() -> Column:
     return F.col("_version") >= 1
+
+
+def schema_version_is_integer() -> Column:
+    """Absent (version 1: what events written before versions carry) or a JSON integer."""
+    return F.col("_kind_schema_version").isin("ABSENT", *INTEGER_KINDS)
+
+
+def _schema_version() -> Column:
+    return F.coalesce(F.col("_schema_version"), F.lit(1))
+
+
+def schema_version_at_least_1() -> Column:
+    return _schema_version() >= 1
+
+
+def _known_version() -> Column:
+    versions = F.create_map(*[F.lit(x) for pair in EVENT_VERSIONS.items() for x in pair])
+    return F.try_element_at(versions, F.col("_event_type"))
+
+
+def schema_version_known() -> Column:
+    """Not newer than this code's version of the event type: an event of a newer schema is never read in
+    part. An unknown event type has no version to compare with (``event_type_known`` names it)."""
+    return F.coalesce(_schema_version() <= _known_version(), F.lit(True))
+
+
+def schema_version_too_new() -> Column:
+    """The reason for :func:`schema_version_known`, from the one text the Python readers raise."""
+    template = NEWER_THAN_KNOWN.format(version="%d", event_type="%s", known="%d")
+    return F.format_string(template, _schema_version(), F.col("_event_type"), _known_version())
 
 
 def timestamp_is_iso8601_with_zone() -> Column:
@@ -130,6 +165,14 @@ EXPECTATIONS: tuple[Expectation, ...] = (
     Expectation("version_present", _present("_kind_version"), _OBJECT),
     Expectation("version_is_integer", version_is_integer, ("version_present",)),
     Expectation("version_at_least_1", version_at_least_1, ("version_is_integer",)),
+    Expectation("schema_version_is_integer", schema_version_is_integer, _OBJECT),
+    Expectation("schema_version_at_least_1", schema_version_at_least_1, ("schema_version_is_integer",)),
+    Expectation(
+        "schema_version_known",
+        schema_version_known,
+        ("schema_version_at_least_1",),
+        because=schema_version_too_new,
+    ),
     Expectation("timestamp_present", _present("_kind_timestamp"), _OBJECT),
     Expectation("timestamp_is_iso8601_with_zone", timestamp_is_iso8601_with_zone, ("timestamp_present",)),
     Expectation("data_present", _present("_kind_data"), _OBJECT),
@@ -140,7 +183,11 @@ EXPECTATIONS: tuple[Expectation, ...] = (
         data_matches_aggregate_id,
         ("data_has_aggregate_id", "aggregate_id_is_string"),
     ),
-    Expectation("data_matches_state_schema", data_matches_state_schema, ("data_has_aggregate_id",)),
+    Expectation(
+        "data_matches_state_schema",
+        data_matches_state_schema,
+        ("data_has_aggregate_id", "schema_version_known"),
+    ),
 )
 NAMES = tuple(e.name for e in EXPECTATIONS)
 
@@ -160,5 +207,8 @@ def failed_expectations(expectations: tuple[Expectation, ...] = EXPECTATIONS) ->
             applies = applies & passed[name]
         holds = F.coalesce(expectation.holds(), F.lit(False))
         passed[expectation.name] = applies & holds
-        parts.append(F.when(applies & ~holds, F.array(F.lit(expectation.name))).otherwise(none))
+        reasons = [F.lit(expectation.name)]
+        if expectation.because is not None:
+            reasons.append(expectation.because())
+        parts.append(F.when(applies & ~holds, F.array(*reasons)).otherwise(none))
     return F.concat(*parts)

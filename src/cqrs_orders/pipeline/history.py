@@ -4,6 +4,11 @@ Its one definition is the shipped view ``silver_event_history`` (``query/sql/sil
 ``cqrs-orders create-views`` creates it in Unity Catalog and :func:`~cqrs_orders.query.views.register_views`
 locally; Python readers get the same query over a bronze DataFrame here. Nothing writes the history, so a
 micro-batch does not pay for it and a rebuild has nothing to recompute.
+
+Events of every schema version are listed alike: the history is the envelope's header, which no version
+changes, and bronze keeps each body as it arrived. A reader of a listed event's ``data`` brings it to the
+current schema as every reader does (:func:`cqrs_orders.envelope.upcast_event`, or on Spark
+:meth:`~.read_models.ReadModel.parse_state`).
 """
 
 from __future__ import annotations

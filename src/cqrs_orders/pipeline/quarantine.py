@@ -4,9 +4,10 @@ A record that fails an expectation waits in ``bronze_quarantine`` (:mod:`.bronze
 and meanwhile its aggregate shows a version gap, which the lag monitor reports on every run. Three actions,
 one function each (``cqrs-orders quarantine`` only parses arguments and prints):
 
-* **list**: :func:`listing` of the :func:`select_records` of :func:`described` rows: the records, their
-  reasons and the envelope's header read *leniently* off the body, which may be invalid JSON (that may be
-  why it is here).
+* **list**: the records, their reasons and the envelope's header read *leniently* off the body, which
+  may be invalid JSON (that may be why it is here): one SQL statement (:mod:`cqrs_orders.query.quarantine`),
+  run without Spark on a laptop and by :func:`list_records` on Databricks. Replay and acknowledge choose
+  records with the same SQL (:func:`described`, :func:`select_records`).
 * **replay**: :func:`replay` sends the chosen records through the same validation
   (:func:`~.bronze.validate_records`) and the projection's own micro-batch function
   (:func:`~.runner.project_batch`) again, exactly once; the use is after a fix (a new upcaster, a bug fix).
@@ -26,7 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from cqrs_orders.config import Settings, running_on_databricks
@@ -38,20 +39,18 @@ from cqrs_orders.pipeline.bronze import RECORD_COLUMNS, to_quarantine, validate_
 from cqrs_orders.pipeline.conflicts import retry_on_conflict
 from cqrs_orders.pipeline.runner import STATE_CHECKS, project_batch
 from cqrs_orders.pipeline.tables import SCHEMAS, ensure_tables
+from cqrs_orders.query.quarantine import (
+    ACKNOWLEDGEMENTS,
+    PATTERNS,
+    QUARANTINE,
+    Selection,
+    criteria,
+    described_columns,
+    listing,
+)
 
 logger = logging.getLogger(__name__)
 
-QUARANTINE = "bronze_quarantine"
-ACKNOWLEDGEMENTS = "ops_quarantine_acknowledgements"
-#: ``--time``: which of a quarantined record's times ``since`` and ``until`` compare with.
-TIME_COLUMNS = {"ingest": "ingest_time", "enqueued": "enqueued_time"}
-#: The envelope's header as :func:`described` reads it: column -> JSON field (strings; ``version`` apart).
-LENIENT_FIELDS = {
-    "event_id": "eventId",
-    "event_type": "eventType",
-    "aggregate_type": "aggregateType",
-    "aggregate_id": "aggregateId",
-}
 #: What a replay did with each record (the ``outcome`` of :func:`judged`).
 REPLAYED, REASONS_CHANGED, UNCHANGED = "replayed", "reasons_changed", "unchanged"
 #: The writer id prefix of replays' Delta transaction ids (:mod:`.idempotency`), and their batch id: each
@@ -60,87 +59,31 @@ REPLAY_WRITER = "quarantine-replay"
 REPLAY_BATCH = 0
 
 
-@dataclass(frozen=True)
-class Selection:
-    """Which quarantined records an action is about; every given criterion must hold (none: all records).
-
-    ``since`` is inclusive and ``until`` exclusive, on ``time`` (``ingest``: when the pipeline quarantined
-    the record; ``enqueued``: when the bus received it)."""
-
-    event_ids: tuple[str, ...] = ()
-    reason: str | None = None
-    aggregate: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    time: str = "ingest"
-
-    @property
-    def narrows(self) -> bool:
-        """Whether any criterion is given (a replay of everything must be asked for explicitly)."""
-        return bool(self.event_ids or self.reason or self.aggregate or self.since or self.until)
-
-
-# --- list ----------------------------------------------------------------------------------------------
-
-
-def _lenient_string(field: str) -> Column:
-    """``field``'s string value: from the JSON when the body parses, else scanned for in the text (a
-    truncated or otherwise broken body still names its event most of the time)."""
-    scanned = F.regexp_extract("body", rf'"{field}"\s*:\s*"((?:[^"\\]|\\.)*)"', 1)
-    return F.coalesce(F.get_json_object("body", f"$.{field}"), F.nullif(scanned, F.lit("")))
-
-
-def _lenient_version() -> Column:
-    parsed = F.get_json_object("body", "$.version").try_cast("bigint")
-    return F.coalesce(parsed, F.regexp_extract("body", r'"version"\s*:\s*(-?\d+)', 1).try_cast("bigint"))
-
-
 def described(quarantine: DataFrame) -> DataFrame:
     """``bronze_quarantine`` rows plus ``event_id``, ``event_type``, ``aggregate_type``, ``aggregate_id``
-    and ``version`` read leniently off the body: null where the body does not have them."""
-    header = [_lenient_string(json_field).alias(column) for column, json_field in LENIENT_FIELDS.items()]
-    return quarantine.select("*", *header, _lenient_version().alias("version"))
+    and ``version`` read leniently off the body (:func:`~cqrs_orders.query.quarantine.described_columns`):
+    null where the body does not have them."""
+    return quarantine.sparkSession.sql(
+        f"SELECT q.*, {described_columns('q')} FROM {{quarantine}} AS q", args=PATTERNS, quarantine=quarantine
+    )
 
 
 def select_records(rows: DataFrame, selection: Selection) -> DataFrame:
     """The :func:`described` rows that meet every criterion of ``selection``."""
-    condition = F.lit(True)
-    if selection.event_ids:
-        condition &= F.col("event_id").isin(list(selection.event_ids))
-    if selection.reason:
-        condition &= F.array_contains("failed_expectations", selection.reason)
-    if selection.aggregate:
-        condition &= F.col("aggregate_id") == selection.aggregate
-    moment = F.col(TIME_COLUMNS[selection.time])
-    if selection.since:
-        condition &= moment >= F.lit(selection.since)
-    if selection.until:
-        condition &= moment < F.lit(selection.until)
-    return rows.where(condition)
+    condition, values = criteria(selection, "d")
+    return rows.sparkSession.sql(f"SELECT * FROM {{rows}} AS d WHERE {condition}", args=values, rows=rows)
 
 
-def listing(rows: DataFrame, acknowledgements: DataFrame) -> DataFrame:
-    """``rows`` (:func:`described`) with their acknowledgement, if any (``acknowledged_by``,
-    ``acknowledged_at``, ``acknowledged_reason``), oldest first."""
-    acknowledged = acknowledgements.select(
-        "event_id",
-        "acknowledged_by",
-        "acknowledged_at",
-        F.col("reason").alias("acknowledged_reason"),
-    )
-    return rows.join(acknowledged, "event_id", "left").orderBy("ingest_time", "partition", "offset")
+def list_records(spark, settings: Settings, selection: Selection, limit: int) -> list[dict]:
+    """The listing on Spark (the ``quarantine`` job on Databricks), the tables registered under their
+    logical names (a missing one: no rows with its columns; listing creates nothing)."""
+    from cqrs_orders.query.api import SparkBackend
 
-
-def read_or_empty(spark, settings: Settings, name: str) -> DataFrame:
-    """The table, or no rows with its columns when it does not exist yet (listing creates nothing)."""
-    found = table(settings, name)
-    return found.read(spark) if found.exists(spark) else spark.createDataFrame([], SCHEMAS[name])
-
-
-def list_records(spark, settings: Settings, selection: Selection) -> DataFrame:
-    """The quarantined records ``selection`` chooses, described, with their acknowledgements."""
-    rows = select_records(described(read_or_empty(spark, settings, QUARANTINE)), selection)
-    return listing(rows, read_or_empty(spark, settings, ACKNOWLEDGEMENTS))
+    for name in (QUARANTINE, ACKNOWLEDGEMENTS):
+        found = table(settings, name)
+        frame = found.read(spark) if found.exists(spark) else spark.createDataFrame([], SCHEMAS[name])
+        frame.createOrReplaceTempView(name)
+    return SparkBackend(spark).query(*listing(selection, limit))
 
 
 # --- replay --------------------------------------------------------------------------------------------

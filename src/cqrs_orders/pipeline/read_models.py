@@ -30,8 +30,15 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from cqrs_orders.envelope import STATE_MODELS, AggregateType, OrderStatus
-from cqrs_orders.envelope_schema import JSON_OPTIONS, MONEY_SUM_TYPE, MONEY_TYPE, spark_schema
+from cqrs_orders.envelope import SCHEMA_VERSION_FIELD, STATE_MODELS, AggregateType, OrderStatus
+from cqrs_orders.envelope_schema import (
+    JSON_OPTIONS,
+    MONEY_SUM_TYPE,
+    MONEY_TYPE,
+    current_state,
+    read_schema,
+    spark_schema,
+)
 
 S, TS = T.StringType(), T.TimestampType()
 
@@ -126,10 +133,19 @@ class ReadModel:
         return spark_schema(STATE_MODELS[self.aggregate_type])
 
     def parse_state(self, body: Column) -> Column:
-        """The ``data`` of a raw body, typed by this aggregate's state schema: the typed read that
-        validation checked it with (:mod:`.bronze`), so a row holds what passed the check."""
-        envelope = T.StructType([T.StructField("data", self.state_schema, True)])
-        return F.from_json(body, envelope, JSON_OPTIONS)["data"]
+        """The ``data`` of a raw body in the current schema of this aggregate's state, whatever schema
+        version the body was written in: the typed read that validation checked it with (:mod:`.bronze`),
+        so a row holds what passed the check. Read the current names only (older ones stay in the
+        struct, unread: :func:`~cqrs_orders.envelope_schema.current_state`)."""
+        data_type = read_schema(self.aggregate_type)
+        envelope = T.StructType(
+            [
+                T.StructField(SCHEMA_VERSION_FIELD, T.LongType(), True),
+                T.StructField("data", data_type, True),
+            ]
+        )
+        parsed = F.from_json(body, envelope, JSON_OPTIONS)
+        return current_state(parsed["data"], data_type, parsed[SCHEMA_VERSION_FIELD], self.aggregate_type)
 
     def winners_with_state(self, winners: DataFrame) -> DataFrame:
         """Winning ``bronze_events`` rows of this type with their parsed ``state`` (only these are parsed)."""
@@ -177,13 +193,13 @@ def order_rows(winners: DataFrame) -> DataFrame:
         lambda item: F.struct(
             item["sku"].alias("sku"),
             item["quantity"].alias("quantity"),
-            item["unitPrice"].alias("unit_price"),
+            item["price"].alias("unit_price"),
         ),
     )
     total = F.aggregate(
         state["items"],
         F.lit(0).cast(MONEY_TYPE),
-        lambda acc, item: (acc + item["quantity"] * item["unitPrice"]).cast(MONEY_TYPE),
+        lambda acc, item: (acc + item["quantity"] * item["price"]).cast(MONEY_TYPE),
     )
     count = F.aggregate(state["items"], F.lit(0).cast("bigint"), lambda acc, item: acc + item["quantity"])
     return winners.select(
@@ -215,7 +231,7 @@ def customer_rows(winners: DataFrame) -> DataFrame:
 
 def order_state_is_complete(state: Column) -> Column:
     def item_ok(item: Column) -> Column:
-        return item["sku"].isNotNull() & (item["quantity"] > 0) & (item["unitPrice"] >= 0)
+        return item["sku"].isNotNull() & (item["quantity"] > 0) & (item["price"] >= 0)
 
     return (
         state["customerId"].isNotNull()

@@ -5,7 +5,9 @@ For a bug fix in a projection, or a lost silver table: bronze holds every valid 
 and the projection rules (highest version wins, smaller id on a tie) depend on the set of events only, so
 one batch over a bronze snapshot gives exactly what streaming gave. An aggregation over a read model is
 recomputed whole from that read model's rebuilt rows (what its incremental MERGE keeps equal). The read
-models come from :data:`~.read_models.READ_MODELS`, the same declarations the stream's MERGEs use.
+models come from :data:`~.read_models.READ_MODELS`, the same declarations the stream's MERGEs use, and
+each winner's body is read through its declared upcasters as the stream reads it
+(:meth:`~.read_models.ReadModel.parse_state`), so events of an older schema version rebuild exactly.
 
 Afterwards the projection simply carries on from the bus: its checkpoint is untouched, and applying an
 event the rebuild already applied changes nothing. Stop the projection while rebuilding.

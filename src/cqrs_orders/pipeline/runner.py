@@ -37,6 +37,7 @@ from cqrs_orders.pipeline import checkpoint_lock, idempotency, profile
 from cqrs_orders.pipeline.batch_rows import release
 from cqrs_orders.pipeline.bronze import to_bronze, to_quarantine, validate_records
 from cqrs_orders.pipeline.conflicts import retry_on_conflict
+from cqrs_orders.pipeline.erasure import erased_ids, mask_erased
 from cqrs_orders.pipeline.gold import GOLD_TABLE, GoldRefresher
 from cqrs_orders.pipeline.progress import EVENT_TIME_METRIC, ProgressRecorder
 from cqrs_orders.pipeline.read_models import LATEST_STATE_MODELS, READ_MODELS
@@ -88,6 +89,8 @@ def project_batch(settings: Settings, writer_id: str) -> Callable[[DataFrame, in
     def write(validated: DataFrame, batch_id: int) -> None:
         checked_at = datetime.now(timezone.utc)  # the batch's ingest_time, in bronze and quarantine alike
         with profile.batch(batch_id) as info:
+            with profile.step("erasure registry"):  # an erased customer's records are written masked
+                validated = mask_erased(validated, erased_ids(validated.sparkSession, settings))
             # Validated once; every write below reads these rows. The job that stores them also observes
             # what the writes need to know: the valid rows' aggregate id ranges and how many rows failed.
             observation, valid = Observation(), F.size("failed_expectations") == 0

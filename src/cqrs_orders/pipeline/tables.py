@@ -130,6 +130,9 @@ SCHEMAS: dict[str, T.StructType] = {
         ("acknowledged_by", S),
         ("acknowledged_at", TS),
     ),
+    # One row per erased customer (:mod:`.erasure`): every micro-batch masks their records. The reason is an
+    # operator's text (a ticket, a legal basis), never personal data.
+    "ops_erasures": _schema(("customer_id", S), ("erased_at", TS), ("reason", S), ("erased_by", S)),
 }
 
 #: The tables this module creates: every table the pipeline writes.
@@ -148,6 +151,7 @@ STATS_COLUMNS = {
     "ops_stream_progress": "query_name,batch_id,batch_timestamp,recorded_at",
     "ops_projection_lag": "run_at,projection",
     "ops_quarantine_acknowledgements": "event_id,aggregate_type,aggregate_id,version,acknowledged_at",
+    "ops_erasures": "customer_id,erased_at",
 }
 
 
@@ -182,10 +186,15 @@ def ensure_table(spark, settings: Settings, name: str, storage_url: str | None =
     if table.exists(spark):
         add_missing_columns(spark, table, columns)
         return
+    create_if_missing(spark, located(settings.table(name), storage_url), columns, table_properties(name))
+
+
+def table_properties(name: str) -> dict[str, str]:
+    """The properties table ``name`` is created with (also by the lag monitor's writer on a laptop)."""
     properties = {**SYNAPSE_COMPATIBLE_PROPERTIES, "delta.dataSkippingStatsColumns": STATS_COLUMNS[name]}
     if name in AUTO_COMPACTED:
         properties["delta.autoOptimize.autoCompact"] = "true"
-    create_if_missing(spark, located(settings.table(name), storage_url), columns, properties)
+    return properties
 
 
 def located(location: TableLocation, storage_url: str | None) -> TableLocation:

@@ -18,6 +18,8 @@ never executed.
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import re
 import threading
@@ -49,7 +51,9 @@ class DeltaBackend:
 
     def __init__(self, locations: Mapping[str, str], schemas: Mapping[str, Any] | None = None):
         """``schemas`` (logical name -> ``pyarrow.Schema``) stand in for tables without data: a query over
-        them is planned and checked like any other, and answers no rows (:meth:`for_schemas`)."""
+        them is planned and checked like any other, and answers no rows (:meth:`for_schemas`); a name in
+        both reads its location while a Delta table is there, and its schema until then. Names beyond
+        :data:`~cqrs_orders.config.TABLES` (the lag monitor's event log) resolve like the tables."""
         from cqrs_orders.query.views import view_definitions
 
         self._locations = dict(locations)
@@ -97,20 +101,25 @@ class DeltaBackend:
         return tables + self._views_over(tables)
 
     def _candidates(self) -> list[str]:
-        return [name for name in TABLES if name in self._locations or name in self._schemas]
+        given = [*self._locations, *(name for name in self._schemas if name not in self._locations)]
+        return [name for name in TABLES if name in given] + [name for name in given if name not in TABLES]
 
     def _session(self, query: str, require_tables: bool):
         """A context with the tables ``query`` names (directly or through views) and the views over them."""
         from datafusion import SessionConfig, SessionContext
 
         ctx = SessionContext(SessionConfig().with_information_schema(False))
+        ctx.register_udf(_get_json_object())
         named = self._named_by(query)
         tables = []
         with self._lock:  # one thread at a time refreshes the shared tables and takes their snapshots
             for name in self._candidates():
                 provider = self._provider(name, require_tables) if name in named else None
                 if provider is not None:
-                    ctx.register_table(name, provider)
+                    if isinstance(provider, _Empty):
+                        ctx.register_record_batches(name, [[provider.batch]])
+                    else:
+                        ctx.register_table(name, provider)
                     tables.append(name)
         views = [name for name in self._views_over(tables) if name in named]
         view_plans = {}  # name -> the view's indented plan, how a query that reads it shows it
@@ -162,10 +171,8 @@ class DeltaBackend:
     def _provider(self, name: str, require: bool):
         """The table for the session: a DeltaTable at its newest version, or an empty Arrow table of its
         declared schema; ``None`` when it does not exist (unless ``require``)."""
-        if name in self._schemas:
-            import pyarrow.dataset as ds
-
-            return ds.dataset(self._schemas[name].empty_table())
+        if name not in self._locations:
+            return self._empty(name)
         from deltalake import DeltaTable
         from deltalake.exceptions import TableNotFoundError
 
@@ -178,6 +185,8 @@ class DeltaBackend:
             return table
         except TableNotFoundError:
             self._tables.pop(name, None)
+            if name in self._schemas:
+                return self._empty(name)
             if not require:
                 return None
             raise QueryError(
@@ -187,6 +196,47 @@ class DeltaBackend:
         except OSError as error:
             logger.warning("reading the Delta table %s failed: %s", name, error)
             raise QueryError(f"The read model {name} could not be read: {error}") from None
+
+    def _empty(self, name: str) -> _Empty:
+        import pyarrow as pa
+
+        return _Empty(pa.RecordBatch.from_pylist([], schema=self._schemas[name]))
+
+
+@dataclass(frozen=True)
+class _Empty:
+    """A table without rows, registered as one empty batch: a dataset without fragments has no partitions,
+    which DataFusion's plan checker refuses under a sort (``ORDER BY ... LIMIT``)."""
+
+    batch: Any
+
+
+@functools.cache
+def _get_json_object():
+    """Spark's ``get_json_object(json, '$.field')``, which DataFusion lacks, for the SQL both engines run
+    (:mod:`.quarantine`): a top-level field's value, a string as its text and anything else as JSON; null
+    for a missing field, a JSON null or a text that is not a JSON object. Only ``$.field`` paths."""
+    import pyarrow as pa
+    from datafusion import udf
+
+    def get(texts, paths):
+        values = []
+        for text, path in zip(texts.to_pylist(), paths.to_pylist(), strict=True):
+            if path is None or not path.startswith("$.") or "." in path[2:] or "[" in path:
+                raise ValueError(f"get_json_object here takes only a '$.field' path, not {path!r}")
+            try:
+                parsed = json.loads(text) if text is not None else None
+            except ValueError:
+                parsed = None
+            value = parsed.get(path[2:]) if isinstance(parsed, dict) else None
+            values.append(value if value is None or isinstance(value, str) else _json_text(value))
+        return pa.array(values, pa.string())
+
+    return udf(get, [pa.string(), pa.string()], pa.string(), "immutable", name="get_json_object")
+
+
+def _json_text(value) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def _mentions(text: str, name: str) -> bool:

@@ -96,7 +96,7 @@ class CreateOrder(OrderCommand):
     def decide(self, state: None, now: datetime, referenced: Mapping[str, State | None]) -> Decision:
         if not isinstance(referenced["customerId"], CustomerState):
             raise NotFound(f"customerId: {CustomerCommand.missing.format(id=self.customerId)}")
-        items = tuple(LineItem(sku=i.sku, quantity=i.quantity, unitPrice=i.unitPrice) for i in self.items)
+        items = tuple(LineItem(sku=i.sku, quantity=i.quantity, price=i.unitPrice) for i in self.items)
         created = OrderState(
             orderId=self.orderId,
             customerId=self.customerId,
@@ -137,7 +137,7 @@ class AddOrderItem(OrderCommand):
             )
         if len(skus) >= MAX_ITEMS:
             raise ValidationError(f"items: an order holds at most {MAX_ITEMS} lines")
-        added = LineItem(sku=self.sku, quantity=self.quantity, unitPrice=self.unitPrice)
+        added = LineItem(sku=self.sku, quantity=self.quantity, price=self.unitPrice)
         items = _within_total((*state.items, added))
         return "OrderItemAdded", state.model_copy(update={"items": items, "updatedAt": now})
 
@@ -246,7 +246,7 @@ def _items_can_change(state: OrderState) -> None:
 
 def _within_total(items: tuple[LineItem, ...]) -> tuple[LineItem, ...]:
     """The read models keep totals as decimal(18,2); an order whose total cannot fit there is refused."""
-    total = sum((item.quantity * item.unitPrice for item in items), Decimal(0))
+    total = sum((item.quantity * item.price for item in items), Decimal(0))
     if total > MAX_ORDER_TOTAL:
         raise ValidationError(f"items: the order total {total} exceeds the maximum {MAX_ORDER_TOTAL}")
     return items
