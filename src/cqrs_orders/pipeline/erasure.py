@@ -37,7 +37,7 @@ from cqrs_orders.config import Settings
 from cqrs_orders.delta_io import Table
 from cqrs_orders.errors import ConfigurationError
 from cqrs_orders.pipeline.conflicts import retry_on_conflict
-from cqrs_orders.pipeline.maintenance import MIN_RETAIN_HOURS
+from cqrs_orders.pipeline.maintenance import MIN_RETAIN_HOURS, vacuum_tables
 from cqrs_orders.pipeline.tables import ensure_tables
 
 log = logging.getLogger(__name__)
@@ -158,13 +158,10 @@ def erase_in_lake(
         rewritten["event_log"] = event_log.erase(customer_id, values)
     vacuumed = []
     if vacuum:
-        for name in PERSONAL_COLUMNS:
-            log.info("VACUUM %s", name)
-            Table(settings.table(name)).delta(spark).vacuum(retain_hours)
-            vacuumed.append(name)
-        if "event_log" in rewritten:
-            EventLog(settings.event_log_path).vacuum(retain_hours, enforce_retention=checked)
-            vacuumed.append("event_log")
+        with_log = "event_log" in rewritten
+        vacuumed = vacuum_tables(
+            spark, settings, PERSONAL_COLUMNS, retain_hours, with_log, enforce_retention=checked
+        )
     seconds = round(time.monotonic() - started, 2)
     log.info("lake: customer %s erased in %.2f s (rows rewritten: %s)", customer_id, seconds, rewritten)
     return {

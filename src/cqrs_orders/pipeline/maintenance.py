@@ -70,17 +70,34 @@ def maintain(spark, settings: Settings, *, vacuum: bool = True, retain_hours: fl
             "files_after": _file_count(session, table),
             "seconds": round(time.monotonic() - started, 2),
         }
-    vacuumed = []
-    if vacuum:
-        for name in PIPELINE_TABLES:
-            log.info("VACUUM %s", name)
-            Table(settings.table(name)).delta(session).vacuum(retain_hours)
-            vacuumed.append(name)
-        if settings.source == "event_log" and settings.event_log_path.exists():
-            event_log = EventLog(settings.event_log_path, settings.event_log_partitions)
-            log.info("VACUUM event_log: %d files deleted", event_log.vacuum(retain_hours))
-            vacuumed.append("event_log")
+    with_log = settings.source == "event_log" and settings.event_log_path.exists()
+    vacuumed = vacuum_tables(session, settings, PIPELINE_TABLES, retain_hours, with_log) if vacuum else []
     return {"optimized": optimized, "vacuumed": vacuumed}
+
+
+def vacuum_tables(
+    spark,
+    settings: Settings,
+    names,
+    retain_hours: float | None,
+    event_log: bool,
+    *,
+    enforce_retention: bool = True,
+) -> list[str]:
+    """VACUUM the tables ``names`` and, with ``event_log``, the embedded event log; returns what was
+    vacuumed. ``maintain`` and an erasure share it (``enforce_retention=False``: Delta's retention check is
+    off, so the event log's minimum is lifted too)."""
+    vacuumed = []
+    for name in names:
+        log.info("VACUUM %s", name)
+        Table(settings.table(name)).delta(spark).vacuum(retain_hours)
+        vacuumed.append(name)
+    if event_log:
+        log_files = EventLog(settings.event_log_path, settings.event_log_partitions)
+        deleted = log_files.vacuum(retain_hours, enforce_retention=enforce_retention)
+        log.info("VACUUM event_log: %d files deleted", deleted)
+        vacuumed.append("event_log")
+    return vacuumed
 
 
 def check_retention(retain_hours: float | None) -> None:
