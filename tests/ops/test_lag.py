@@ -154,8 +154,8 @@ def test_on_kafka_the_projections_position_is_its_checkpoint_else_bronze(spark, 
     (partition, offset) = lake.positions[str(created.eventId)]
 
     def position() -> dict[int, int]:
-        laptop = _kafka_positions(_DeltaTables(settings).query, settings)
-        assert laptop == _kafka_positions(_SparkTables(spark, settings).query, settings)
+        laptop = _kafka_positions(_DeltaTables(settings).query_all, settings)
+        assert laptop == _kafka_positions(_SparkTables(spark, settings).query_all, settings)
         return laptop
 
     assert position() == {partition: offset + 1}  # no progress yet: the offset after bronze's last

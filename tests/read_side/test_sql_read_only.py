@@ -170,3 +170,22 @@ def test_sql_leaves_nothing_in_the_current_directory_and_starts_no_jvm(delta_war
     assert result.returncode == 0, result.stderr
     assert result.stdout == "+-+\n|n|\n+-+\n|5|\n+-+\n"
     assert sorted(path.name for path in Path(cwd).iterdir()) == []
+
+
+def test_several_statements_answer_from_one_session_each_checked_by_the_guard(settings: Settings, orders):
+    """``query_all`` (the lag monitor's path) answers what each statement answers alone, and a write
+    among them refuses the whole call before any of them runs."""
+    from cqrs_orders.errors import QueryError
+    from cqrs_orders.query.delta import DeltaBackend
+
+    backend = DeltaBackend.for_warehouse(settings)
+    statements = [
+        "SELECT count(*) AS n FROM silver_orders",
+        "SELECT order_id FROM silver_orders ORDER BY order_id LIMIT 2",
+        "SELECT count(*) AS n FROM silver_customers",
+    ]
+    assert backend.query_all(statements) == [backend.query(statement, {}) for statement in statements]
+    before = orders()
+    with pytest.raises(QueryError, match="a write"):
+        backend.query_all([statements[0], "DELETE FROM silver_orders"])
+    assert orders() == before

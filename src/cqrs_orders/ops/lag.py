@@ -46,7 +46,7 @@ with Spark.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -242,8 +242,9 @@ def _seconds(value: float | None) -> str:
     return "never ran" if value is None else f"{value:.1f} s"
 
 
-#: Runs one of the monitor's SQL texts; answers its rows as dicts (times timezone-aware, UTC).
-Query = Callable[[str], list[dict[str, Any]]]
+#: Answers the monitor's SQL texts, each as its rows (dicts; times timezone-aware, UTC), all from one read of
+#: the warehouse (:meth:`~cqrs_orders.query.delta.DeltaBackend.query_all`).
+Queries = Callable[[Sequence[str]], list[list[dict[str, Any]]]]
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -259,50 +260,60 @@ def measure_lag(
     ``spark``: ``None`` to read the local warehouse's Delta folders without Spark (a laptop); a session to
     read through Spark (the Databricks lag job, Unity Catalog tables). Both run the same SQL texts."""
     tables = _DeltaTables(settings) if spark is None else _SparkTables(spark, settings)
-    report = assess(tables.query, settings, threshold_seconds, now)
+    report = assess(tables.query_all, settings, threshold_seconds, now)
     if record:
         tables.record(report)
     return report
 
 
 def assess(
-    query: Query, settings: Settings, threshold_seconds: float, now: datetime | None = None
+    queries: Queries, settings: Settings, threshold_seconds: float, now: datetime | None = None
 ) -> LagReport:
-    """The report, from the warehouse's tables as ``query`` reads them, the write store and the bus."""
+    """The report, from the warehouse's tables as ``queries`` reads them, the write store and the bus.
+
+    Every measure that needs nothing but the tables is asked for in one call, so they describe one moment;
+    only the records still unread (when there is a backlog) and the Kafka positions are asked after."""
     now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
     waiting = measure_outbox(settings, now)  # the write store's outbox: before the bus
     stalled = (OUTBOX_BREACH,) if waiting is not None and waiting.breached(threshold_seconds) else ()
+    embedded = settings.source != "kafka"
+    figure_statements = list(dict.fromkeys(measures.projection_figures(p) for p in PROJECTIONS))
+    statements = [
+        measures.BRONZE_EVENT_TIMES,
+        measures.LAST_BATCH,
+        *((measures.LOG_RECORDS, measures.INGESTED_POSITIONS) if embedded else ()),
+        *figure_statements,  # a derived read model reads its source's figures: each text once
+    ]
+    answers = dict(zip(statements, queries(statements), strict=True))
     bronze_times = {
         row["aggregate_type"]: (row["newest_event_time"], row["oldest_event_time"])
-        for row in query(measures.BRONZE_EVENT_TIMES)
+        for row in answers[measures.BRONZE_EVENT_TIMES]
     }
 
     bus = None
-    if settings.source == "kafka":
-        from cqrs_orders.ops.bus import measure_kafka_bus
-
-        bus = measure_kafka_bus(settings, _kafka_positions(query, settings), now)
-        bus_times = measures.with_events(bronze_times, bus.waiting_events)
-        bus_backlog = bus.backlog
-        stalled += bus.breaches()
-    else:
-        (log,), (ingested,) = query(measures.LOG_RECORDS), query(measures.INGESTED_POSITIONS)
+    if embedded:
+        (log,), (ingested,) = answers[measures.LOG_RECORDS], answers[measures.INGESTED_POSITIONS]
         bus_backlog = max(0, log["records"] - ingested["ingested"])
         # Without a backlog every record of the log is in bronze or the quarantine: none to read.
         unread = (
-            (measures.event_of(row["body"]) for row in query(measures.UNREAD_RECORDS)) if bus_backlog else ()
+            (measures.event_of(row["body"]) for row in queries([measures.UNREAD_RECORDS])[0])
+            if bus_backlog
+            else ()
         )
         bus_times = measures.with_events(bronze_times, (event for event in unread if event is not None))
+    else:
+        from cqrs_orders.ops.bus import measure_kafka_bus
 
-    (progress,) = query(measures.LAST_BATCH)
-    figures: dict[str, dict[str, Any]] = {}  # by SQL text: a derived read model reads its source's figures
+        bus = measure_kafka_bus(settings, _kafka_positions(queries, settings), now)
+        bus_times = measures.with_events(bronze_times, bus.waiting_events)
+        bus_backlog = bus.backlog
+        stalled += bus.breaches()
+
+    (progress,) = answers[measures.LAST_BATCH]
     now_micros = _micros(now)
     results = []
     for projection in PROJECTIONS:
-        statement = measures.projection_figures(projection)
-        if statement not in figures:
-            (figures[statement],) = query(statement)
-        f = figures[statement]
+        (f,) = answers[measures.projection_figures(projection)]
         newest_bus, oldest_bus = bus_times.get(projection.aggregate_type.value, (None, None))
         if newest_bus is None:
             lag_micros = 0
@@ -343,20 +354,20 @@ def _micros(moment: datetime) -> int:
     return (moment.astimezone(timezone.utc) - _EPOCH) // timedelta(microseconds=1)
 
 
-def _kafka_positions(query: Query, settings: Settings) -> dict[int, int]:
+def _kafka_positions(queries: Queries, settings: Settings) -> dict[int, int]:
     """Where the projection has read the topic to, per partition (the next offset it reads).
 
     Its checkpoint's word first: the end offsets of its newest progress row that names the topic. That is
     right after the topic was made again and the checkpoint reset, when bronze still holds the offsets of
     the old topic. Without such a row (a warehouse whose progress was never recorded), what reached bronze
     or quarantine: Kafka is read in offset order, so the offset after the last one."""
-    newest = query(measures.NEWEST_SOURCE_END)
+    (newest,) = queries([measures.NEWEST_SOURCE_END])
     read = (
         measures.latest_source_offsets(newest[0]["source_end_offset"], settings.kafka_topic) if newest else {}
     )
     if read:
         return read
-    return {row["partition"]: row["next_offset"] for row in query(measures.INGESTED_NEXT_OFFSETS)}
+    return {row["partition"]: row["next_offset"] for row in queries([measures.INGESTED_NEXT_OFFSETS])[0]}
 
 
 def _rows(report: LagReport) -> list[dict]:
@@ -383,6 +394,9 @@ class _DeltaTables:
 
     def query(self, statement: str) -> list[dict[str, Any]]:
         return self._backend.query(statement, {})
+
+    def query_all(self, statements: Sequence[str]) -> list[list[dict[str, Any]]]:
+        return self._backend.query_all(statements)
 
     def record(self, report: LagReport) -> None:
         """Append the rows; a new table gets the properties every pipeline table is created with
@@ -428,6 +442,10 @@ class _SparkTables:
 
     def query(self, statement: str) -> list[dict[str, Any]]:
         return self._backend.query(statement, {})
+
+    def query_all(self, statements: Sequence[str]) -> list[list[dict[str, Any]]]:
+        """One after another: each Spark SQL query already uses every core of the job's cluster."""
+        return [self.query(statement) for statement in statements]
 
     def record(self, report: LagReport) -> None:
         """Append the rows to ``ops_projection_lag``, created (or given the columns it lacks) as every
