@@ -16,6 +16,7 @@ Jars that pyspark already ships are left out, so the classpath has one copy of e
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import re
 import shutil
@@ -82,6 +83,23 @@ def cached_jars() -> list[str] | None:
     if not (folder / _MARKER).exists():
         return None
     return sorted(str(path) for path in folder.glob("*.jar"))
+
+
+def cached_or_fetched() -> list[str]:
+    """The cached jars, fetched with Maven first when the cache is empty.
+
+    One process fetches while the others wait on a lock beside the cache folder and then read what it
+    fetched: two Spark sessions starting at once (two test workers, two jobs on one machine) would otherwise
+    copy jars over each other, and one could start on a jar the other was still writing."""
+    paths = cached_jars()
+    if paths is not None:
+        return paths
+    folder = cache_dir()
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f"{folder.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, however the process ends
+        paths = cached_jars()
+        return paths if paths is not None else fetch_with_maven()
 
 
 def fetch_with_maven() -> list[str]:

@@ -113,14 +113,12 @@ def _local_session(app_name: str):
 def _with_jars(builder):
     from cqrs_orders import jars
 
-    paths = jars.cached_jars()
-    if paths is None:
-        try:
-            paths = jars.fetch_with_maven()
-        except SparkUnavailableError as maven_error:
-            if "not installed" not in str(maven_error):
-                raise
-            from delta import configure_spark_with_delta_pip  # Spark's own resolver, as a last resort
+    try:
+        paths = jars.cached_or_fetched()
+    except SparkUnavailableError as maven_error:
+        if "not installed" not in str(maven_error):
+            raise
+        from delta import configure_spark_with_delta_pip  # Spark's own resolver, as a last resort
 
-            return configure_spark_with_delta_pip(builder, extra_packages=jars.maven_coordinates()[1:])
+        return configure_spark_with_delta_pip(builder, extra_packages=jars.maven_coordinates()[1:])
     return builder.config("spark.jars", ",".join(paths))
