@@ -13,7 +13,7 @@ import time
 import pytest
 
 from cqrs_orders.errors import RebuildError
-from cqrs_orders.pipeline import pause
+from cqrs_orders.pipeline import checkpoint_lock, pause
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ class Batches:
 def test_a_pause_waits_for_the_running_batch_and_holds_the_next_until_withdrawn(checkpoint):
     gate, stop = pause.PauseGate(), threading.Event()
     batches = Batches(gate)
-    with pause.serving(checkpoint, gate, stop):
+    with checkpoint_lock.exclusive(checkpoint), pause.serving(checkpoint, gate, stop):  # as run_continuous
         batches.start("batch 1", seconds=1.5)
         with pause.paused(checkpoint, timeout=10) as projection_running:
             assert projection_running is True
@@ -90,10 +90,19 @@ def test_a_projection_that_does_not_answer_fails_the_rebuild_in_time_and_the_req
     pause._write_lease(checkpoint, pause.ALIVE_FILE)  # alive (it says), but no watcher answers
     began = time.monotonic()
     refused = pytest.raises(RebuildError, match=r"did not pause within 1 s.*nothing was changed")
-    with refused, pause.paused(checkpoint, timeout=1):
+    with checkpoint_lock.exclusive(checkpoint), refused, pause.paused(checkpoint, timeout=1):
         pytest.fail("must not get here")
     assert 1 <= time.monotonic() - began < 3
     assert not pause.is_requested(checkpoint)
+
+
+def test_a_projection_killed_within_its_lease_is_not_waited_for(checkpoint):
+    """Its liveness has not expired yet, but its checkpoint's lock is free: the kernel released it."""
+    pause._write_lease(checkpoint, pause.ALIVE_FILE)
+    with checkpoint_lock.exclusive(checkpoint):
+        pass  # the lock file exists, as a projection leaves it
+    with pause.paused(checkpoint, timeout=30) as projection_running:
+        assert projection_running is False
 
 
 def test_a_second_request_is_refused_while_the_first_is_live(checkpoint):

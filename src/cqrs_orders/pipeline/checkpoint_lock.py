@@ -95,6 +95,26 @@ def _locked(folder, busy: str) -> Iterator[None]:
         os.close(descriptor)  # releases the lock
 
 
+def held_elsewhere(checkpoint: str) -> bool | None:
+    """Whether another process holds the checkpoint's lock now (``None``: locks are not supported here, so
+    it cannot be told). Takes and drops the lock when it is free."""
+    path = checkpoint_folder(checkpoint) / LOCK_FILE
+    if not path.exists():
+        return False
+    descriptor = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError as error:
+        if error.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            return None
+        raise
+    finally:
+        os.close(descriptor)
+    return False
+
+
 def _read(descriptor: int) -> str:
     text = os.pread(descriptor, 100, 0).decode(errors="replace").strip()
     return f" ({text})" if text else ""

@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from cqrs_orders.errors import RebuildError
+from cqrs_orders.pipeline import checkpoint_lock
 from cqrs_orders.pipeline.checkpoint_files import checkpoint_folder, write_marker
 
 logger = logging.getLogger(__name__)
@@ -179,7 +180,8 @@ def paused(checkpoint: str, timeout: float) -> Iterator[bool]:
     renewer = threading.Thread(target=_renew, args=(checkpoint, stop), name="pause-request", daemon=True)
     renewer.start()
     try:
-        alive = projection_alive(checkpoint)
+        # A projection killed within the lease still looks alive: where locks work, a free lock says not.
+        alive = projection_alive(checkpoint) and checkpoint_lock.held_elsewhere(checkpoint) is not False
         if alive:
             _await_paused(checkpoint, timeout)
         yield alive
