@@ -55,6 +55,7 @@ from cqrs_orders.delta_io import table
 from cqrs_orders.errors import RebuildError
 from cqrs_orders.pipeline import checkpoint_lock, gold, pause
 from cqrs_orders.pipeline.batch_rows import release
+from cqrs_orders.pipeline.conflicts import retry_on_conflict
 from cqrs_orders.pipeline.generation_check import check
 from cqrs_orders.pipeline.pause import DEFAULT_PAUSE_TIMEOUT
 from cqrs_orders.pipeline.read_models import READ_MODELS
@@ -134,8 +135,9 @@ def rebuild(spark, settings: Settings, pause_timeout: float = DEFAULT_PAUSE_TIME
             previous = _versions(spark, settings)
             _record(spark, settings, rebuild_id, "started", version, previous)
             for name, rows in generation.items():
-                table(settings, name).save(rows.write.format("delta").mode("overwrite"))
-            gold.refresh(spark, settings)
+                writer = rows.write.format("delta").mode("overwrite")
+                retry_on_conflict(lambda name=name, writer=writer: table(settings, name).save(writer), name)
+            _refresh_gold(spark, settings)
             published = _versions(spark, settings)
             _record(spark, settings, rebuild_id, "published", version, published)
         finally:
@@ -166,7 +168,7 @@ def rollback(spark, settings: Settings, pause_timeout: float = DEFAULT_PAUSE_TIM
         for name, version in previous.items():
             _restore(spark, settings, name, version)
         caught_up = _reapply_since(spark, settings, since - CLOCK_MARGIN, rebuild_id)
-        gold.refresh(spark, settings)
+        _refresh_gold(spark, settings)
         restored = _versions(spark, settings)
         _record(spark, settings, rebuild_id, "rolled_back", bronze_version, restored)
     logger.info("rebuild %s rolled back in %.1f s", rebuild_id, time.monotonic() - started)
@@ -177,6 +179,12 @@ def rollback(spark, settings: Settings, pause_timeout: float = DEFAULT_PAUSE_TIM
         "seconds": round(time.monotonic() - started, 1),
         **{name: table(settings, name).read(spark).count() for name in PUBLISHED},
     }
+
+
+def _refresh_gold(spark, settings: Settings) -> None:
+    """Gold from the silver just written; a paused projection's gold refresher may overwrite it at the same
+    moment (the same rows: a conflict, retried)."""
+    retry_on_conflict(lambda: gold.refresh(spark, settings), gold.GOLD_TABLE)
 
 
 def _versions(spark, settings: Settings) -> dict[str, int]:
@@ -226,7 +234,7 @@ def _refuse_after_erasure(spark, settings: Settings, since: datetime) -> None:
 
 def _restore(spark, settings: Settings, name: str, version: int) -> None:
     try:
-        table(settings, name).delta(spark).restoreToVersion(version)
+        retry_on_conflict(lambda: table(settings, name).delta(spark).restoreToVersion(version), name)
     except Exception as error:  # Delta raises its JVM errors unwrapped; the files may be VACUUMed
         raise RebuildError(
             f"{name} cannot be restored to version {version}: {str(error).splitlines()[0]}. Its files may be "
