@@ -77,8 +77,10 @@ def register(subcommands, common) -> None:
     )
     rebuild.add_argument(
         "--rollback",
-        action="store_true",
-        help="return to the generation before the last rebuild instead of building a new one",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="return to the generation before the last rebuild instead of building a new one (the bundle's "
+        "job passes --no-rollback by default)",
     )
     rebuild.add_argument(
         "--pause-timeout",
