@@ -37,6 +37,7 @@ TABLES = (
     "ops_projection_lag",
     "ops_quarantine_acknowledgements",  # versions accepted as lost (``cqrs-orders quarantine acknowledge``)
     "ops_erasures",  # customers whose personal data was erased (``cqrs-orders erase-customer``)
+    "ops_rebuilds",  # each rebuild's table versions, what ``cqrs-orders rebuild --rollback`` restores
 )
 #: Views created over the tables (``sql/databricks``); resolvable by ``cqrs-orders sql`` like tables.
 VIEWS = ("vw_order_summary", "vw_daily_order_metrics")

@@ -159,6 +159,12 @@ class RemoteRunError(CqrsOrdersError):
     """A Databricks job run (e.g. the command-ingest endpoint) failed or returned no usable result."""
 
 
+class RebuildError(CqrsOrdersError):
+    """A rebuild or its rollback refused to go on (another one running, a projection that would not pause,
+    a generation that disagrees with bronze, nothing to roll back); it names what, and what was left as it
+    was."""
+
+
 class CorruptTableError(CqrsOrdersError):
     """A Delta table's transaction log cannot be read (a commit file truncated or overwritten)."""
 

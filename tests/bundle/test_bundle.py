@@ -18,7 +18,8 @@ from cqrs_orders.spark import PIPELINE_CONF
 pytestmark = [pytest.mark.databricks_cli, pytest.mark.timeout(1800)]
 
 DEV_ROOT = "/Workspace/Users/tester@databricks.com/.bundle/cqrs_orders/dev"
-JOBS = {"projection", "lag_monitor", "maintenance", "views", "command_ingest", "quarantine", "erase_customer"}
+JOBS = {"projection", "lag_monitor", "maintenance", "views", "command_ingest", "quarantine", "erase_customer",
+        "rebuild"}  # fmt: skip
 RUN_AS = {"USE_SCHEMA", "CREATE_TABLE", "MODIFY", "SELECT"}  # the jobs' least privilege on the schema
 JOB_PARAMETER = re.compile(r"\{\{job\.parameters\.(\w+)\}\}")
 
@@ -101,7 +102,7 @@ def test_wheel_tasks_are_valid_command_lines_and_the_notebook_reads_its_paramete
                 ]
                 for parameter in given:
                     assert f'"{parameter}"' in source, (key, parameter)
-    assert wheel_tasks == 6  # project, lag, maintain, create-views, quarantine, erase-customer
+    assert wheel_tasks == 7  # project, lag, maintain, create-views, quarantine, erase-customer, rebuild
 
 
 def test_the_app_installs_the_wheel_the_bundle_builds(names):
@@ -202,6 +203,17 @@ def test_dev_jobs_run_on_the_compute_each_needs(dev_deploys):
     assert cluster["new_cluster"]["spark_version"] == "18.x-scala2.13"
     assert "spark_env_vars" not in cluster["new_cluster"]  # settings are task parameters now
     assert cluster["new_cluster"]["spark_conf"] == PIPELINE_CONF  # the plans run as tuned on the laptop
+
+    # The rebuild: run by hand only, one at a time, on the projection's cluster definition and checkpoints
+    # (where the pause request and acknowledgement meet), with the projection's source for its catch-up.
+    rebuild = jobs["rebuild"]
+    assert not {"schedule", "trigger", "continuous"} & set(rebuild) and rebuild["max_concurrent_runs"] == 1
+    [task] = rebuild["tasks"]
+    parameters = at_defaults(task["python_wheel_task"]["parameters"], rebuild)
+    assert parameters[:3] == ["rebuild", "--no-rollback", "--pause-timeout=300"]
+    assert set(project["python_wheel_task"]["parameters"][2:]) <= set(parameters)
+    [rebuild_cluster] = rebuild["job_clusters"]
+    assert rebuild_cluster["new_cluster"] == cluster["new_cluster"]
 
 
 def test_dev_deploy_grants_and_permissions(dev_deploys, dev_cli, names):

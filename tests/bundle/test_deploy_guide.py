@@ -271,7 +271,7 @@ def test_the_guide_deploys_and_destroys_prod_as_the_service_principal(new_cli):
     cli = new_cli(SERVICE_PRINCIPAL_TOKEN)
     run_blocks(cli, "as-service-principal")
     created = calls(cli, "POST", "/api/2.2/jobs/create")
-    assert len(created) == 7 and all(
+    assert len(created) == 8 and all(  # every job of resources/*.job.yml
         c["body"]["run_as"] == {"service_principal_name": SERVICE_PRINCIPAL} for c in created
     )
     assert calls(cli, "POST", "/api/2.0/apps/")  # the app's code deployed (bundle run command_api)

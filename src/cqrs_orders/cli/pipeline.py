@@ -13,6 +13,7 @@ from pathlib import Path
 from cqrs_orders.config import Settings, positive_seconds
 from cqrs_orders.errors import ConfigurationError
 from cqrs_orders.exit_codes import ExitCode
+from cqrs_orders.pipeline.pause import DEFAULT_PAUSE_TIMEOUT
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +64,30 @@ def register(subcommands, common) -> None:
     rebuild = subcommands.add_parser(
         "rebuild",
         parents=[common],
-        help="rebuild silver and gold from bronze_events (stop the projection first)",
-        description="Recompute silver_orders, silver_customers and "
-        "gold_daily_order_metrics from the current bronze_events snapshot without touching bronze; the "
-        "next `project` carries on from the bus.",
+        help="rebuild every read model and gold from bronze_events, checked, beside the running projection; "
+        "--rollback undoes the last one",
+        description="Build the next generation of every read model (silver_orders, silver_customers, "
+        "silver_product_sales) and gold_daily_order_metrics from one bronze_events snapshot, check it "
+        "against that snapshot (aggregates, highest version per aggregate, version gaps) and publish it "
+        "only if it agrees, recording each table's previous Delta version in ops_rebuilds. A running "
+        "projection is paused between micro-batches meanwhile and resumed after (none running: its "
+        "checkpoint is finished first); one rebuild at a time. With --rollback, restore every table to its "
+        "version before the newest rebuild not yet rolled back (within the tables' retention, 7 days by "
+        "default) and re-apply the events that arrived since. Bronze is never touched.",
+    )
+    rebuild.add_argument(
+        "--rollback",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="return to the generation before the last rebuild instead of building a new one (the bundle's "
+        "job passes --no-rollback by default)",
+    )
+    rebuild.add_argument(
+        "--pause-timeout",
+        type=seconds_argument,
+        default=DEFAULT_PAUSE_TIMEOUT,
+        metavar="N",
+        help=f"wait at most N seconds for a running projection to pause (default {DEFAULT_PAUSE_TIMEOUT:g})",
     )
     rebuild.set_defaults(run=run_rebuild)
 
@@ -134,14 +155,20 @@ def run_project(args, settings: Settings) -> int:
 
 def run_rebuild(args, settings: Settings) -> int:
     from cqrs_orders.adapters.delta_log import check_warehouse_tables
-    from cqrs_orders.pipeline.rebuild import rebuild
+    from cqrs_orders.pipeline.rebuild import one_at_a_time, rebuild, rollback
     from cqrs_orders.spark import get_spark
 
     check_warehouse_tables(settings)  # a damaged table is named before Spark meets it
-    log.info("starting Spark")
-    spark = get_spark("cqrs-orders-rebuild")
-    log.info("rebuilding silver and gold from bronze_events")
-    print(json.dumps(rebuild(spark, settings)))
+    with one_at_a_time(settings):  # a second rebuild is refused before Spark starts
+        log.info("starting Spark")
+        spark = get_spark("cqrs-orders-rebuild")
+        if args.rollback:
+            log.info("rolling back the last rebuild")
+            summary = rollback(spark, settings, args.pause_timeout)
+        else:
+            log.info("rebuilding silver and gold from bronze_events")
+            summary = rebuild(spark, settings, args.pause_timeout)
+    print(json.dumps(summary, default=str))
     return ExitCode.OK
 
 

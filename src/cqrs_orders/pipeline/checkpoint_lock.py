@@ -34,10 +34,17 @@ _held: Counter = Counter()
 _guard = threading.Lock()
 
 
+#: What a refusal says by default: the lock guards a projection's checkpoint.
+PROJECTION_BUSY = (
+    "Another projection is already running on {checkpoint}{holder}: stop it first, or give this one its own "
+    "warehouse (--warehouse) or CQRS_CHECKPOINT_ROOT."
+)
+
+
 @contextmanager
-def exclusive(checkpoint: str) -> Iterator[None]:
-    """Hold the checkpoint's lock for the block; :class:`ConfigurationError` when another process has it.
-    Re-entrant within a process."""
+def exclusive(checkpoint: str, busy: str = PROJECTION_BUSY) -> Iterator[None]:
+    """Hold the checkpoint's lock for the block; :class:`ConfigurationError` saying ``busy`` (its
+    ``{checkpoint}`` and ``{holder}`` filled in) when another process has it. Re-entrant within a process."""
     folder = checkpoint_folder(checkpoint)
     key = str(folder.resolve())
     with _guard:
@@ -53,7 +60,7 @@ def exclusive(checkpoint: str) -> Iterator[None]:
             with _guard:
                 _held[key] -= 1
         return
-    with _locked(folder, checkpoint):
+    with _locked(folder, busy.replace("{checkpoint}", checkpoint)):
         with _guard:
             _held[key] += 1
         try:
@@ -64,7 +71,7 @@ def exclusive(checkpoint: str) -> Iterator[None]:
 
 
 @contextmanager
-def _locked(folder, checkpoint: str) -> Iterator[None]:
+def _locked(folder, busy: str) -> Iterator[None]:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_FILE
     descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -73,15 +80,12 @@ def _locked(folder, checkpoint: str) -> Iterator[None]:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _read(descriptor)
-            raise ConfigurationError(
-                f"Another projection is already running on {checkpoint}{holder}: stop it first, or give "
-                "this one its own warehouse (--warehouse) or CQRS_CHECKPOINT_ROOT."
-            ) from None
+            raise ConfigurationError(busy.replace("{holder}", holder)) from None
         except OSError as error:
             if error.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
                 raise
             logger.warning(
-                "%s cannot be locked here (%s): not guarding against a second projection", path, error
+                "%s cannot be locked here (%s): not guarding against a second process", path, error
             )
         else:
             os.ftruncate(descriptor, 0)
@@ -89,6 +93,26 @@ def _locked(folder, checkpoint: str) -> Iterator[None]:
         yield
     finally:
         os.close(descriptor)  # releases the lock
+
+
+def held_elsewhere(checkpoint: str) -> bool | None:
+    """Whether another process holds the checkpoint's lock now (``None``: locks are not supported here, so
+    it cannot be told). Takes and drops the lock when it is free."""
+    path = checkpoint_folder(checkpoint) / LOCK_FILE
+    if not path.exists():
+        return False
+    descriptor = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError as error:
+        if error.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            return None
+        raise
+    finally:
+        os.close(descriptor)
+    return False
 
 
 def _read(descriptor: int) -> str:

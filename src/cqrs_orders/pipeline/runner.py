@@ -33,7 +33,7 @@ from pyspark.sql import functions as F
 
 from cqrs_orders.config import Settings
 from cqrs_orders.delta_io import table
-from cqrs_orders.pipeline import checkpoint_lock, idempotency, profile
+from cqrs_orders.pipeline import checkpoint_lock, idempotency, pause, profile
 from cqrs_orders.pipeline.batch_rows import release
 from cqrs_orders.pipeline.bronze import to_bronze, to_quarantine, validate_records
 from cqrs_orders.pipeline.conflicts import retry_on_conflict
@@ -59,8 +59,9 @@ STATE_CHECKS = {model.aggregate_type: model.state_is_complete for model in LATES
 COUNTED_TABLES = ("bronze_events", "bronze_quarantine", *(model.table for model in READ_MODELS), GOLD_TABLE)
 
 
-def start_projection(spark, settings: Settings, trigger: dict):
-    """Start the bus -> silver + bronze query (the caller holds the checkpoint's lock)."""
+def start_projection(spark, settings: Settings, trigger: dict, gate: pause.PauseGate | None = None):
+    """Start the bus -> silver + bronze query (the caller holds the checkpoint's lock); each micro-batch
+    holds ``gate`` while it runs (:mod:`.pause`)."""
     checkpoint = settings.checkpoint(CHECKPOINT)
     writer_id = idempotency.app_id(checkpoint)
     validated = validate_records(read_records(spark, settings), STATE_CHECKS)
@@ -68,7 +69,7 @@ def start_projection(spark, settings: Settings, trigger: dict):
     observed = validated.observe(
         EVENT_TIME_METRIC, F.max(F.when(valid, F.col("event_time"))).alias("max_event_time")
     )
-    batch = project_batch(settings, writer_id)
+    batch = project_batch(settings, writer_id, gate)
 
     def run_batch(frame: DataFrame, batch_id: int) -> None:  # every write in it is idempotent
         retry_on_conflict(lambda: batch(frame, batch_id), f"{QUERY_NAME} batch {batch_id}")
@@ -82,11 +83,19 @@ def start_projection(spark, settings: Settings, trigger: dict):
     )
 
 
-def project_batch(settings: Settings, writer_id: str) -> Callable[[DataFrame, int], None]:
-    """The ``foreachBatch`` function: one validated micro-batch into silver, bronze and quarantine."""
+def project_batch(
+    settings: Settings, writer_id: str, gate: pause.PauseGate | None = None
+) -> Callable[[DataFrame, int], None]:
+    """The ``foreachBatch`` function: one validated micro-batch into silver, bronze and quarantine, each
+    while holding ``gate`` (a paused projection's next batch waits at its start: :mod:`.pause`)."""
     appends = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bronze-append")
+    gate = gate or pause.PauseGate()
 
     def write(validated: DataFrame, batch_id: int) -> None:
+        with gate.batch():
+            _write(validated, batch_id)
+
+    def _write(validated: DataFrame, batch_id: int) -> None:
         checked_at = datetime.now(timezone.utc)  # the batch's ingest_time, in bronze and quarantine alike
         with profile.batch(batch_id) as info:
             with profile.step("erasure registry"):  # an erased customer's records are written masked
@@ -178,21 +187,21 @@ def run_continuous(
     """Run the projection until SIGINT/SIGTERM (or ``stop`` is set); stop between micro-batches.
 
     A background thread refreshes gold every ``settings.gold_refresh_seconds`` (when silver changed), and
-    once more on the way out."""
+    once more on the way out; another answers a rebuild's pause requests (:mod:`.pause`)."""
     ensure_tables(spark, settings)
     stop = stop or threading.Event()
     trigger = {"processingTime": f"{trigger_seconds} seconds"}
     restore = _stop_on_signals(stop)
-    query = None
+    query, gate, checkpoint = None, pause.PauseGate(), settings.checkpoint(CHECKPOINT)
     try:
         with (
-            checkpoint_lock.exclusive(settings.checkpoint(CHECKPOINT)),
+            checkpoint_lock.exclusive(checkpoint),
             ProgressRecorder(spark, settings, (QUERY_NAME,)) as recorder,
         ):
-            with _gold_refreshed(spark, settings):
+            with _gold_refreshed(spark, settings), pause.serving(checkpoint, gate, stop):
                 try:
                     if _wait_for_source(spark, settings, stop):
-                        query = start_projection(spark, settings, trigger)
+                        query = start_projection(spark, settings, trigger, gate)
                         logger.info("projecting every %g s; Ctrl-C stops", trigger_seconds)
                     while query is not None and not stop.wait(0.5):
                         if not query.isActive:

@@ -133,6 +133,16 @@ SCHEMAS: dict[str, T.StructType] = {
     # One row per erased customer (:mod:`.erasure`): every micro-batch masks their records. The reason is an
     # operator's text (a ticket, a legal basis), never personal data.
     "ops_erasures": _schema(("customer_id", S), ("erased_at", TS), ("reason", S), ("erased_by", S)),
+    # One row per step of a rebuild (:mod:`.rebuild`): ``started`` holds each published table's version
+    # before the publish (what a rollback restores), ``published`` the versions it wrote, ``rolled_back``
+    # marks a rebuild undone.
+    "ops_rebuilds": _schema(
+        ("rebuild_id", S),
+        ("status", S),
+        ("bronze_version", T.LongType()),
+        ("versions", T.MapType(S, T.LongType(), True)),
+        ("recorded_at", TS),
+    ),
 }
 
 #: The tables this module creates: every table the pipeline writes.
@@ -152,6 +162,7 @@ STATS_COLUMNS = {
     "ops_projection_lag": "run_at,projection",
     "ops_quarantine_acknowledgements": "event_id,aggregate_type,aggregate_id,version,acknowledged_at",
     "ops_erasures": "customer_id,erased_at",
+    "ops_rebuilds": "rebuild_id,status,recorded_at",
 }
 
 
