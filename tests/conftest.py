@@ -25,24 +25,11 @@ from cqrs_orders.config import Settings
 TIER_OF_FIXTURE = {"spark": "spark", "spark_process": "spark", "kafka_broker": "kafka"}
 
 
-#: Folders whose tests share a costly session fixture (the Databricks CLI's deploys, the Kafka broker): each
-#: runs whole in one pytest-xdist worker, so the fixture is built once per run, not once per worker.
-ONE_WORKER_FOLDERS = ("bundle", "kafka")
-
-
 def pytest_collection_modifyitems(items) -> None:
     for item in items:
         for fixture, marker in TIER_OF_FIXTURE.items():
             if fixture in getattr(item, "fixturenames", ()):
                 item.add_marker(marker)
-        item.add_marker(pytest.mark.xdist_group(_worker_group(item.path)))
-
-
-def _worker_group(path: Path) -> str:
-    """Which tests ``--dist loadgroup`` keeps on one worker: a module's (they share its fixtures), or a
-    whole folder of :data:`ONE_WORKER_FOLDERS`."""
-    relative = path.relative_to(Path(__file__).parent)
-    return relative.parts[0] if relative.parts[0] in ONE_WORKER_FOLDERS else relative.as_posix()
 
 
 @pytest.fixture(autouse=True)

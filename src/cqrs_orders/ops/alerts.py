@@ -24,7 +24,7 @@ def webhook_url(settings: Settings) -> str | None:
 
 def send_webhook(url: str, text: str, timeout: float = TIMEOUT_SECONDS) -> None:
     """POST ``{"text": text}`` as JSON; raise :class:`AlertError` (without the URL) if it is not accepted."""
-    import urllib.error  # here: a healthy check never sends, and the import costs a lag run 15 ms
+    import urllib.error  # here: a healthy check never sends, so `lag` does not pay for the import
     import urllib.request
 
     request = urllib.request.Request(
