@@ -29,6 +29,7 @@ from contextlib import contextmanager
 
 from cqrs_orders.errors import RebuildError
 from cqrs_orders.pipeline import checkpoint_lock
+from cqrs_orders.pipeline.background import beside
 from cqrs_orders.pipeline.checkpoint_files import checkpoint_folder, write_marker
 
 logger = logging.getLogger(__name__)
@@ -105,16 +106,10 @@ def serving(checkpoint: str, gate: PauseGate, stop: threading.Event) -> Iterator
 
     A request already there when the block starts is honoured before it yields: a projection started during
     a rebuild runs no batch until the rebuild is done."""
-    done = threading.Event()
     watcher = _Watcher(checkpoint, gate)
     watcher.step()
-    thread = threading.Thread(target=watcher.run, args=(done, stop), name="pause-watcher", daemon=True)
-    thread.start()
-    try:
+    with beside(watcher.run, stop, name="pause-watcher"):
         yield
-    finally:
-        done.set()
-        thread.join()
 
 
 class _Watcher:
@@ -176,23 +171,19 @@ def paused(checkpoint: str, timeout: float) -> Iterator[bool]:
         )
     _remove(checkpoint, PAUSED_FILE)  # an acknowledgement left by a killed projection answers nothing
     _write_lease(checkpoint, REQUEST_FILE)
-    stop = threading.Event()
-    renewer = threading.Thread(target=_renew, args=(checkpoint, stop), name="pause-request", daemon=True)
-    renewer.start()
     try:
-        # A projection killed within the lease still looks alive: where locks work, a free lock says not.
-        alive = projection_alive(checkpoint) and checkpoint_lock.held_elsewhere(checkpoint) is not False
-        if alive:
-            _await_paused(checkpoint, timeout)
-        yield alive
+        with beside(_renew, checkpoint, name="pause-request"):
+            # A projection killed within the lease still looks alive: where locks work, a free lock says not.
+            alive = projection_alive(checkpoint) and checkpoint_lock.held_elsewhere(checkpoint) is not False
+            if alive:
+                _await_paused(checkpoint, timeout)
+            yield alive
     finally:
-        stop.set()
-        renewer.join()
         _remove(checkpoint, REQUEST_FILE)
 
 
-def _renew(checkpoint: str, stop: threading.Event) -> None:
-    while not stop.wait(LEASE_SECONDS / 3):
+def _renew(done: threading.Event, checkpoint: str) -> None:
+    while not done.wait(LEASE_SECONDS / 3):
         _write_lease(checkpoint, REQUEST_FILE)
 
 

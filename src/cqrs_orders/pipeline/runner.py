@@ -34,6 +34,7 @@ from pyspark.sql import functions as F
 from cqrs_orders.config import Settings
 from cqrs_orders.delta_io import table
 from cqrs_orders.pipeline import checkpoint_lock, idempotency, pause, profile
+from cqrs_orders.pipeline.background import beside
 from cqrs_orders.pipeline.batch_rows import release
 from cqrs_orders.pipeline.bronze import to_bronze, to_quarantine, validate_records
 from cqrs_orders.pipeline.conflicts import retry_on_conflict
@@ -229,16 +230,9 @@ def stop_between_batches(query, timeout: float = 60.0) -> None:
 @contextmanager
 def _gold_refreshed(spark, settings: Settings) -> Iterator[None]:
     """Refresh gold on a background thread while the block runs, and once more when it ends normally."""
-    refresher, done = GoldRefresher(spark, settings), threading.Event()
-    thread = threading.Thread(
-        target=refresher.run, args=(done, settings.gold_refresh_seconds), name="gold-refresh", daemon=True
-    )
-    thread.start()
-    try:
+    refresher = GoldRefresher(spark, settings)
+    with beside(refresher.run, settings.gold_refresh_seconds, name="gold-refresh"):
         yield
-    finally:
-        done.set()
-        thread.join()
     refresher.refresh_if_changed()
 
 
