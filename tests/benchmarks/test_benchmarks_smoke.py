@@ -144,3 +144,23 @@ def test_reads_benchmark_times_each_read_command_beside_spark(spark_process, tmp
     for command in ("sql", "lag"):
         for aim in (f"{command}_at_least_10x_faster_than_spark", f"{command}_within_3x_of_version"):
             assert isinstance(figures[aim], bool)
+
+
+@pytest.mark.timeout(600)
+def test_rebuild_benchmark_reads_through_every_phase(spark_process):
+    figures = run_benchmark(
+        "rebuild.py", *("--events", "400", "--aggregates", "200", "--idle-seconds", "1"), timeout=600
+    )
+
+    assert figures["events"] == 600 and figures["silver_orders_rows"] == 200  # one more round: 200 events
+    for phase in ("idle", "catch_up", "rebuild"):
+        reads = figures[f"reads_{phase}"]
+        assert reads["reads"] > 0 and reads["not_200"] == 0
+        assert 0 < reads["p50_ms"] <= reads["p99_ms"] <= reads["max_ms"]
+    assert figures["ratio_rebuild_to_project"] == pytest.approx(
+        figures["rebuild_seconds"] / figures["project_seconds"], rel=0.05, abs=0.006
+    )
+    for against in ("idle", "catch_up"):
+        assert figures[f"ratio_p99_rebuild_to_{against}"] == pytest.approx(
+            figures["reads_rebuild"]["p99_ms"] / figures[f"reads_{against}"]["p99_ms"], rel=0.02, abs=0.006
+        )
