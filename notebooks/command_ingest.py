@@ -18,9 +18,10 @@
 # MAGIC value `relay` (`{"published", "publishedBy", "note"}`) and the last line of the cell's output.
 # MAGIC
 # MAGIC Settings come as job parameters (serverless compute has no environment variables): `write_store`,
-# MAGIC `publisher`, `cosmos_endpoint`, `cosmos_database`, `eventhub_name` and `secret_scope`, the scope
-# MAGIC holding `cosmos-key` and `eventhub-send-connection`. On serverless job compute a notebook task takes no
-# MAGIC libraries, so `wheel_dir` names the bundle's artifact folder and the notebook installs the wheel.
+# MAGIC `publisher`, `cosmos_endpoint`, `cosmos_database`, `eventhub_name`, `command_id_retention_days` (the
+# MAGIC idempotency window) and `secret_scope`, the scope holding `cosmos-key` and `eventhub-send-connection`.
+# MAGIC On serverless job compute a notebook task takes no libraries, so `wheel_dir` names the bundle's
+# MAGIC artifact folder and the notebook installs the wheel.
 # MAGIC
 # MAGIC Locally it runs as a script: `python notebooks/command_ingest.py <command file>` prints the answer;
 # MAGIC other parameters come from `CQRS_WIDGET_<NAME>` environment variables.
@@ -68,6 +69,7 @@ SETTING_WIDGETS = {
     "cosmos_endpoint": "COSMOS_ENDPOINT",
     "cosmos_database": "COSMOS_DATABASE",
     "eventhub_name": "EVENTHUB_NAME",
+    "command_id_retention_days": "CQRS_COMMAND_ID_RETENTION_DAYS",
     "secret_scope": "CQRS_SECRET_SCOPE",
 }
 dbutils.widgets.text("command_file", "", "Volume path of a JSON command, a JSON array or a .jsonl file")

@@ -182,7 +182,8 @@ SETTINGS: tuple[Setting, ...] = (
             "sqlite", flag="--write-store", choices=("sqlite", "cosmos")),
     Setting("command_id_retention_days", "CQRS_COMMAND_ID_RETENTION_DAYS", "days the write store keeps a "
             "`commandId`: a retry within them answers the first result, a later one runs as a new command "
-            '(docs/operations.md, "Idempotency window")', 30, kind="count"),
+            '(docs/operations.md, "Idempotency window")', 30, flag="--command-id-retention-days",
+            bundle_variable="command_id_retention_days", kind="count"),
     Setting("publisher", "CQRS_PUBLISHER", "where the relay publishes: the embedded event log or Kafka "
             "(Event Hubs)", "event_log", flag="--publisher", choices=("event_log", "kafka")),
     Setting("source", "CQRS_SOURCE", "what the projection reads: the embedded event log or Kafka "
