@@ -305,6 +305,7 @@ def test_prod_deploy_starts_the_app_with_its_command_and_environment(prod_deploy
         "COSMOS_ENDPOINT": "https://cosmos-orders-test.documents.azure.com:443/",
         "COSMOS_DATABASE": "orders",
         "EVENTHUB_NAME": "order-events",
+        "CQRS_COMMAND_ID_RETENTION_DAYS": "30",  # the idempotency window command ingest gets too
         "CQRS_CATALOG": "main",
         "CQRS_SCHEMA": "cqrs_orders",
         "CQRS_SQL_WAREHOUSE_ID": ("from", "sql-warehouse"),
