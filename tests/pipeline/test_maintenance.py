@@ -11,6 +11,7 @@ import json
 import os
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from chispa import assert_df_equality
@@ -24,7 +25,7 @@ from cqrs_orders.pipeline.conflicts import retry_on_conflict
 from cqrs_orders.pipeline.maintenance import CLUSTER_KEYS, maintain
 from cqrs_orders.pipeline.read_models import read_model
 from cqrs_orders.pipeline.silver import MATERIALIZE_SOURCE, latest_per_aggregate, merge_latest
-from cqrs_orders.pipeline.tables import PIPELINE_TABLES, ensure_tables
+from cqrs_orders.pipeline.tables import PIPELINE_TABLES, SCHEMAS, ensure_tables
 
 
 def project_batches(spark, settings, events, batches, count: int) -> None:
@@ -71,11 +72,56 @@ def test_vacuum_keeping_less_than_seven_days_is_refused_before_anything_runs(spa
 def test_cli_maintain_prints_its_summary_and_refuses_a_short_retention(spark, cli, settings):
     refused = cli("maintain", "--retain-hours", "1")
     assert refused.exit_code == 2 and "Pass 168 or more" in refused.stderr
+    refused = cli("maintain", "--ops-retention-days", "0")
+    assert refused.exit_code == 2 and "at least 1" in refused.stderr
+    assert not settings.warehouse.exists()  # both refused before Spark touched anything
 
     result = cli("maintain", "--no-vacuum")  # a new warehouse: empty tables, nothing to cluster or delete
     assert result.exit_code == 0, result.stderr
-    assert result.json_lines()[-1] == {"optimized": {}, "vacuumed": []}
+    assert result.json_lines()[-1] == {
+        "trimmed": {"ops_stream_progress": 0, "ops_projection_lag": 0},
+        "optimized": {},
+        "vacuumed": [],
+    }
     assert "silver_orders: 0 file(s), nothing to cluster" in result.stderr
+
+
+def test_maintain_trims_the_operational_tables_to_their_window_keeping_each_names_newest_row(spark, settings):
+    ensure_tables(spark, settings)
+    now = datetime.now(timezone.utc)
+
+    def ago(days: float) -> datetime:
+        return now - timedelta(days=days)
+
+    def write(name: str, rows: list[dict]) -> None:
+        columns = SCHEMAS[name]
+        frame = spark.createDataFrame([tuple(row.get(c) for c in columns.names) for row in rows], columns)
+        Table(settings.table(name)).save(frame.write.format("delta").mode("append"))
+
+    progress = {"projection": (200, 100, 1), "retired_query": (300,)}  # a query's only row is its newest
+    write("ops_stream_progress", [
+        {"query_name": query, "batch_id": n, "recorded_at": ago(days)}
+        for query, ages in progress.items() for n, days in enumerate(ages)
+    ])  # fmt: skip
+    lag = {"silver_orders": (95, 10), "silver_customers": (120,)}
+    write("ops_projection_lag", [
+        {"projection": projection, "run_at": ago(days), "healthy": True}
+        for projection, ages in lag.items() for days in ages
+    ])  # fmt: skip
+
+    result = maintain(spark, settings, vacuum=False, ops_retention_days=90)
+
+    assert result["trimmed"] == {"ops_stream_progress": 2, "ops_projection_lag": 1}
+    kept = {
+        name: sorted((row[0], round((now - row[1].replace(tzinfo=timezone.utc)).total_seconds() / 86400))
+                     for row in Table(settings.table(name)).read(spark).select(who, when).collect())
+        for name, who, when in (("ops_stream_progress", "query_name", "recorded_at"),
+                                ("ops_projection_lag", "projection", "run_at"))
+    }  # fmt: skip
+    assert kept == {
+        "ops_stream_progress": [("projection", 1), ("retired_query", 300)],  # 100 days: older than 90
+        "ops_projection_lag": [("silver_customers", 120), ("silver_orders", 10)],
+    }
 
 
 def test_a_merge_that_loses_a_race_with_optimize_runs_again_and_lands_once(

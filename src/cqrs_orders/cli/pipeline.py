@@ -14,6 +14,7 @@ from cqrs_orders.config import Settings, positive_seconds
 from cqrs_orders.errors import ConfigurationError
 from cqrs_orders.exit_codes import ExitCode
 from cqrs_orders.pipeline.pause import DEFAULT_PAUSE_TIMEOUT
+from cqrs_orders.pipeline.retention import DEFAULT_OPS_RETENTION_DAYS, check_ops_retention, check_retention
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,15 @@ def register(subcommands, common) -> None:
         help="keep removed files this long for time travel and lagging streams (at least 168; default: "
         "each table's own retention, 7 days)",
     )
-    maintain.add_argument("--no-vacuum", action="store_true", help="only OPTIMIZE, delete nothing")
+    maintain.add_argument(
+        "--ops-retention-days",
+        type=int,
+        metavar="N",
+        default=DEFAULT_OPS_RETENTION_DAYS,
+        help="delete the rows of ops_stream_progress and ops_projection_lag older than N days, each "
+        f"projection's newest row excepted (default {DEFAULT_OPS_RETENTION_DAYS})",
+    )
+    maintain.add_argument("--no-vacuum", action="store_true", help="only OPTIMIZE and trim, VACUUM nothing")
     maintain.set_defaults(run=run_maintain)
 
 
@@ -174,14 +183,22 @@ def run_rebuild(args, settings: Settings) -> int:
 
 def run_maintain(args, settings: Settings) -> int:
     from cqrs_orders.adapters.delta_log import check_warehouse_tables
-    from cqrs_orders.pipeline.maintenance import check_retention, maintain
+    from cqrs_orders.pipeline.maintenance import maintain
     from cqrs_orders.spark import get_spark
 
     check_retention(args.retain_hours)  # before Spark's start, not after
+    check_ops_retention(args.ops_retention_days)
     check_warehouse_tables(settings)  # a damaged table is named before Spark meets it
     log.info("starting Spark")
     spark = get_spark("cqrs-orders-maintenance")
-    print(json.dumps(maintain(spark, settings, vacuum=not args.no_vacuum, retain_hours=args.retain_hours)))
+    summary = maintain(
+        spark,
+        settings,
+        vacuum=not args.no_vacuum,
+        retain_hours=args.retain_hours,
+        ops_retention_days=args.ops_retention_days,
+    )
+    print(json.dumps(summary))
     return ExitCode.OK
 
 

@@ -37,7 +37,8 @@ from cqrs_orders.config import Settings
 from cqrs_orders.delta_io import Table
 from cqrs_orders.errors import ConfigurationError
 from cqrs_orders.pipeline.conflicts import retry_on_conflict
-from cqrs_orders.pipeline.maintenance import MIN_RETAIN_HOURS, vacuum_tables
+from cqrs_orders.pipeline.maintenance import vacuum_tables
+from cqrs_orders.pipeline.retention import MIN_RETAIN_HOURS
 from cqrs_orders.pipeline.tables import ensure_tables
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ PERSONAL_COLUMNS = {
     "silver_customers": ("customer_name", "email"),
 }
 #: Delta's own switch for VACUUM retentions under its minimum; an erasure vacuums with less than
-#: :data:`~.maintenance.MIN_RETAIN_HOURS` only where it is off (a test), as Delta itself requires.
+#: :data:`~.retention.MIN_RETAIN_HOURS` only where it is off (a test), as Delta itself requires.
 RETENTION_CHECK_CONF = "spark.databricks.delta.retentionDurationCheck.enabled"
 
 
@@ -83,7 +84,7 @@ def mask_erased(validated: DataFrame, ids: Collection[str]) -> DataFrame:
 
 
 def check_retention(spark, retain_hours: float | None) -> bool:
-    """Whether a VACUUM of ``retain_hours`` may run: :data:`~.maintenance.MIN_RETAIN_HOURS` or more, or
+    """Whether a VACUUM of ``retain_hours`` may run: :data:`~.retention.MIN_RETAIN_HOURS` or more, or
     anything where Delta's retention check is switched off (then returns ``False``: the event log's VACUUM
     lifts its minimum too). Raises ``ConfigurationError`` otherwise, before anything is erased."""
     checked = spark.conf.get(RETENTION_CHECK_CONF, "true").lower() != "false"

@@ -166,6 +166,17 @@ STATS_COLUMNS = {
 }
 
 
+#: The operational tables that grow by a row per batch or per run, and so keep a window only
+#: (``maintain --ops-retention-days``): table -> (its time column, the column naming whose row it is). Each
+#: one's newest row per name is kept whatever its age: the lag monitor reads the projection's last batch.
+#: The other ``ops_`` tables are kept whole: an acknowledgement closes a version gap for good, an erasure
+#: must be applied by every later batch, and a rebuild's record is what its rollback restores.
+OPERATIONAL_WINDOWS = {
+    "ops_stream_progress": ("recorded_at", "query_name"),
+    "ops_projection_lag": ("run_at", "projection"),
+}
+
+
 #: Append-only tables: every micro-batch adds small files, which Delta packs after a write once 50 of them
 #: have gathered ("small": under the size set in :mod:`cqrs_orders.spark`); its commits carry
 #: dataChange=false, so streams reading the table skip them. Not the MERGE targets: compaction bin-packs
