@@ -16,8 +16,14 @@ Spark 4.3, and each half imports what it needs where it runs.
 
 No Delta release is built for Spark 4.3 (Delta 4.4 is built for Spark 4.0, 4.1 and 4.2, and neither a
 ``delta-spark`` Python package nor a ``delta-spark_4.3`` jar accepts 4.3), so the peer runs the newest
-build there is, Delta 4.4.0 for Spark 4.2 (:data:`DELTA_COORDINATES`): the one thing in this comparison
-that is not a supported pairing, and why the benchmark checks the peer's tables rather than assume them.
+build there is, Delta 4.4.0 for Spark 4.2 (:data:`DELTA_COORDINATES`): not a supported pairing, which is one
+reason the benchmark checks the peer's tables rather than assume them. With it, the update stops before any
+flow runs: open-source AUTO CDC needs a target that supports row-level operations (DSv2
+``SupportsRowLevelOperations``), and Delta's tables do not implement that interface
+(``AUTOCDC_TARGET_DOES_NOT_SUPPORT_MERGE``); the benchmark reports that error as its result.
+``--target iceberg`` writes AUTO CDC's targets to an Iceberg catalog instead (Iceberg's tables do support
+row-level operations), as a stand-in that measures the engine, not the format this project needs; those
+targets are copied into Delta after the timed run so the benchmark can compare them.
 """
 
 from __future__ import annotations
@@ -51,47 +57,74 @@ RUN_STARTS = "Starting run"
 ERROR_CONDITION = re.compile(r"\[[A-Z][A-Z0-9_]+\] .*")
 #: Columns that differ between any two runs by design (the time a row was written), left out of comparisons.
 UNCOMPARED = ("projected_at", "ingest_time")
+#: The Iceberg stand-in (``--target iceberg``): open-source AUTO CDC needs a target that supports row-level
+#: operations (DSv2 ``SupportsRowLevelOperations``), which Delta's tables do not implement; Iceberg's do. The
+#: newest Iceberg build for the newest Spark it supports (4.1); none exists for 4.3 either.
+ICEBERG_COORDINATES = ["org.apache.iceberg:iceberg-spark-runtime-4.1_2.13:1.11.0"]
+ICEBERG_CATALOG = "iceberg"
+#: The column AUTO CDC adds to each target (the sequence of each key's last upsert and delete).
+AUTO_CDC_METADATA = "__spark_autocdc_metadata"
+#: AUTO CDC's targets: the latest-state read models.
+TARGET_TABLES = ("silver_orders", "silver_customers")
 #: The tables the peer writes that have a counterpart of ours with the same name and columns.
 COMPARED_TABLES = ("silver_orders", "silver_customers", "silver_product_sales", "gold_daily_order_metrics")
 
 
 # --- in the peer's environment ---------------------------------------------------------------------------
-def delta_jars() -> list[str]:
-    """The Delta jars for the peer's Spark, fetched once by the project's own Maven fetch."""
+def cached_jars(coordinates: list[str], name: str) -> list[str]:
+    """Jars for the peer's Spark, fetched once by the project's own Maven fetch into a folder of their own."""
     import pyspark
 
     from cqrs_orders import jars
 
-    delta = DELTA_COORDINATES[0].rsplit(":", 1)[1]
-    folder = (
-        Path.home()
-        / ".cache"
-        / "cqrs-orders"
-        / "jars"
-        / f"auto-cdc-spark-{pyspark.__version__}-delta-{delta}"
-    )
-    return jars.cached_or_fetched(DELTA_COORDINATES, folder)
+    folder = Path.home() / ".cache" / "cqrs-orders" / "jars" / f"auto-cdc-spark-{pyspark.__version__}-{name}"
+    return jars.cached_or_fetched(coordinates, folder)
 
 
-def spark_confs(warehouse: Path) -> dict[str, str]:
+def spark_confs(warehouse: Path, target: str) -> dict[str, str]:
     """What the peer's Spark is started with: our local session's settings
     (:data:`cqrs_orders.spark.LOCAL_CONF`), the Delta jars, a warehouse folder of its own (where the catalog
-    puts its tables)."""
+    puts its tables); for an Iceberg ``target``, the Iceberg jars and a catalog ``iceberg`` beside it."""
     from cqrs_orders.config import value_of
     from cqrs_orders.spark import LOCAL_CONF
 
     log4j = REPO / "src" / "cqrs_orders" / "resources" / "log4j2.properties"
-    return {
+    paths = cached_jars(DELTA_COORDINATES, "delta-" + DELTA_COORDINATES[0].rsplit(":", 1)[1])
+    confs = {
         **LOCAL_CONF,
-        "spark.jars": ",".join(delta_jars()),
         "spark.driver.memory": value_of("spark_driver_memory"),
         "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{log4j}",
         "spark.sql.warehouse.dir": str(warehouse),
         "spark.sql.sources.default": "delta",
     }
+    if target == "iceberg":
+        paths += cached_jars(ICEBERG_COORDINATES, "iceberg-" + ICEBERG_COORDINATES[0].rsplit(":", 1)[1])
+        confs |= {
+            f"spark.sql.catalog.{ICEBERG_CATALOG}": "org.apache.iceberg.spark.SparkCatalog",
+            f"spark.sql.catalog.{ICEBERG_CATALOG}.type": "hadoop",
+            f"spark.sql.catalog.{ICEBERG_CATALOG}.warehouse": str(warehouse.parent / "iceberg"),
+        }
+    return {**confs, "spark.jars": ",".join(paths)}
 
 
-def write_spec(folder: Path, storage: Path, event_log: Path) -> Path:
+def export_targets(confs: dict[str, str], warehouse: Path) -> None:
+    """Copy the Iceberg targets into Delta tables where :func:`peer_table` finds them, so the benchmark
+    (whose Spark has no Iceberg) can compare them; after the timed run, in a session of this process."""
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.master("local[*]").appName("auto-cdc-export")
+    for key, value in confs.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    try:
+        for name in TARGET_TABLES:
+            rows = spark.read.table(f"{ICEBERG_CATALOG}.default.{name}").drop(AUTO_CDC_METADATA)
+            rows.write.format("delta").save(str(peer_table(warehouse, name)))
+    finally:
+        spark.stop()
+
+
+def write_spec(folder: Path, storage: Path, event_log: Path, target: str) -> Path:
     """The pipeline spec (JSON, which the CLI's YAML reader takes) beside a copy of the definition. The
     event log is in its ``configuration``: the session's confs, which the definition reads (spark-submit
     drops a ``--conf`` whose name does not start with ``spark.``)."""
@@ -100,7 +133,10 @@ def write_spec(folder: Path, storage: Path, event_log: Path) -> Path:
     spec = {
         "name": "cqrs-orders-auto-cdc",
         "storage": storage.as_uri(),
-        "configuration": {"cqrs.auto_cdc.event_log": str(event_log)},
+        "configuration": {
+            "cqrs.auto_cdc.event_log": str(event_log),
+            "cqrs.auto_cdc.target_catalog": ICEBERG_CATALOG if target == "iceberg" else "spark_catalog",
+        },
         "libraries": [{"glob": {"include": DEFINITION.name}}],
     }
     path = folder / "spark-pipeline.yml"
@@ -158,20 +194,34 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--event-log", type=Path, required=True, help="the event log (a Delta table) to read")
     parser.add_argument("--work", type=Path, required=True, help="a new folder for the spec and tables")
+    parser.add_argument(
+        "--target",
+        choices=("delta", "iceberg"),
+        default="delta",
+        help="the AUTO CDC targets' format (delta; iceberg: a stand-in, see benchmarks/RESULTS.md)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
     import pyspark
 
     work = args.work.resolve()
     warehouse = work / "warehouse"
-    spec = write_spec(work / "pipeline", work / "storage", args.event_log.resolve())
+    spec = write_spec(work / "pipeline", work / "storage", args.event_log.resolve(), args.target)
     log.info(
-        "AUTO CDC peer: Spark %s, %s, tables in %s", pyspark.__version__, DELTA_COORDINATES[0], warehouse
+        "AUTO CDC peer: Spark %s, %s, targets %s, tables in %s",
+        pyspark.__version__,
+        DELTA_COORDINATES[0],
+        args.target,
+        warehouse,
     )
-    outcome = run_cli(spec, spark_confs(warehouse))
+    confs = spark_confs(warehouse, args.target)
+    outcome = run_cli(spec, confs)
+    if args.target == "iceberg" and "error" not in outcome:
+        export_targets(confs, warehouse)
     result = {
         "spark_version": pyspark.__version__,
         "delta": DELTA_COORDINATES[0],
+        "target": args.target,
         "warehouse": str(warehouse),
         **{k: round(v, 2) if isinstance(v, float) else v for k, v in outcome.items()},
     }
@@ -186,12 +236,13 @@ class PeerRun:
     warehouse: Path
     spark_version: str
     delta: str
+    target: str
     #: The update's seconds, or None when the run failed with ``error``.
     seconds: float | None
     error: str | None
 
 
-def run_peer(python: Path, event_log: Path, work: Path) -> PeerRun:
+def run_peer(python: Path, event_log: Path, work: Path, target: str = "delta") -> PeerRun:
     """Run :func:`main` with the peer environment's ``python``; its stderr passes through as progress."""
     if not python.exists():
         raise SystemExit(
@@ -199,7 +250,8 @@ def run_peer(python: Path, event_log: Path, work: Path) -> PeerRun:
             "`python3 -m venv .venv-pipelines && .venv-pipelines/bin/pip install -e '.[auto-cdc]'`"
         )
     finished = subprocess.run(
-        [str(python), str(Path(__file__).resolve()), "--event-log", str(event_log), "--work", str(work)],
+        [str(python), str(Path(__file__).resolve()), "--event-log", str(event_log), "--work", str(work),
+         "--target", target],
         stdout=subprocess.PIPE, text=True, check=False,
     )  # fmt: skip
     lines = finished.stdout.strip().splitlines()
@@ -211,6 +263,7 @@ def run_peer(python: Path, event_log: Path, work: Path) -> PeerRun:
         Path(result["warehouse"]),
         result["spark_version"],
         result["delta"],
+        result["target"],
         result.get("seconds"),
         result.get("error"),
     )

@@ -41,6 +41,18 @@ EVENT_LOG = spark.conf.get("cqrs.auto_cdc.event_log")
 STATE_CHECKS = {model.aggregate_type: model.state_is_complete for model in LATEST_STATE_MODELS}
 #: Every table as ours are: Delta, at the level Synapse serverless reads.
 DELTA = {"format": "delta", "table_properties": dict(SYNAPSE_COMPATIBLE_PROPERTIES)}
+#: The catalog AUTO CDC writes into: the session's (Delta), or for ``--target iceberg`` an Iceberg catalog,
+#: since open-source AUTO CDC needs a target that supports row-level operations and Delta's does not.
+TARGET_CATALOG = spark.conf.get("cqrs.auto_cdc.target_catalog", "spark_catalog")
+
+
+def target(name: str) -> str:
+    """The name of AUTO CDC's target table ``name`` in :data:`TARGET_CATALOG`."""
+    return name if TARGET_CATALOG == "spark_catalog" else f"{TARGET_CATALOG}.default.{name}"
+
+
+#: How the targets are created: as every other table, or as the Iceberg catalog's default tables.
+TARGET_OPTIONS = DELTA if TARGET_CATALOG == "spark_catalog" else {}
 
 
 @dp.table(name="bronze_checked", **DELTA)
@@ -63,9 +75,13 @@ def declare_latest_state(model: ReadModel) -> None:
 
     # No declared schema: AUTO CDC adds a column of its own (``__spark_autocdc_metadata``, the sequence of
     # each key's last upsert and delete), which a declared schema would have to spell out.
-    dp.create_streaming_table(model.table, **DELTA)
+    dp.create_streaming_table(target(model.table), **TARGET_OPTIONS)
     dp.create_auto_cdc_flow(
-        target=model.table, source=changes, keys=list(model.key), sequence_by="version", stored_as_scd_type=1
+        target=target(model.table),
+        source=changes,
+        keys=list(model.key),
+        sequence_by="version",
+        stored_as_scd_type=1,
     )
 
 
@@ -76,10 +92,10 @@ for latest_state in LATEST_STATE_MODELS:
 @dp.materialized_view(name=SILVER_PRODUCT_SALES.table, **DELTA)
 def product_sales() -> DataFrame:
     """Sales per SKU and currency, recomputed whole from silver_orders (what ``rebuild`` does)."""
-    return SILVER_PRODUCT_SALES.recompute(spark.read.table(SILVER_PRODUCT_SALES.derived_from.table))
+    return SILVER_PRODUCT_SALES.recompute(spark.read.table(target(SILVER_PRODUCT_SALES.derived_from.table)))
 
 
 @dp.materialized_view(name=GOLD_TABLE, **DELTA)
 def gold() -> DataFrame:
     """Daily order metrics, recomputed whole from silver_orders (as our gold is)."""
-    return daily_order_metrics(spark.read.table("silver_orders"))
+    return daily_order_metrics(spark.read.table(target("silver_orders")))

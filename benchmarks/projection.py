@@ -370,6 +370,12 @@ def main(argv: list[str] | None = None) -> int:
         help="the peer environment's Python (default: .venv-pipelines/bin/python in the repository)",
     )
     parser.add_argument(
+        "--auto-cdc-target",
+        choices=("delta", "iceberg"),
+        default="delta",
+        help="the peer's AUTO CDC target format: delta (ours), or iceberg, a stand-in (see auto_cdc.py)",
+    )
+    parser.add_argument(
         "--adversarial-orders", type=int, default=100, help="orders in the peer's adversarial log (100)"
     )
     args = parser.parse_args(argv)
@@ -468,10 +474,11 @@ def measure_peer(spark, args, settings: Settings, work: Path, ours: float, ours_
     from cqrs_orders.pipeline.runner import run_once
 
     progress("AUTO CDC peer: spark-pipelines on the same event log (a new JVM: cold)")
-    peer = run_peer(args.auto_cdc_python, settings.event_log_path, work / "auto-cdc")
+    peer = run_peer(args.auto_cdc_python, settings.event_log_path, work / "auto-cdc", args.auto_cdc_target)
     ran = {
         "auto_cdc_spark_version": peer.spark_version,
         "auto_cdc_delta": peer.delta,
+        "auto_cdc_target": peer.target,
         "auto_cdc_ran": peer.error is None,
         "auto_cdc_process_seconds": round(peer.process_seconds, 2),
     }
@@ -480,23 +487,31 @@ def measure_peer(spark, args, settings: Settings, work: Path, ours: float, ours_
         return {**ran, "auto_cdc_error": peer.error}
     progress(f"AUTO CDC peer took {peer.seconds:.1f}s; checking its tables against ours")
     checked = compare(spark, lambda name: table(settings, name).read(spark), peer.warehouse)
-    silver_orders = table_protocol(spark, peer_table(peer.warehouse, "silver_orders"))
+    # The protocol of the table AUTO CDC wrote (an Iceberg stand-in's is a Delta copy: not asked).
+    protocol = {}
+    if peer.target == "delta":
+        silver_orders = table_protocol(spark, peer_table(peer.warehouse, "silver_orders"))
+        protocol = {
+            "auto_cdc_silver_min_reader_version": silver_orders["min_reader_version"],
+            "auto_cdc_silver_min_writer_version": silver_orders["min_writer_version"],
+            "auto_cdc_silver_table_features": silver_orders["table_features"],
+        }
 
     progress(f"adversarial log: {args.adversarial_orders} orders, ours and the peer")
     adversarial = replace(settings, warehouse=work / "adversarial")
     records = write_adversarial(EventLog(adversarial.event_log_path), args.adversarial_orders)
     ours_counts = run_once(spark, adversarial)
     peer_adversarial = run_peer(
-        args.auto_cdc_python, adversarial.event_log_path, work / "auto-cdc-adversarial"
+        args.auto_cdc_python, adversarial.event_log_path, work / "auto-cdc-adversarial", args.auto_cdc_target
     )
+    if peer_adversarial.error is not None:
+        raise RuntimeError(f"the AUTO CDC peer ran the benchmark's log but failed on the adversarial one: "
+                           f"{peer_adversarial.error}")  # fmt: skip
     hostile = compare(spark, lambda name: table(adversarial, name).read(spark), peer_adversarial.warehouse)
 
     def silver_equal(figures: dict) -> bool:
         return all(figures[name]["equal"] for name in COMPARED_TABLES if name.startswith("silver_"))
 
-    if peer_adversarial.error is not None:
-        raise RuntimeError(f"the AUTO CDC peer ran the benchmark's log but failed on the adversarial one: "
-                           f"{peer_adversarial.error}")  # fmt: skip
     rate = round(args.events / peer.seconds, 1)
     return {
         **ran,
@@ -509,9 +524,7 @@ def measure_peer(spark, args, settings: Settings, work: Path, ours: float, ours_
         "auto_cdc_silver_rows": checked["silver_orders"]["rows"],
         "auto_cdc_bronze_rows": checked["bronze_checked"]["rows"],
         "auto_cdc_quarantined": checked["bronze_checked"]["quarantined"],
-        "auto_cdc_silver_min_reader_version": silver_orders["min_reader_version"],
-        "auto_cdc_silver_min_writer_version": silver_orders["min_writer_version"],
-        "auto_cdc_silver_table_features": silver_orders["table_features"],
+        **protocol,
         "auto_cdc_adversarial_records": records,
         "auto_cdc_adversarial_bronze_rows": hostile["bronze_checked"]["rows"],
         "auto_cdc_adversarial_quarantined": hostile["bronze_checked"]["quarantined"],
