@@ -23,7 +23,9 @@ flow runs: open-source AUTO CDC needs a target that supports row-level operation
 (``AUTOCDC_TARGET_DOES_NOT_SUPPORT_MERGE``); the benchmark reports that error as its result.
 ``--target iceberg`` writes AUTO CDC's targets to an Iceberg catalog instead (Iceberg's tables do support
 row-level operations), as a stand-in that measures the engine, not the format this project needs; those
-targets are copied into Delta after the timed run so the benchmark can compare them.
+targets are copied into Delta after the timed run so the benchmark can compare them. It does not run on
+Spark 4.3 either: the newest Iceberg build is for Spark 4.1, and it fails as the pipeline starts
+(``SparkView can not implement ...connector.catalog.View, because it is not an interface``).
 """
 
 from __future__ import annotations
@@ -53,8 +55,9 @@ DEFAULT_ENV = REPO / ".venv-pipelines"
 DELTA_COORDINATES = ["io.delta:delta-spark_4.2_2.13:4.4.0"]
 #: The CLI's line that ends registration and starts the update: the run's clock starts there.
 RUN_STARTS = "Starting run"
-#: An error condition as Spark prints it (``[NAME] message``), up to the end of the line.
-ERROR_CONDITION = re.compile(r"\[[A-Z][A-Z0-9_]+\] .*")
+#: An error as Spark prints it: a condition (``[NAME] message``), or the details of a failed Spark Connect
+#: call (``details = "message"``, when the server's error has no condition), up to the end of the line.
+ERROR_CONDITION = re.compile(r'\[[A-Z][A-Z0-9_]+\] .*|details = "(.*?)"?$')
 #: Columns that differ between any two runs by design (the time a row was written), left out of comparisons.
 UNCOMPARED = ("projected_at", "ingest_time")
 #: The Iceberg stand-in (``--target iceberg``): open-source AUTO CDC needs a target that supports row-level
@@ -179,7 +182,7 @@ def run_cli(spec: Path, confs: dict[str, str]) -> dict:
             if run_started is None and RUN_STARTS in line:
                 run_started = now
             condition = ERROR_CONDITION.search(line)
-            error = condition.group(0).strip() if condition else error
+            error = (condition.group(1) or condition.group(0)).strip() if condition else error
             last_line = now
         code = process.wait()
     ended = time.perf_counter()

@@ -59,6 +59,14 @@ def test_a_failed_runs_error_is_its_last_error_condition(auto_cdc):
     assert found.endswith("does not support row-level operations.")
 
 
+def test_an_error_without_a_condition_is_read_off_the_failed_calls_details(auto_cdc):
+    line = '  [spark-pipelines] \tdetails = "class org.apache.iceberg.SparkView can not implement"\n'
+
+    found = auto_cdc.ERROR_CONDITION.search(line)
+
+    assert found.group(1) == "class org.apache.iceberg.SparkView can not implement"
+
+
 def test_the_adversarial_log_holds_shuffled_versions_a_gap_duplicates_and_malformed_records(tmp_path):
     projection = load("projection")
     orders = 14  # orders 0 and 7 miss version 3; 0, 5 and 10 are sent twice
