@@ -19,10 +19,18 @@ Ours and the floor are timed warm, each after one untimed pass over the same inp
 of its own, ours on a warehouse of its own), as a long-running stream runs; those first passes are printed
 as ``*_cold_seconds`` with their ratio. The naive MERGE and the bronze half run after ours, warm.
 
+5. with ``--auto-cdc``, the AUTO CDC peer (``benchmarks/auto_cdc.py``): the same event log through an
+   open-source declarative pipeline (``pyspark.pipelines``' ``create_auto_cdc_flow`` under the
+   ``spark-pipelines`` CLI, Spark 4.3, Delta) in its own environment, timed once, cold (each CLI run is a
+   new JVM); its tables checked against ours row for row; then both run on a small adversarial log
+   (duplicates, versions out of order, a version gap, malformed records) and checked again.
+   ``auto_cdc_ratio_to_ours`` is a throughput ratio (above 1.0 the peer is faster), against our warm pass;
+   ``auto_cdc_ratio_to_ours_cold`` against our first pass.
+
 Prints ONE JSON line with every figure, the time ratios ours/floor and large/small (1.0 means as fast, 2.0
 twice as slow) and ``ratio_ours_to_naive`` (a throughput ratio: above 1.0, ours is faster). The aims:
 ours/floor <= 8, ours/naive >= 1.0, recent MERGE large/small <= 1.5. Progress goes to stderr.
-Usage: ``python benchmarks/projection.py --events 20000``.
+Usage: ``python benchmarks/projection.py --events 20000`` (add ``--auto-cdc`` for the peer).
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shutil
 import sys
 import tempfile
@@ -40,12 +49,15 @@ from decimal import Decimal
 from functools import partial
 from pathlib import Path
 
+from auto_cdc import COMPARED_TABLES, DEFAULT_ENV, compare, peer_table, run_peer, table_protocol
+
 from cqrs_orders.adapters.event_log import SEGMENT_RECORDS, EventLog
 from cqrs_orders.config import Settings
 from cqrs_orders.delta_io import table
 from cqrs_orders.envelope import LineItem, OrderState, OrderStatus, new_event
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+DEFAULT_PEER_PYTHON = DEFAULT_ENV / "bin" / "python"
 _STARTED = time.monotonic()
 
 
@@ -84,6 +96,52 @@ def write_rounds(log: EventLog, events: int, aggregates: int, first_version: int
         progress(f"  event log: {written:,}/{events:,} events")
         version += 1
     return version - first_version
+
+
+def write_adversarial(log: EventLog, orders: int, seed: int = 30) -> int:
+    """A small log that a projection must get right, not fast: every order's versions 1..4 appended in a
+    shuffled order over four appends, one order in seven missing version 3 (a gap), every event of one order
+    in five sent twice (a duplicate, in a later append), and malformed records among them. Returns the
+    records written."""
+    shuffled = random.Random(seed)
+    versions = {
+        order: [v for v in (1, 2, 3, 4) if not (order % 7 == 0 and v == 3)] for order in range(orders)
+    }
+    for order_versions in versions.values():
+        shuffled.shuffle(order_versions)
+    appends: list[list[tuple[str, str]]] = [[] for _ in range(4)]
+    for order, order_versions in versions.items():
+        for slot, version in enumerate(order_versions):
+            appends[slot].append(order_event(order, version))
+    appends.append([order_event(order, v) for order in range(0, orders, 5) for v in versions[order]])
+    appends[-1] += malformed_records()
+    written = 0
+    for records in appends:
+        log.append(records)
+        written += len(records)
+    return written
+
+
+def malformed_records() -> list[tuple[str | None, str]]:
+    """Records validation must quarantine, each for a different reason."""
+    body = json.loads(order_event(999_999, 1)[1])
+
+    def changed(**fields) -> str:
+        return json.dumps({**body, **fields})
+
+    data_without_customer = {k: v for k, v in body["data"].items() if k != "customerId"}
+    return [
+        (None, "not json at all"),
+        (None, '{"eventType": "OrderCreated", "version": 1'),  # cut short
+        (None, "{}"),
+        (None, changed(version="1")),  # the version as a string
+        (None, changed(version=-1)),
+        (None, changed(aggregateType="Invoice")),
+        (None, changed(eventId=None)),
+        (None, changed(data=data_without_customer)),
+        (None, changed(data="not an object")),
+        (None, changed(timestamp="yesterday")),
+    ]
 
 
 # --- the measurements ------------------------------------------------------------------------------------
@@ -302,6 +360,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keep", metavar="DIR", help="work in DIR and keep it (default: a temp dir, deleted)"
     )
+    parser.add_argument(
+        "--auto-cdc", action="store_true", help="also run the AUTO CDC peer (benchmarks/auto_cdc.py)"
+    )
+    parser.add_argument(
+        "--auto-cdc-python",
+        type=Path,
+        default=DEFAULT_PEER_PYTHON,
+        help="the peer environment's Python (default: .venv-pipelines/bin/python in the repository)",
+    )
+    parser.add_argument(
+        "--auto-cdc-target",
+        choices=("delta", "iceberg"),
+        default="delta",
+        help="the peer's AUTO CDC target format: delta (ours), or iceberg, a stand-in (see auto_cdc.py)",
+    )
+    parser.add_argument(
+        "--adversarial-orders", type=int, default=100, help="orders in the peer's adversarial log (100)"
+    )
     args = parser.parse_args(argv)
     if min(args.events, args.aggregates, args.merge_batch, args.small_rows, args.large_rows) < 1:
         parser.error("every size must be >= 1")
@@ -347,6 +423,7 @@ def run(args, work: Path) -> dict:
     progress("MERGE growth")
     small = measure_merge(spark, settings, "small", args.small_rows, args.merge_batch)
     large = measure_merge(spark, settings, "large", args.large_rows, args.merge_batch)
+    peer = measure_peer(spark, args, settings, work, ours, ours_cold) if args.auto_cdc else {}
     progress("done")
 
     def rate(seconds: float, count: int = args.events) -> float:
@@ -387,6 +464,75 @@ def run(args, work: Path) -> dict:
         "recent_merge_large_within_1_5x_of_small": large["merge_recent"] <= 1.5 * small["merge_recent"],
         "cpu_count": os.cpu_count(),
         "spark_version": spark.version,
+        **peer,
+    }
+
+
+def measure_peer(spark, args, settings: Settings, work: Path, ours: float, ours_cold: float) -> dict:
+    """The AUTO CDC peer on the benchmark's log (timed; its tables checked against ours) and on a small
+    adversarial log (checked against ours run on the same log): the ``auto_cdc_*`` figures."""
+    from cqrs_orders.pipeline.runner import run_once
+
+    progress("AUTO CDC peer: spark-pipelines on the same event log (a new JVM: cold)")
+    peer = run_peer(args.auto_cdc_python, settings.event_log_path, work / "auto-cdc", args.auto_cdc_target)
+    ran = {
+        "auto_cdc_spark_version": peer.spark_version,
+        "auto_cdc_delta": peer.delta,
+        "auto_cdc_target": peer.target,
+        "auto_cdc_ran": peer.error is None,
+        "auto_cdc_process_seconds": round(peer.process_seconds, 2),
+    }
+    if peer.error is not None:  # reported as seen; nothing of it to time or compare
+        progress(f"AUTO CDC peer failed: {peer.error}")
+        return {**ran, "auto_cdc_error": peer.error}
+    progress(f"AUTO CDC peer took {peer.seconds:.1f}s; checking its tables against ours")
+    checked = compare(spark, lambda name: table(settings, name).read(spark), peer.warehouse)
+    # The protocol of the table AUTO CDC wrote (an Iceberg stand-in's is a Delta copy: not asked).
+    protocol = {}
+    if peer.target == "delta":
+        silver_orders = table_protocol(spark, peer_table(peer.warehouse, "silver_orders"))
+        protocol = {
+            "auto_cdc_silver_min_reader_version": silver_orders["min_reader_version"],
+            "auto_cdc_silver_min_writer_version": silver_orders["min_writer_version"],
+            "auto_cdc_silver_table_features": silver_orders["table_features"],
+        }
+
+    progress(f"adversarial log: {args.adversarial_orders} orders, ours and the peer")
+    adversarial = replace(settings, warehouse=work / "adversarial")
+    records = write_adversarial(EventLog(adversarial.event_log_path), args.adversarial_orders)
+    ours_counts = run_once(spark, adversarial)
+    peer_adversarial = run_peer(
+        args.auto_cdc_python, adversarial.event_log_path, work / "auto-cdc-adversarial", args.auto_cdc_target
+    )
+    if peer_adversarial.error is not None:
+        raise RuntimeError(f"the AUTO CDC peer ran the benchmark's log but failed on the adversarial one: "
+                           f"{peer_adversarial.error}")  # fmt: skip
+    hostile = compare(spark, lambda name: table(adversarial, name).read(spark), peer_adversarial.warehouse)
+
+    def silver_equal(figures: dict) -> bool:
+        return all(figures[name]["equal"] for name in COMPARED_TABLES if name.startswith("silver_"))
+
+    rate = round(args.events / peer.seconds, 1)
+    return {
+        **ran,
+        "auto_cdc_seconds": round(peer.seconds, 2),
+        "auto_cdc_events_per_second": rate,
+        "auto_cdc_ratio_to_ours": round(ours / peer.seconds, 2),
+        "auto_cdc_ratio_to_ours_cold": round(ours_cold / peer.seconds, 2),
+        "auto_cdc_silver_equals_ours": silver_equal(checked),
+        "auto_cdc_gold_equals_ours": checked["gold_daily_order_metrics"]["equal"],
+        "auto_cdc_silver_rows": checked["silver_orders"]["rows"],
+        "auto_cdc_bronze_rows": checked["bronze_checked"]["rows"],
+        "auto_cdc_quarantined": checked["bronze_checked"]["quarantined"],
+        **protocol,
+        "auto_cdc_adversarial_records": records,
+        "auto_cdc_adversarial_bronze_rows": hostile["bronze_checked"]["rows"],
+        "auto_cdc_adversarial_quarantined": hostile["bronze_checked"]["quarantined"],
+        "auto_cdc_adversarial_ours_bronze_rows": ours_counts.get("bronze_events"),
+        "auto_cdc_adversarial_ours_quarantined": ours_counts.get("bronze_quarantine"),
+        "auto_cdc_adversarial_silver_rows": hostile["silver_orders"]["rows"],
+        "auto_cdc_adversarial_silver_equals_ours": silver_equal(hostile),
+        "auto_cdc_adversarial_gold_equals_ours": hostile["gold_daily_order_metrics"]["equal"],
     }
 
 

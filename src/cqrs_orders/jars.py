@@ -78,45 +78,49 @@ def cache_dir() -> Path:
     return Path.home() / ".cache" / "cqrs-orders" / "jars" / name
 
 
-def cached_jars() -> list[str] | None:
-    folder = cache_dir()
+def cached_jars(folder: Path | None = None) -> list[str] | None:
+    folder = folder or cache_dir()
     if not (folder / _MARKER).exists():
         return None
     return sorted(str(path) for path in folder.glob("*.jar"))
 
 
-def cached_or_fetched() -> list[str]:
+def cached_or_fetched(coordinates: list[str] | None = None, folder: Path | None = None) -> list[str]:
     """The cached jars, fetched with Maven first when the cache is empty.
+
+    By default the installed pair's (:func:`maven_coordinates`, :func:`cache_dir`); the projection
+    benchmark's AUTO CDC peer names its own, since its environment has no ``delta-spark`` package to derive
+    them from.
 
     One process fetches while the others wait on a lock beside the cache folder and then read what it
     fetched: two Spark sessions starting at once (two test workers, two jobs on one machine) would otherwise
     copy jars over each other, and one could start on a jar the other was still writing."""
-    paths = cached_jars()
+    folder = folder or cache_dir()
+    paths = cached_jars(folder)
     if paths is not None:
         return paths
-    folder = cache_dir()
     folder.parent.mkdir(parents=True, exist_ok=True)
     with open(folder.parent / f"{folder.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, however the process ends
-        paths = cached_jars()
-        return paths if paths is not None else fetch_with_maven()
+        paths = cached_jars(folder)
+        return paths if paths is not None else fetch_with_maven(coordinates, folder)
 
 
-def fetch_with_maven() -> list[str]:
+def fetch_with_maven(coordinates: list[str] | None = None, folder: Path | None = None) -> list[str]:
     """Copy the jars and their dependencies into the cache folder with Maven; return their paths."""
-    folder = cache_dir()
+    coordinates, folder = coordinates or maven_coordinates(), folder or cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
     # A warning, so it shows without logging set up: the first session waits on this for a minute or more.
-    log.warning("Fetching %s with Maven into %s (first run only)", ", ".join(maven_coordinates()), folder)
+    log.warning("Fetching %s with Maven into %s (first run only)", ", ".join(coordinates), folder)
     with tempfile.TemporaryDirectory(prefix="cqrs-jars-") as work:
         out = Path(work)
-        copy_with_maven(maven_coordinates(), out)
+        copy_with_maven(coordinates, out)
         shipped = {_artifact(p.name) for p in (Path(pyspark.__file__).parent / "jars").glob("*.jar")}
         for jar in out.glob("*.jar"):
             if _artifact(jar.name) not in shipped:
                 shutil.copy2(jar, folder / jar.name)
-    (folder / _MARKER).write_text("\n".join(maven_coordinates()) + "\n")
-    return cached_jars() or []
+    (folder / _MARKER).write_text("\n".join(coordinates) + "\n")
+    return cached_jars(folder) or []
 
 
 def copy_with_maven(coordinates: list[str], output: Path) -> None:

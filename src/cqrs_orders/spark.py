@@ -27,7 +27,8 @@ PIPELINE_CONF = {
     "spark.databricks.delta.autoCompact.minFileSize": str(16 * 1024 * 1024),
 }
 
-_LOCAL_CONF = {
+#: What a local session sets on top (also the AUTO CDC peer's, benchmarks/auto_cdc.py, so both run alike).
+LOCAL_CONF = {
     **PIPELINE_CONF,
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
@@ -89,7 +90,7 @@ def _local_session(app_name: str):
         .config("spark.driver.memory", driver_memory())
         .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{log4j}")
     )
-    for key, value in _LOCAL_CONF.items():
+    for key, value in LOCAL_CONF.items():
         builder = builder.config(key, value)
     # The session catalog's folder (Spark's default: ./spark-warehouse, created in whatever directory the
     # command runs from). Nothing of the project lives in that catalog; a private temporary folder keeps

@@ -145,7 +145,9 @@ def _parsed(records: DataFrame, state_checks: StateChecks) -> DataFrame:
         return state_checks[kind](state)
 
     complete = _by_aggregate_type(typed["aggregateType"], state_checks, state_check)
-    return read.select(*read.columns, *header, complete.alias("_state_is_complete"))
+    # The columns named, not asked of the DataFrame: asking analyses the plan, which a declarative
+    # pipeline's query function may not do (the AUTO CDC peer, benchmarks/auto_cdc_pipeline.py, runs this).
+    return read.select(*RECORD_COLUMNS, "_typed", "_is_object", *header, complete.alias("_state_is_complete"))
 
 
 def _header(value_of) -> list[Column]:
