@@ -4,11 +4,13 @@ thread holding the gate, as ``project_batch`` holds it. And one rebuild at a tim
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -154,3 +156,34 @@ def test_a_second_rebuild_is_refused_by_the_lock_before_spark_starts(settings, c
     finally:
         holder.kill()
         holder.wait()
+
+
+def _request_of(checkpoint: str, pid: int) -> None:
+    """A live request, as the process ``pid`` of this machine writes it."""
+    pause._write_lease(checkpoint, pause.REQUEST_FILE)
+    marker = Path(checkpoint) / pause.REQUEST_FILE
+    marker.write_text(json.dumps({**json.loads(marker.read_text()), "pid": pid}))
+
+
+def test_a_request_left_by_a_dead_requester_is_taken_over_under_the_requesters_lock(checkpoint, tmp_path):
+    """Only the holder of the requesters' lock takes a live request over, and only when its process is gone:
+    otherwise the request holds until its lease expires."""
+    lock = str(tmp_path / "checkpoints" / "_rebuild")
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    _request_of(checkpoint, int(gone.stdout))
+    refused = pytest.raises(RebuildError, match="already requested")
+    with refused, pause.paused(checkpoint, timeout=1, requesters_lock=lock):  # the lock not held
+        pytest.fail("must not get here")
+
+    with checkpoint_lock.exclusive(lock), pause.paused(checkpoint, timeout=1, requesters_lock=lock):
+        assert json.loads((Path(checkpoint) / pause.REQUEST_FILE).read_text())["pid"] == os.getpid()
+    assert not pause.is_requested(checkpoint)
+
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        _request_of(checkpoint, alive.pid)
+        with checkpoint_lock.exclusive(lock), refused, pause.paused(checkpoint, 1, requesters_lock=lock):
+            pytest.fail("must not get here")
+    finally:
+        alive.kill()
+        alive.wait()

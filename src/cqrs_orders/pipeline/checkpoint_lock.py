@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 LOCK_FILE = "_cqrs_lock"
 #: Checkpoints this process holds (the CLI takes the lock before Spark starts; the runner takes it again).
 _held: Counter = Counter()
+#: Those of them whose lock the OS granted (not where locks are unsupported: held, but guarding nothing).
+_granted: set[str] = set()
 _guard = threading.Lock()
 
 
@@ -60,18 +62,22 @@ def exclusive(checkpoint: str, busy: str = PROJECTION_BUSY) -> Iterator[None]:
             with _guard:
                 _held[key] -= 1
         return
-    with _locked(folder, busy.replace("{checkpoint}", checkpoint)):
+    with _locked(folder, busy.replace("{checkpoint}", checkpoint)) as granted:
         with _guard:
             _held[key] += 1
+            if granted:
+                _granted.add(key)
         try:
             yield
         finally:
             with _guard:
                 _held[key] -= 1
+                _granted.discard(key)
 
 
 @contextmanager
-def _locked(folder, busy: str) -> Iterator[None]:
+def _locked(folder, busy: str) -> Iterator[bool]:
+    """Hold the folder's lock for the block; yields whether the OS granted it (``False``: unsupported)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_FILE
     descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -87,12 +93,22 @@ def _locked(folder, busy: str) -> Iterator[None]:
             logger.warning(
                 "%s cannot be locked here (%s): not guarding against a second process", path, error
             )
+            granted = False
         else:
             os.ftruncate(descriptor, 0)
             os.pwrite(descriptor, f"pid {os.getpid()}\n".encode(), 0)
-        yield
+            granted = True
+        yield granted
     finally:
         os.close(descriptor)  # releases the lock
+
+
+def holds(checkpoint: str) -> bool:
+    """Whether this process holds the checkpoint's lock, granted by the OS (so no other process of the
+    machines sharing that lock can hold it now)."""
+    key = str(checkpoint_folder(checkpoint).resolve())
+    with _guard:
+        return _held[key] > 0 and key in _granted
 
 
 def held_elsewhere(checkpoint: str) -> bool | None:

@@ -6,7 +6,8 @@ meet (a local folder, or the checkpoints volume both Databricks jobs mount; no l
 FUSE mounts too):
 
 * ``_cqrs_pause_request``, written by the rebuild: a lease, renewed while the rebuild runs, so a rebuild
-  that dies (SIGKILL) leaves a request that expires instead of a projection paused for ever;
+  that dies (SIGKILL) leaves a request that expires instead of a projection paused for ever (and the next
+  rebuild takes it over before then where it can tell the first one died: :func:`paused`);
 * ``_cqrs_paused``, written by the projection once it holds its batches back, and removed when it resumes;
 * ``_cqrs_projection_alive``, renewed by a running projection: how a rebuild knows whether to wait for an
   acknowledgement at all (no projection: nothing to pause).
@@ -22,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -55,9 +57,8 @@ def _read_until(checkpoint: str, name: str) -> float | None:
 
 
 def _write_lease(checkpoint: str, name: str, **fields) -> None:
-    write_marker(
-        checkpoint, name, json.dumps({"pid": os.getpid(), "until": time.time() + LEASE_SECONDS, **fields})
-    )
+    holder = {"pid": os.getpid(), "host": socket.gethostname()}
+    write_marker(checkpoint, name, json.dumps({**holder, "until": time.time() + LEASE_SECONDS, **fields}))
 
 
 def _remove(checkpoint: str, name: str) -> None:
@@ -157,18 +158,25 @@ class _Watcher:
 
 
 @contextmanager
-def paused(checkpoint: str, timeout: float) -> Iterator[bool]:
+def paused(checkpoint: str, timeout: float, requesters_lock: str | None = None) -> Iterator[bool]:
     """Ask the projection on ``checkpoint`` to pause; yield once it has (``True``), or at once when no
     projection is running (``False``: a projection starting meanwhile pauses before its first batch). The
     request is renewed while the block runs and withdrawn when it ends, which resumes the projection.
 
+    A request already live is refused, unless its requester is known dead (:func:`_dead_requester`, given
+    ``requesters_lock``, the lock every requester holds while its request lives): then it is taken over, so
+    a rebuild run again right after one was killed does not wait out the lease.
+
     :class:`~cqrs_orders.errors.RebuildError` when a running projection does not acknowledge within
     ``timeout`` seconds (the request is withdrawn)."""
     if is_requested(checkpoint):
-        raise RebuildError(
-            f"A pause of the projection on {checkpoint} is already requested (another rebuild or rollback "
-            f"is running); wait for it, or for its request to expire within {LEASE_SECONDS:g} s."
-        )
+        dead = _dead_requester(checkpoint, requesters_lock)
+        if dead is None:
+            raise RebuildError(
+                f"A pause of the projection on {checkpoint} is already requested (another rebuild or "
+                f"rollback is running); wait for it, or for its request to expire within {LEASE_SECONDS:g} s."
+            )
+        logger.warning("taking over the pause request left by process %d, which is gone", dead)
     _remove(checkpoint, PAUSED_FILE)  # an acknowledgement left by a killed projection answers nothing
     _write_lease(checkpoint, REQUEST_FILE)
     try:
@@ -180,6 +188,30 @@ def paused(checkpoint: str, timeout: float) -> Iterator[bool]:
             yield alive
     finally:
         _remove(checkpoint, REQUEST_FILE)
+
+
+def _dead_requester(checkpoint: str, requesters_lock: str | None) -> int | None:
+    """The pid of the process whose request is on ``checkpoint``, if it certainly died: this process holds
+    ``requesters_lock`` from the OS (no live requester sharing that lock can), and the request was written on
+    this machine by a pid no process has now. Both, because a file system may grant locks it does not share
+    between machines (a volume's FUSE mount), and a pid means nothing on another machine. ``None`` otherwise:
+    the request then holds until its lease expires."""
+    if requesters_lock is None or not checkpoint_lock.holds(requesters_lock):
+        return None
+    try:
+        request = json.loads((checkpoint_folder(checkpoint) / REQUEST_FILE).read_text())
+        pid, host = int(request["pid"]), request["host"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if host != socket.gethostname() or pid == os.getpid():
+        return None
+    try:
+        os.kill(pid, 0)  # no signal sent: only whether the process exists
+    except ProcessLookupError:
+        return pid
+    except OSError:
+        return None  # it exists (another user's)
+    return None
 
 
 def _renew(done: threading.Event, checkpoint: str) -> None:

@@ -35,15 +35,26 @@ sees that point later than usual (no new event is projected until the publish is
 :func:`rollback` restores every table of the newest rebuild not yet rolled back to the version recorded
 before its publish (Delta ``RESTORE``, possible while the old files are kept: the tables' retention, 7 days
 unless ``maintain --retain-hours`` was given more), then re-applies the events bronze received since, with
-the stream's own MERGE, so nothing projected after the rebuild is lost.
+the stream's own MERGE, so nothing projected after the rebuild is lost. It restores every table or none
+(:func:`_restore_all`): a VACUUM deletes the old files but keeps the log, so a version whose files are gone
+still looks restorable until its RESTORE fails, and one table restored without the others (an emptied
+table back, say) is worse than none.
+
+A rebuild killed during its publish (step 4) leaves some tables on the new generation and its "started"
+record without a "published" one: ``rebuild`` again publishes a generation equal to bronze, and
+``rollback`` restores the versions of that "started" record. Its pause request's lease outlives it by up to
+:data:`~.pause.LEASE_SECONDS`; the next rebuild takes the request over at once where it can tell the first
+one died (:func:`.pause.paused`).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
@@ -87,8 +98,11 @@ def one_at_a_time(settings: Settings) -> Iterator[None]:
 
 @contextmanager
 def projection_held(spark, settings: Settings, pause_timeout: float) -> Iterator[None]:
-    """Nothing writes silver in the block, and bronze holds every batch silver holds (steps 1 and 5)."""
-    with pause.paused(settings.checkpoint(CHECKPOINT), pause_timeout) as running:
+    """Nothing writes silver in the block, and bronze holds every batch silver holds (steps 1 and 5). Every
+    pause request is made under the rebuilds' lock, so a live one found while holding it was left by a
+    rebuild or rollback that died, and is taken over."""
+    checkpoint, lock = settings.checkpoint(CHECKPOINT), settings.checkpoint(LOCK_FOLDER)
+    with pause.paused(checkpoint, pause_timeout, requesters_lock=lock) as running:
         if running:
             logger.info("the projection is paused")
         else:
@@ -165,8 +179,7 @@ def rollback(spark, settings: Settings, pause_timeout: float = DEFAULT_PAUSE_TIM
         rebuild_id, bronze_version, previous, since = _last_rebuild(spark, settings)
         _refuse_after_erasure(spark, settings, since)
         logger.info("rolling back rebuild %s: restoring %s", rebuild_id, previous)
-        for name, version in previous.items():
-            _restore(spark, settings, name, version)
+        _restore_all(spark, settings, previous)
         caught_up = _reapply_since(spark, settings, since - CLOCK_MARGIN, rebuild_id)
         _refresh_gold(spark, settings)
         restored = _versions(spark, settings)
@@ -232,14 +245,88 @@ def _refuse_after_erasure(spark, settings: Settings, since: datetime) -> None:
         )
 
 
+def _restore_all(spark, settings: Settings, versions: dict[str, int]) -> None:
+    """Restore each table to its version in ``versions``, or leave every table as it is.
+
+    Delta has no transaction across tables, and its RESTORE fails only once it meets the version's missing
+    files (a VACUUM keeps the log, so the version still looks restorable). So first each version is read
+    through every one of its data files (:func:`_check_restorable`): no table is touched unless every one
+    can be restored. Then the tables are restored side by side (independent tables; the projection waits
+    meanwhile). A restore that fails anyway (a VACUUM in between, conflicts past the retries) is rolled
+    forward: the tables restored are returned to their versions of before the rollback, whose files the
+    rollback has only just removed."""
+    rank = {name: place for place, name in enumerate(PUBLISHED)}
+    ordered = sorted(versions.items(), key=lambda item: rank.get(item[0], len(rank)))  # as published
+    _check_restorable(spark, settings, ordered)
+    before = {name: table(settings, name).version(spark) for name, _ in ordered}
+
+    with ThreadPoolExecutor(max_workers=len(ordered) or 1, thread_name_prefix="restore") as pool:
+        running = {name: pool.submit(_restore, spark, settings, name, version) for name, version in ordered}
+    failures = {name: future.exception() for name, future in running.items()}
+    failed = [failure for failure in failures.values() if failure is not None]
+    if failed:
+        done = {name: before[name] for name, failure in failures.items() if failure is None}
+        _roll_forward(spark, settings, done, failed[0])
+
+
+def _check_restorable(spark, settings: Settings, versions: list[tuple[str, int]]) -> None:
+    """:class:`~cqrs_orders.errors.RebuildError` naming the tables whose version has a data file missing.
+    Each version is read whole (its files' paths into Spark's ``noop`` sink, side by side: a count Delta
+    would answer from its log), which opens every file; a file VACUUMed since fails the read."""
+
+    def missing(item: tuple[str, int]) -> str | None:
+        name, version = item
+        paths = table(settings, name).read(spark, versionAsOf=str(version)).select("_metadata.file_path")
+        try:
+            paths.write.format("noop").mode("overwrite").save()
+        except Exception as error:  # the JVM's error, unwrapped: FAILED_READ_FILE.FILE_NOT_EXIST
+            return f"{name} cannot be restored to version {version} ({_reason(error)})"
+        return None
+
+    with ThreadPoolExecutor(max_workers=len(versions) or 1, thread_name_prefix="restorable") as pool:
+        refused = [found for found in pool.map(missing, versions) if found]
+    if refused:
+        raise RebuildError(
+            f"{'; '.join(refused)}. Their files are past the retention (VACUUMed); run `cqrs-orders "
+            "rebuild` again instead. Nothing was restored."
+        )
+
+
 def _restore(spark, settings: Settings, name: str, version: int) -> None:
     try:
         retry_on_conflict(lambda: table(settings, name).delta(spark).restoreToVersion(version), name)
     except Exception as error:  # Delta raises its JVM errors unwrapped; the files may be VACUUMed
         raise RebuildError(
-            f"{name} cannot be restored to version {version}: {str(error).splitlines()[0]}. Its files may be "
-            "past the retention (VACUUMed); run `cqrs-orders rebuild` again instead."
+            f"{name} cannot be restored to version {version}: {_reason(error)}. Its files may be past the "
+            "retention (VACUUMed); run `cqrs-orders rebuild` again instead."
         ) from None
+
+
+def _roll_forward(spark, settings: Settings, versions: dict[str, int], failure: RebuildError) -> None:
+    """Return the tables already restored to ``versions`` (theirs before the rollback), then raise
+    ``failure`` saying so; if one of them cannot be returned either, say which tables are left restored."""
+    if not versions:
+        raise failure
+    left = list(versions)
+    for name, version in versions.items():
+        try:
+            _restore(spark, settings, name, version)
+        except RebuildError:
+            logger.exception("%s could not be returned to version %d", name, version)
+            raise RebuildError(
+                f"{failure} The rollback stopped half-way: {', '.join(left)} could not be returned to their "
+                "versions before it; run `cqrs-orders rebuild` again."
+            ) from None
+        left.remove(name)
+    raise RebuildError(f"{failure} The tables restored beside it are back as they were.") from None
+
+
+def _reason(error: Exception) -> str:
+    """The first line of a JVM error that says something (Py4J's first names only the method called),
+    without the Java class."""
+    lines = [line.strip(" :") for line in str(error).splitlines() if line.strip(" :")]
+    lines = [line for line in lines if not line.startswith("An error occurred while calling")] or ["?"]
+    return re.sub(r"^[\w.$]+(Exception|Error): ", "", lines[0])[:300]
 
 
 def _reapply_since(spark, settings: Settings, since: datetime, rebuild_id: str) -> int:
