@@ -34,10 +34,7 @@ import json
 import os
 import random
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -45,12 +42,12 @@ import time
 from pathlib import Path
 
 import httpx
+from api import start_server, stop_server  # the API benchmark's: serve on a free loopback port
 from projection import progress, write_rounds
 
 from cqrs_orders.adapters.event_log import SEGMENT_RECORDS, EventLog
 from cqrs_orders.config import Settings
 
-CLI = [sys.executable, "-m", "cqrs_orders.cli"]
 PHASES = ("idle", "catch_up", "rebuild")
 #: Reads before the idle phase, not counted: the server's first reads open the tables and fill its caches.
 WARM_UP_SECONDS = 5.0
@@ -98,38 +95,6 @@ class Readers:
             "p99_ms": round(p99 * 1000, 2),
             "max_ms": round(seconds[-1] * 1000, 2),
         }
-
-
-def start_server(warehouse: Path, log_file) -> tuple[subprocess.Popen, str]:
-    """``cqrs-orders serve`` on a free loopback port, once it answers."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    scrub = ("CQRS_CATALOG", "CQRS_SCHEMA", "CQRS_WRITE_STORE", "CQRS_SQL_WAREHOUSE_ID", "CQRS_WAREHOUSE")
-    env = {key: value for key, value in os.environ.items() if key not in scrub}
-    process = subprocess.Popen(
-        [*CLI, "serve", "--warehouse", str(warehouse), "--port", str(port)],
-        stdout=log_file, stderr=subprocess.STDOUT, env=env,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(f"{url}/openapi.json", timeout=2).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            time.sleep(0.1)
-    process.kill()
-    raise SystemExit(f"cqrs-orders serve did not start (exit code {process.poll()}); see {log_file.name}")
-
-
-def stop_server(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def timed(action) -> tuple[float, object]:
